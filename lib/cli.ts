@@ -1,0 +1,234 @@
+/**
+ * What every command shares: flag parsing that refuses unknown flags, `--help`, `--json`,
+ * progress on stderr, secret redaction, and the documented exit codes. Scripts in scripts/
+ * declare a `Command` and call `runCommand`; their logic lives in typed modules under lib/.
+ */
+import { minimist } from "zx";
+import { SpecError } from "./spec/load.js";
+
+/** Exit codes of every command (README: Exit codes). */
+export const EXIT = {
+  /** Done; or, for checks, nothing found. */
+  OK: 0,
+  /** The command ran and found a problem (drift, a failed check, a threshold, a failed drill). */
+  PROBLEM: 1,
+  /** The command could not run: bad input, a server unreachable, a tool missing. Nothing was changed. */
+  ERROR: 2,
+  /** Another run holds this environment's lock. Nothing was changed. */
+  BUSY: 3,
+  /** Unknown flag or bad arguments. Nothing was changed. */
+  USAGE: 64,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** An error meant for the operator: what is wrong, with which value, and what to do. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly code: ExitCode = EXIT.ERROR,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+// ---- secrets ---------------------------------------------------------------------------------
+
+const secrets = new Set<string>();
+
+/** Remembers a secret so that no message or log line of this process ever prints it. */
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 6) secrets.add(value);
+}
+
+/** Replaces every registered secret (and URL passwords) in text with `***`. */
+export function redact(text: string): string {
+  let out = text;
+  for (const secret of secrets) out = out.split(secret).join("***");
+  for (const secret of secrets) out = out.split(encodeURIComponent(secret)).join("***");
+  return out.replace(/(\b(?:postgres(?:ql)?|rediss?):\/\/[^:/@\s]*:)[^@\s]+@/g, "$1***@");
+}
+
+// ---- commands --------------------------------------------------------------------------------
+
+export interface FlagSpec {
+  type: "string" | "boolean";
+  /** One line for --help. */
+  help: string;
+  default?: string | boolean;
+  /** For string flags that take a fixed set of values. */
+  choices?: readonly string[];
+}
+
+export interface CommandContext<F extends Record<string, FlagSpec>> {
+  flags: { [K in keyof F]: F[K]["type"] extends "boolean" ? boolean : string | undefined };
+  /** Positional arguments. */
+  args: string[];
+  json: boolean;
+  /** A line for people, on stderr (stdout stays clean for --json). */
+  log(message: string): void;
+  /** A progress line on stderr; rewritten in place on a terminal. */
+  progress(message: string): void;
+  /** Parses an integer flag, refusing anything outside [min, max]. */
+  intFlag(name: keyof F & string, fallback: number, min: number, max: number): number;
+}
+
+export interface CommandResult {
+  /** Default: OK. */
+  code?: ExitCode;
+  /** What --json prints. */
+  data: unknown;
+  /** What people read; default: the JSON, indented. */
+  human?: string;
+  /** The output holds secrets on purpose (--show-secrets, env:ci variables): do not redact stdout. */
+  revealSecrets?: boolean;
+}
+
+export interface Command<F extends Record<string, FlagSpec>> {
+  /** npm script name, e.g. `up`. */
+  name: string;
+  summary: string;
+  /** Usage line after `npm run NAME --`. */
+  usage: string;
+  flags: F;
+  /** Words accepted as positional arguments (e.g. `up|down|status`); none when absent. */
+  positional?: { min: number; max: number };
+  /** Extra help text (examples, exit codes). */
+  details?: string;
+  run(ctx: CommandContext<F>): Promise<CommandResult>;
+}
+
+const COMMON_FLAGS = {
+  json: { type: "boolean", help: "print one JSON document on stdout (progress stays on stderr)" },
+  help: { type: "boolean", help: "show this help" },
+} satisfies Record<string, FlagSpec>;
+
+const EXIT_HELP = `Exit codes: 0 ok, 1 problem found, 2 could not run (nothing changed), 3 environment busy (locked), 64 bad usage.`;
+
+/** Help text of a command, generated from its flag table. */
+export function helpText<F extends Record<string, FlagSpec>>(command: Command<F>): string {
+  const flags = { ...command.flags, ...COMMON_FLAGS } as Record<string, FlagSpec>;
+  const rows = Object.entries(flags).map(([name, f]) => {
+    const arg = f.type === "string" ? ` ${f.choices ? f.choices.join("|") : name.toUpperCase()}` : "";
+    const def = f.default !== undefined && f.type === "string" ? ` (default: ${f.default})` : "";
+    return `  --${name}${arg}`.padEnd(34) + f.help + def;
+  });
+  return [`${command.summary}`, "", `Usage: npm run ${command.name} -- ${command.usage}`, "", "Options:", ...rows, "", ...(command.details ? [command.details, ""] : []), EXIT_HELP].join("\n");
+}
+
+/** Parses argv, runs the command, prints its result and exits with its code. Never returns. */
+export async function runCommand<F extends Record<string, FlagSpec>>(command: Command<F>, argv = process.argv.slice(2)): Promise<never> {
+  const wantsJson = argv.includes("--json");
+  const code = await executeCommand(command, argv, wantsJson);
+  // Let stdout drain before exiting (large --json documents into a pipe).
+  await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+  process.exit(code);
+}
+
+/** Parses and runs a command, printing its output; returns the exit code (tests call this). */
+export async function executeCommand<F extends Record<string, FlagSpec>>(command: Command<F>, argv: string[], wantsJson = argv.includes("--json")): Promise<ExitCode> {
+  const isTty = process.stderr.isTTY === true;
+  let progressShown = false;
+  const log = (message: string) => {
+    if (progressShown && isTty) process.stderr.write("\r\x1b[K");
+    progressShown = false;
+    process.stderr.write(redact(message) + "\n");
+  };
+  try {
+    const { flags, args } = parseFlags(command, argv);
+    if (flags.help) {
+      process.stdout.write(helpText(command) + "\n");
+      return EXIT.OK;
+    }
+    const json = flags.json === true;
+    const ctx: CommandContext<F> = {
+      flags: flags as CommandContext<F>["flags"],
+      args,
+      json,
+      log,
+      progress(message) {
+        if (isTty) {
+          process.stderr.write(`\r\x1b[K${redact(message)}`);
+          progressShown = true;
+        } else {
+          process.stderr.write(redact(message) + "\n");
+        }
+      },
+      intFlag(name, fallback, min, max) {
+        const raw = (flags as Record<string, unknown>)[name];
+        if (raw === undefined || raw === "") return fallback;
+        const value = Number(raw);
+        if (!Number.isInteger(value) || value < min || value > max) {
+          throw new CliError(`--${name} ${JSON.stringify(raw)}: expected a whole number from ${min} to ${max}`, EXIT.USAGE);
+        }
+        return value;
+      },
+    };
+    const result = await command.run(ctx);
+    if (progressShown && isTty) process.stderr.write("\r\x1b[K");
+    const out = json ? JSON.stringify(result.data, null, 2) : (result.human ?? JSON.stringify(result.data, null, 2));
+    process.stdout.write((result.revealSecrets ? out : redact(out)) + "\n");
+    return result.code ?? EXIT.OK;
+  } catch (error) {
+    if (progressShown && isTty) process.stderr.write("\r\x1b[K");
+    const { message, code, hint } = describeError(error);
+    if (wantsJson) {
+      process.stdout.write(JSON.stringify({ ok: false, error: { message: redact(message), exitCode: code, ...(hint ? { hint: redact(hint) } : {}) } }, null, 2) + "\n");
+    }
+    process.stderr.write(`${command.name}: error: ${redact(message)}\n${hint ? `  hint: ${redact(hint)}\n` : ""}`);
+    if (process.env.CPI_DEBUG && error instanceof Error && error.stack) process.stderr.write(redact(error.stack) + "\n");
+    return code;
+  }
+}
+
+function describeError(error: unknown): { message: string; code: ExitCode; hint?: string } {
+  if (error instanceof CliError) return { message: error.message, code: error.code, hint: error.hint };
+  if (error instanceof SpecError) return { message: error.message, code: EXIT.ERROR, hint: "fix the stack file; nothing was started or changed" };
+  const e = error as NodeJS.ErrnoException & { code?: string };
+  if (e && typeof e === "object" && "code" in e && (e.code === "ECONNREFUSED" || e.code === "ETIMEDOUT")) {
+    return { message: `could not connect: ${e.message}`, code: EXIT.ERROR, hint: "is the environment up? (npm run status)" };
+  }
+  return { message: e instanceof Error ? e.message : String(e), code: EXIT.ERROR };
+}
+
+/** Flag parsing with minimist, refusing unknown flags and values outside a flag's choices. */
+export function parseFlags<F extends Record<string, FlagSpec>>(command: Command<F>, argv: string[]): { flags: Record<string, unknown>; args: string[] } {
+  const all = { ...command.flags, ...COMMON_FLAGS } as Record<string, FlagSpec>;
+  const unknown: string[] = [];
+  const parsed = minimist(argv, {
+    string: Object.keys(all).filter((k) => all[k]!.type === "string"),
+    boolean: Object.keys(all).filter((k) => all[k]!.type === "boolean"),
+    default: Object.fromEntries(Object.entries(all).filter(([, f]) => f.default !== undefined).map(([k, f]) => [k, f.default])),
+    unknown: (arg: string) => {
+      if (arg.startsWith("-")) unknown.push(arg);
+      return !arg.startsWith("-");
+    },
+  });
+  if (unknown.length) {
+    throw new CliError(`unknown option ${unknown.join(", ")}`, EXIT.USAGE, `see: npm run ${command.name} -- --help`);
+  }
+  for (const [name, flag] of Object.entries(all)) {
+    const value = parsed[name];
+    if (flag.type === "string" && Array.isArray(value)) throw new CliError(`--${name} was given more than once`, EXIT.USAGE);
+    if (flag.type === "string" && value === "" && argv.some((a) => a === `--${name}`)) {
+      throw new CliError(`--${name} needs a value`, EXIT.USAGE, `see: npm run ${command.name} -- --help`);
+    }
+    if (flag.choices && typeof value === "string" && value !== "" && !flag.choices.includes(value)) {
+      throw new CliError(`--${name} ${JSON.stringify(value)}: expected one of ${flag.choices.join(", ")}`, EXIT.USAGE);
+    }
+  }
+  const args = parsed._.map(String);
+  const { min, max } = command.positional ?? { min: 0, max: 0 };
+  if (!parsed.help && (args.length < min || args.length > max)) {
+    throw new CliError(
+      args.length > max ? `unexpected argument ${JSON.stringify(args[max])}` : `missing argument`,
+      EXIT.USAGE,
+      `usage: npm run ${command.name} -- ${command.usage}`,
+    );
+  }
+  return { flags: parsed, args };
+}
+
+/** The `--env` flag every environment command takes. */
+export const ENV_FLAG = { type: "string", help: "environment: a Pulumi.<env>.yaml stack or an ephemeral id", default: "dev" } as const satisfies FlagSpec;

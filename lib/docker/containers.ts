@@ -1,0 +1,161 @@
+/**
+ * What the PostgreSQL and Redis containers run, derived from the spec: command, environment,
+ * files, healthcheck and published ports. The Docker Pulumi component (stacks/docker-data-stack.ts),
+ * the container tests and `env:ci --engine docker` all use these functions, so a container
+ * started by any of them runs exactly the same thing.
+ */
+import type { Spec } from "../spec/schema.js";
+import { postgresArgs, redisArgs } from "../spec/render.js";
+import { parsePgSize } from "../spec/units.js";
+import { bootstrapSql, type RolePasswords } from "../db/roles.js";
+
+/** Port PostgreSQL listens on inside its container. */
+export const POSTGRES_CONTAINER_PORT = 5432;
+/** Port Redis listens on inside its container. */
+export const REDIS_CONTAINER_PORT = 6379;
+/** Where PostgreSQL keeps its data (the official image's PGDATA). */
+export const POSTGRES_DATA_PATH = "/var/lib/postgresql/data";
+/** Where Redis keeps dump.rdb and appendonlydir. */
+export const REDIS_DATA_PATH = "/data";
+/** The password file that the postgres image's entrypoint reads (POSTGRES_PASSWORD_FILE). */
+export const POSTGRES_PASSWORD_PATH = "/run/secrets/postgres-password";
+/** The init script that creates the least-privilege roles (lib/db/roles.ts) on first start. */
+export const POSTGRES_ROLES_SCRIPT_PATH = "/docker-entrypoint-initdb.d/10-roles.sql";
+/** The superuser the image's entrypoint creates; the toolkit's admin connection. */
+export const POSTGRES_SUPERUSER = "postgres";
+/** Redis's config file inside the container: it holds the passwords, so they are not in argv. */
+export const REDIS_CONF_PATH = "/usr/local/etc/redis/redis.conf";
+
+/** A file to place in the container before it starts. */
+export interface ContainerFile {
+  path: string;
+  content: string;
+  /** Octal mode. */
+  mode: number;
+  /** The content is a secret (Pulumi wraps it with pulumi.secret). */
+  secret: boolean;
+}
+
+/** One container's definition, independent of the tool that starts it. */
+export interface ContainerDefinition {
+  name: string;
+  image: string;
+  /** Arguments after the image's entrypoint. */
+  command: string[];
+  /** Environment variables; none holds a password except REDISCLI_AUTH, read by redis-cli. */
+  env: Record<string, string>;
+  files: ContainerFile[];
+  healthcheck: { test: string[]; intervalSeconds: number; timeoutSeconds: number; retries: number; startPeriodSeconds: number };
+  /** Container port → host port, published on 127.0.0.1 only. */
+  ports: { internal: number; external: number; hostIp: "127.0.0.1" }[];
+  /** Named volume mount point. */
+  dataPath: string;
+  shmSizeBytes?: number;
+  labels: Record<string, string>;
+}
+
+export interface ContainerSecrets {
+  /** Password of the PostgreSQL superuser the image's entrypoint creates (POSTGRES_USER=postgres). */
+  postgresPassword: string;
+  /** Passwords of the owner, app and read-only roles. */
+  roles: RolePasswords;
+  /** Password of Redis's default user (the toolkit's admin connection). */
+  redisPassword: string;
+  /** Password of Redis's application ACL user. */
+  redisAppPassword: string;
+}
+
+/** Name of a container or volume: `<namePrefix>-<what>` (guide: crypto-prediction-postgres). */
+export function resourceName(spec: Spec, what: string): string {
+  return `${spec.namePrefix}-${what}`;
+}
+
+/** Labels on every Docker resource: env and spec hash, for drift review. */
+export function dockerLabels(spec: Spec, specHashValue: string): Record<string, string> {
+  return {
+    "crypto-prediction-infra.env": spec.env,
+    "crypto-prediction-infra.spec-hash": specHashValue,
+  };
+}
+
+/**
+ * The PostgreSQL container. The image's entrypoint creates the superuser and POSTGRES_DB, then
+ * runs the roles script: the schema owner (crypto_user), the app and the read-only role. The
+ * healthcheck uses TCP: the unix socket answers while the init-time server runs.
+ */
+export function postgresContainer(spec: Spec, secrets: Pick<ContainerSecrets, "postgresPassword" | "roles">, specHashValue: string): ContainerDefinition {
+  const pg = spec.postgres;
+  return {
+    name: resourceName(spec, "postgres"),
+    image: spec.images.postgres,
+    command: ["postgres", ...postgresArgs(spec)],
+    env: {
+      POSTGRES_USER: POSTGRES_SUPERUSER,
+      POSTGRES_DB: pg.database,
+      POSTGRES_PASSWORD_FILE: POSTGRES_PASSWORD_PATH,
+      POSTGRES_INITDB_ARGS: "--auth-host=scram-sha-256 --auth-local=scram-sha-256",
+      PGDATA: POSTGRES_DATA_PATH,
+    },
+    files: [
+      { path: POSTGRES_PASSWORD_PATH, content: secrets.postgresPassword, mode: 0o444, secret: true },
+      { path: POSTGRES_ROLES_SCRIPT_PATH, content: bootstrapSql(spec, secrets.roles), mode: 0o444, secret: true },
+    ],
+    healthcheck: {
+      test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", String(POSTGRES_CONTAINER_PORT), "-U", pg.user, "-d", pg.database],
+      intervalSeconds: 1,
+      timeoutSeconds: 3,
+      retries: 30,
+      startPeriodSeconds: 2,
+    },
+    ports: [{ internal: POSTGRES_CONTAINER_PORT, external: pg.port, hostIp: "127.0.0.1" }],
+    dataPath: POSTGRES_DATA_PATH,
+    shmSizeBytes: parsePgSize(spec.docker.shmSize),
+    labels: dockerLabels(spec, specHashValue),
+  };
+}
+
+/** Non-secret server lines of the container's redis.conf. */
+export function redisContainerConf(spec: Spec, secrets: ContainerSecrets): string {
+  return [
+    `port ${REDIS_CONTAINER_PORT}`,
+    `dir ${REDIS_DATA_PATH}`,
+    `protected-mode yes`,
+    ...redisAclLines(spec, secrets.redisPassword, secrets.redisAppPassword),
+  ].join("\n").concat("\n");
+}
+
+/**
+ * ACL lines: the default user (the toolkit's admin connection) keeps every command; the
+ * application user cannot run dangerous commands (FLUSHALL, CONFIG, KEYS, DEBUG, SHUTDOWN…).
+ */
+export function redisAclLines(spec: Spec, adminPassword: string, appPassword: string): string[] {
+  return [
+    `user default on >${adminPassword} ~* &* +@all`,
+    `user ${spec.redis.appUser} on >${appPassword} ~* &* +@all -@dangerous -@admin -keys -flushall -flushdb -config -debug -shutdown -script`,
+  ];
+}
+
+/**
+ * The Redis container: `redis-server <conf> --<setting> …`. The passwords live in the conf file;
+ * the spec's settings are arguments, so `docker inspect` shows the tuning. REDISCLI_AUTH lets the
+ * healthcheck's redis-cli authenticate without a password in argv.
+ */
+export function redisContainer(spec: Spec, secrets: ContainerSecrets, specHashValue: string): ContainerDefinition {
+  return {
+    name: resourceName(spec, "redis"),
+    image: spec.images.redis,
+    command: ["redis-server", REDIS_CONF_PATH, ...redisArgs(spec)],
+    env: { REDISCLI_AUTH: secrets.redisPassword },
+    files: [{ path: REDIS_CONF_PATH, content: redisContainerConf(spec, secrets), mode: 0o644, secret: true }],
+    healthcheck: {
+      test: ["CMD-SHELL", `redis-cli -p ${REDIS_CONTAINER_PORT} ping | grep -q PONG`],
+      intervalSeconds: 1,
+      timeoutSeconds: 3,
+      retries: 30,
+      startPeriodSeconds: 1,
+    },
+    ports: [{ internal: REDIS_CONTAINER_PORT, external: spec.redis.port, hostIp: "127.0.0.1" }],
+    dataPath: REDIS_DATA_PATH,
+    labels: dockerLabels(spec, specHashValue),
+  };
+}

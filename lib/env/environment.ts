@@ -1,0 +1,139 @@
+/**
+ * A local environment as the scripts see it: its record (what runs it, where), its spec, its
+ * credentials, and connection URLs per role. Commands never assemble a URL by hand: they ask the
+ * environment (testcontainers' "Started…" objects work the same way).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import type { ClientConfig } from "pg";
+import type { RedisOptions } from "ioredis";
+import { z } from "zod";
+import { CliError, EXIT } from "../cli.js";
+import { writeFileAtomic } from "../fs.js";
+import { listEnvironments, loadSpec } from "../spec/load.js";
+import type { Spec } from "../spec/schema.js";
+import { readCredentials, type Credentials } from "./credentials.js";
+import { envPaths, isEphemeralId, type EnvPaths } from "./paths.js";
+
+/** PostgreSQL roles: superuser (toolkit admin), schema owner (migrations), application, read-only. */
+export type PostgresRole = "admin" | "owner" | "app" | "readonly";
+/** Redis users: default (toolkit admin) and the application's ACL user. */
+export type RedisRole = "admin" | "app";
+
+const recordSchema = z.object({
+  env: z.string(),
+  engine: z.enum(["embedded", "docker"]),
+  ephemeral: z.boolean(),
+  /** The stack file whose spec this environment runs. */
+  baseEnv: z.string(),
+  /** Merged over the stack file's values (ephemeral environments: free ports, own names). */
+  specOverrides: z.record(z.string(), z.unknown()).default({}),
+  createdAt: z.string(),
+  docker: z
+    .object({
+      containers: z.object({ postgres: z.string(), redis: z.string() }),
+      volumes: z.array(z.string()),
+      network: z.string().optional(),
+    })
+    .optional(),
+});
+export type EnvironmentRecord = z.infer<typeof recordSchema>;
+
+export function writeRecord(paths: EnvPaths, record: EnvironmentRecord): void {
+  writeFileAtomic(paths.record, JSON.stringify(record, null, 2) + "\n", 0o600);
+}
+
+export function readRecord(env: string): EnvironmentRecord | undefined {
+  const paths = envPaths(env);
+  if (!existsSync(paths.record)) return undefined;
+  try {
+    return recordSchema.parse(JSON.parse(readFileSync(paths.record, "utf8")));
+  } catch (error) {
+    throw new CliError(`state file ${paths.record} is corrupt: ${(error as Error).message.split("\n")[0]}`, EXIT.ERROR, `if the data is expendable: npm run down -- --env ${env} --destroy --yes`);
+  }
+}
+
+/** The spec an environment runs: its stack file, plus its recorded overrides. */
+export function specOf(env: string, record = readRecord(env)): Spec {
+  if (record) return { ...loadSpec(record.baseEnv, { overrides: record.specOverrides }), env };
+  if (isEphemeralId(env)) {
+    throw new CliError(`ephemeral environment '${env}' does not exist (it was removed, or never made)`, EXIT.ERROR, "list local environments: npm run status -- --all");
+  }
+  return loadSpec(env);
+}
+
+/** Connection URLs and client options of an environment, per role. */
+export class EnvironmentConnections {
+  constructor(
+    readonly spec: Spec,
+    readonly credentials: Credentials,
+    readonly host = "127.0.0.1",
+  ) {}
+
+  private postgresLogin(role: PostgresRole): { user: string; password: string } {
+    const { postgres: pg } = this.credentials;
+    switch (role) {
+      case "admin":
+        return { user: pg.superuser, password: pg.superuserPassword };
+      case "owner":
+        return { user: this.spec.postgres.user, password: pg.ownerPassword };
+      case "app":
+        return { user: this.spec.postgres.appUser, password: pg.appPassword };
+      case "readonly":
+        return { user: this.spec.postgres.readonlyUser, password: pg.readonlyPassword };
+    }
+  }
+
+  /** node-postgres options for a role (default database: the spec's). */
+  postgresConfig(role: PostgresRole, database = this.spec.postgres.database): ClientConfig {
+    return { host: this.host, port: this.spec.postgres.port, database, ...this.postgresLogin(role), connectionTimeoutMillis: 10_000 };
+  }
+
+  /** postgresql:// URL for a role. */
+  postgresUrl(role: PostgresRole, database = this.spec.postgres.database): string {
+    const { user, password } = this.postgresLogin(role);
+    return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${this.host}:${this.spec.postgres.port}/${database}`;
+  }
+
+  private redisLogin(role: RedisRole): { username: string; password: string } {
+    return role === "admin"
+      ? { username: "default", password: this.credentials.redis.adminPassword }
+      : { username: this.spec.redis.appUser, password: this.credentials.redis.appPassword };
+  }
+
+  /** ioredis options for a role. */
+  redisOptions(role: RedisRole): RedisOptions {
+    return { host: this.host, port: this.spec.redis.port, db: this.spec.redis.db, ...this.redisLogin(role), connectTimeout: 10_000 };
+  }
+
+  /** redis:// URL for a role. */
+  redisUrl(role: RedisRole): string {
+    const { username, password } = this.redisLogin(role);
+    return `redis://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${this.host}:${this.spec.redis.port}/${this.spec.redis.db}`;
+  }
+}
+
+/** An existing local environment, opened from its state (it need not be running). */
+export interface OpenedEnvironment {
+  env: string;
+  record: EnvironmentRecord;
+  spec: Spec;
+  paths: EnvPaths;
+  connections: EnvironmentConnections;
+}
+
+/** Opens an environment made by `up` or `env:ci`; fails clearly when there is none. */
+export function openEnvironment(env: string): OpenedEnvironment {
+  const record = readRecord(env);
+  if (!record) {
+    const known = isEphemeralId(env) ? [] : listEnvironments();
+    throw new CliError(
+      `environment '${env}' has no local state (it was never brought up here${known.includes(env) ? "" : `, and there is no Pulumi.${env}.yaml`})`,
+      EXIT.ERROR,
+      known.includes(env) ? `bring it up: npm run up -- --env ${env}` : `known environments: ${known.join(", ")}`,
+    );
+  }
+  const paths = envPaths(env);
+  const spec = specOf(env, record);
+  const credentials = readCredentials(paths.credentials, env);
+  return { env, record, spec, paths, connections: new EnvironmentConnections(spec, credentials) };
+}

@@ -1,0 +1,48 @@
+/**
+ * One lock per environment, so two runs (up, down, backup, restore, drill) never act on it at
+ * once. proper-lockfile uses an atomic mkdir and refreshes the lock's mtime while held, so the
+ * lock of a killed run goes stale and is taken over instead of blocking forever.
+ */
+import lockfile from "proper-lockfile";
+import { CliError, EXIT } from "../cli.js";
+import { ensureDir } from "../fs.js";
+import path from "node:path";
+
+export interface LockOptions {
+  /** What the holder is doing, for the message of a run that has to wait. */
+  purpose: string;
+  /** How long to wait for another run to finish. Default: $CPI_LOCK_WAIT_SECONDS or 120 s; 0 fails fast. */
+  waitSeconds?: number;
+  onWait?: (message: string) => void;
+}
+
+/** Runs `work` holding the environment's lock; fails with EXIT.BUSY when it cannot be had in time. */
+export async function withEnvLock<T>(env: string, lockPath: string, options: LockOptions, work: () => Promise<T>): Promise<T> {
+  const waitSeconds = options.waitSeconds ?? Number(process.env.CPI_LOCK_WAIT_SECONDS ?? 120);
+  ensureDir(path.dirname(lockPath), 0o700);
+  const deadline = Date.now() + waitSeconds * 1000;
+  let release: (() => Promise<void>) | undefined;
+  let told = false;
+  while (!release) {
+    try {
+      release = await lockfile.lock(lockPath, { realpath: false, lockfilePath: lockPath, stale: 15_000, update: 5_000 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ELOCKED") throw error;
+      if (Date.now() >= deadline) {
+        throw new CliError(
+          `environment '${env}' is busy: another run holds its lock (${lockPath})`,
+          EXIT.BUSY,
+          waitSeconds ? `it did not finish within ${waitSeconds}s; try again later` : "try again when it finishes (or set CPI_LOCK_WAIT_SECONDS to wait)",
+        );
+      }
+      if (!told) options.onWait?.(`environment '${env}' is locked by another run; waiting up to ${waitSeconds}s before ${options.purpose}`);
+      told = true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    await release().catch(() => undefined);
+  }
+}

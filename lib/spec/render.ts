@@ -1,0 +1,133 @@
+/**
+ * Pure functions from the spec to each target's form. The embedded engine, the Docker and AWS
+ * Pulumi components, the container tests and the verify/drift checks all call these, so one
+ * change to the spec moves every target together.
+ */
+import type { Spec } from "./schema.js";
+import { bytesToUnits, formatPgSize, formatRedisSize, parsePgSize, parseRedisSize } from "./units.js";
+
+/** One PostgreSQL setting: its GUC name, its value as postgresql.conf takes it, and how verify reads it. */
+export interface PostgresSetting {
+  name: string;
+  value: string;
+  /** How SHOW prints it, for comparison: sizes are compared in bytes. */
+  kind: "size" | "integer" | "string" | "list";
+  /** Static settings need a restart (RDS: applyMethod pending-reboot). */
+  restart: boolean;
+}
+
+/**
+ * The tuned PostgreSQL settings of the spec, in the server's own units. Listening and
+ * authentication belong to each target (embedded: 127.0.0.1; container: all interfaces inside,
+ * published on 127.0.0.1), so they are not here.
+ */
+export function postgresSettings(spec: Spec): PostgresSetting[] {
+  const pg = spec.postgres;
+  const size = (v: string) => formatPgSize(parsePgSize(v)!);
+  return [
+    { name: "shared_buffers", value: size(pg.sharedBuffers), kind: "size", restart: true },
+    { name: "effective_cache_size", value: size(pg.effectiveCacheSize), kind: "size", restart: false },
+    { name: "work_mem", value: size(pg.workMem), kind: "size", restart: false },
+    { name: "maintenance_work_mem", value: size(pg.maintenanceWorkMem), kind: "size", restart: false },
+    { name: "max_connections", value: String(pg.maxConnections), kind: "integer", restart: true },
+    { name: "log_min_duration_statement", value: String(pg.logMinDurationStatementMs), kind: "integer", restart: false },
+    { name: "shared_preload_libraries", value: pg.sharedPreloadLibraries.join(","), kind: "list", restart: true },
+    { name: "password_encryption", value: "scram-sha-256", kind: "string", restart: false },
+  ];
+}
+
+/** `postgres -c name=value …` arguments (Docker target, container tests). */
+export function postgresArgs(spec: Spec): string[] {
+  return postgresSettings(spec).flatMap((s) => ["-c", `${s.name}=${s.value}`]);
+}
+
+/** postgresql.conf lines (embedded target: the data dir's included spec.conf). */
+export function postgresConf(spec: Spec): string {
+  return postgresSettings(spec)
+    .map((s) => `${s.name} = '${s.value}'`)
+    .join("\n")
+    .concat("\n");
+}
+
+/** One Redis setting as CONFIG GET names it and redis.conf writes it. */
+export interface RedisSetting {
+  name: string;
+  value: string;
+  /** How CONFIG GET prints it: sizes come back in bytes. */
+  kind: "size" | "string";
+}
+
+/** The tuned Redis settings of the spec (guide: Memory and Persistence Settings). */
+export function redisSettings(spec: Spec): RedisSetting[] {
+  const r = spec.redis;
+  return [
+    { name: "maxmemory", value: formatRedisSize(parseRedisSize(r.maxmemory)!), kind: "size" },
+    { name: "maxmemory-policy", value: r.maxmemoryPolicy, kind: "string" },
+    { name: "save", value: r.save.map((s) => `${s.seconds} ${s.changes}`).join(" "), kind: "string" },
+    { name: "appendonly", value: r.appendonly ? "yes" : "no", kind: "string" },
+    { name: "appendfsync", value: r.appendfsync, kind: "string" },
+  ];
+}
+
+/** `redis-server --name value …` arguments (Docker target, container tests). No secrets: those go in a conf file. */
+export function redisArgs(spec: Spec): string[] {
+  return redisSettings(spec).flatMap((s) => [`--${s.name}`, s.value]);
+}
+
+/** redis.conf lines for the settings (an empty `save` is written as `save ""`). */
+export function redisConf(spec: Spec): string {
+  return redisSettings(spec)
+    .map((s) => `${s.name} ${s.value === "" ? '""' : s.value}`)
+    .join("\n")
+    .concat("\n");
+}
+
+/** Value as CONFIG GET prints it: sizes in bytes, the rest as written. */
+export function redisConfigGetValue(setting: RedisSetting): string {
+  return setting.kind === "size" ? String(parseRedisSize(setting.value)) : setting.value;
+}
+
+/** An RDS DB parameter, in RDS's units. */
+export interface RdsParameter {
+  name: string;
+  value: string;
+  applyMethod: "immediate" | "pending-reboot";
+}
+
+/** PostgreSQL's unit for each size parameter as RDS takes it: 8 kB pages or kB. */
+const RDS_SIZE_UNITS: Record<string, number> = {
+  shared_buffers: 8192,
+  effective_cache_size: 8192,
+  work_mem: 1024,
+  maintenance_work_mem: 1024,
+};
+
+/**
+ * The spec's PostgreSQL settings for an RDS parameter group (family postgres16). Static
+ * parameters are `pending-reboot` (RDS refuses `immediate` for them). password_encryption is
+ * RDS's own default (scram-sha-256 on 16) and rds.force_ssl is added: TLS in transit.
+ */
+export function rdsParameters(spec: Spec): RdsParameter[] {
+  const params: RdsParameter[] = postgresSettings(spec)
+    .filter((s) => s.name !== "password_encryption")
+    .map((s) => ({
+      name: s.name,
+      value: s.kind === "size" ? String(bytesToUnits(parsePgSize(s.value)!, RDS_SIZE_UNITS[s.name]!, s.name)) : s.value,
+      applyMethod: s.restart ? "pending-reboot" : "immediate",
+    }));
+  params.push({ name: "rds.force_ssl", value: "1", applyMethod: "immediate" });
+  params.push({ name: "password_encryption", value: "scram-sha-256", applyMethod: "immediate" });
+  return params;
+}
+
+/**
+ * The spec's Redis settings for an ElastiCache parameter group (family redis7). maxmemory is
+ * fixed by the node type, and save/appendonly are not supported (snapshots and replicas take
+ * their place): see capabilities.ts.
+ */
+export function elasticacheParameters(spec: Spec): { name: string; value: string }[] {
+  return [
+    { name: "maxmemory-policy", value: spec.redis.maxmemoryPolicy },
+    { name: "reserved-memory-percent", value: String(spec.aws.reservedMemoryPercent) },
+  ];
+}

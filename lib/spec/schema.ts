@@ -1,0 +1,219 @@
+/**
+ * The spec: every documented setting of the data layer, typed and validated in one place.
+ *
+ * Defaults are the values of the user's guide (../shared/seed/database-setup-guide.md); each
+ * environment overrides them in `Pulumi.<env>.yaml` under the project's config namespace. Every
+ * target (embedded, Docker, AWS) and every script derives what it needs from a parsed `Spec`
+ * through the pure functions in ./render.ts: no value is written twice.
+ */
+import { z } from "zod";
+import { PG_SIZE_HELP, REDIS_SIZE_HELP, parsePgSize, parseRedisSize } from "./units.js";
+
+const pgSize = z
+  .string({ error: `expected ${PG_SIZE_HELP}` })
+  .refine((v) => parsePgSize(v) !== undefined, { error: `not a PostgreSQL size; use ${PG_SIZE_HELP}` });
+const redisSize = z
+  .union([z.string(), z.number()], { error: `expected ${REDIS_SIZE_HELP}` })
+  .refine((v) => parseRedisSize(v) !== undefined, { error: `not a Redis size; use ${REDIS_SIZE_HELP}` });
+const port = z
+  .number({ error: "expected a TCP port number (1024-65535)" })
+  .int({ error: "expected a whole TCP port number (1024-65535)" })
+  .min(1024, { error: "ports below 1024 need root to bind; use 1024-65535" })
+  .max(65535, { error: "ports go up to 65535" });
+const identifier = z
+  .string({ error: "expected a PostgreSQL identifier" })
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: "use lowercase letters, digits and _ (at most 63, not starting with a digit)" });
+const count = (what: string) =>
+  z.number({ error: `expected a number of ${what}` }).int({ error: `expected a whole number of ${what}` });
+const seconds = z.number({ error: "expected a number of seconds" }).positive({ error: "must be above 0 seconds" });
+const percent = z.number({ error: "expected a percentage" }).min(0, { error: "must be 0-100" }).max(100, { error: "must be 0-100" });
+
+/** The eviction policies Redis 7 accepts for `maxmemory-policy`. */
+export const REDIS_EVICTION_POLICIES = [
+  "noeviction",
+  "allkeys-lru",
+  "allkeys-lfu",
+  "allkeys-random",
+  "volatile-lru",
+  "volatile-lfu",
+  "volatile-random",
+  "volatile-ttl",
+] as const;
+
+/** Retention periods CloudWatch Logs accepts, days. */
+export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
+
+const saveRule = z.strictObject({
+  /** Seconds of the window. */
+  seconds: count("seconds").min(1, { error: "must be at least 1 second" }),
+  /** Key changes within the window that trigger a snapshot. */
+  changes: count("changes").min(1, { error: "must be at least 1 change" }),
+});
+
+export const postgresSchema = z.strictObject({
+  /** Major version; the toolkit ships PostgreSQL 16. */
+  version: z.literal(16, { error: "only PostgreSQL 16 is supported" }).default(16),
+  /** TCP port on 127.0.0.1 (embedded) or published on 127.0.0.1 (Docker). Guide: 5432. */
+  port: port.default(5432),
+  /** Guide: crypto_prediction_db. */
+  database: identifier.default("crypto_prediction_db"),
+  /** Owner of the schema, runs migrations (DDL). Guide: crypto_user. */
+  user: identifier.default("crypto_user"),
+  /** Application role: DML on the guide's tables only. */
+  appUser: identifier.default("crypto_app"),
+  /** Read-only role for reporting. */
+  readonlyUser: identifier.default("crypto_readonly"),
+  /** Guide: 256MB. */
+  sharedBuffers: pgSize.default("256MB"),
+  /** Guide: 1GB. */
+  effectiveCacheSize: pgSize.default("1GB"),
+  /** Guide: 16MB. */
+  workMem: pgSize.default("16MB"),
+  /** Guide: 128MB. */
+  maintenanceWorkMem: pgSize.default("128MB"),
+  /** PostgreSQL's default; the pool (20 + 10 overflow) must fit in it with room for admin sessions. */
+  maxConnections: count("connections").min(10, { error: "must be at least 10" }).max(10000, { error: "must be at most 10000" }).default(100),
+  /** Guide (Troubleshooting, slow queries): log statements slower than 1000 ms. */
+  logMinDurationStatementMs: count("milliseconds").min(-1, { error: "-1 (off) or more" }).default(1000),
+  /** Guide (Troubleshooting) queries pg_stat_statements, so it is preloaded. */
+  sharedPreloadLibraries: z.array(z.enum(["pg_stat_statements", "auto_explain"])).default(["pg_stat_statements"]),
+});
+
+export const redisSchema = z.strictObject({
+  /** Major version; the toolkit ships Redis 7. */
+  version: z.literal(7, { error: "only Redis 7 is supported" }).default(7),
+  /** Guide: 6379. */
+  port: port.default(6379),
+  /** Guide: database 0. */
+  db: count("databases").min(0, { error: "must be 0-15" }).max(15, { error: "must be 0-15" }).default(0),
+  /** Guide: 256mb. */
+  maxmemory: redisSize.default("256mb"),
+  /** Guide: allkeys-lru. */
+  maxmemoryPolicy: z.enum(REDIS_EVICTION_POLICIES, { error: `expected one of ${REDIS_EVICTION_POLICIES.join(", ")}` }).default("allkeys-lru"),
+  /** Guide: `save 60 1000`. */
+  save: z.array(saveRule).default([{ seconds: 60, changes: 1000 }]),
+  /** Guide: `appendonly yes`. */
+  appendonly: z.boolean({ error: "expected true or false" }).default(true),
+  /** Redis's default; bounds the loss of acknowledged writes on a crash to about one second. */
+  appendfsync: z.enum(["always", "everysec", "no"], { error: "expected always, everysec or no" }).default("everysec"),
+  /** ACL user of the application: no FLUSHALL/FLUSHDB, CONFIG, KEYS, DEBUG or other dangerous commands. */
+  appUser: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, { error: "use lowercase letters, digits, _ and -" }).default("crypto_app"),
+});
+
+export const schema = z.strictObject({
+  /** Pulumi target of the stack; `npm run up` always runs the spec on the embedded engine. */
+  target: z.enum(["docker", "aws"], { error: "expected docker or aws" }).default("docker"),
+  /** Prefix of resource, container and volume names (guide: crypto-prediction-postgres). */
+  namePrefix: z.string().regex(/^[a-z][a-z0-9-]{1,30}$/, { error: "use lowercase letters, digits and - (2-31 characters)" }).default("crypto-prediction"),
+  postgres: postgresSchema.prefault({}),
+  redis: redisSchema.prefault({}),
+  /** Client pools (guide: Performance Tuning). */
+  pool: z
+    .strictObject({
+      /** Guide: pool_size 20. */
+      postgresSize: count("connections").min(1, { error: "must be at least 1" }).default(20),
+      /** Guide: max_overflow 10. */
+      postgresMaxOverflow: count("connections").min(0, { error: "must be 0 or more" }).default(10),
+      /** Guide: pool_timeout 30 s. */
+      postgresTimeoutSeconds: seconds.default(30),
+      /** Guide: max_connections 50. */
+      redisMaxConnections: count("connections").min(1, { error: "must be at least 1" }).default(50),
+    })
+    .prefault({}),
+  /** Cache strategy (guide: Cache TTL Tiers, Key Naming Convention). */
+  cache: z
+    .strictObject({
+      ttlShortSeconds: count("seconds").min(1, { error: "must be at least 1 second" }).default(300),
+      ttlMediumSeconds: count("seconds").min(1, { error: "must be at least 1 second" }).default(1800),
+      ttlLongSeconds: count("seconds").min(1, { error: "must be at least 1 second" }).default(3600),
+      keyPattern: z.literal("{domain}:{entity}:{id}:{attribute}").default("{domain}:{entity}:{id}:{attribute}"),
+    })
+    .prefault({}),
+  /** Alerting thresholds (guide: Monitoring). */
+  alerts: z
+    .strictObject({
+      connectionPoolPercent: percent.default(80),
+      queryTimeSeconds: seconds.default(1),
+      deadTuplePercent: percent.default(10),
+      redisMemoryPercent: percent.default(90),
+      redisHitRatePercent: percent.default(70),
+      redisEvictionsPerSecond: z.number().min(0, { error: "must be 0 or more" }).default(100),
+    })
+    .prefault({}),
+  /** Backup policy (guide: Backup & Recovery). */
+  backup: z
+    .strictObject({
+      /** Guide: daily at 2 AM. */
+      schedule: z.string().regex(/^(\S+\s+){4}\S+$/, { error: "expected a five-field cron expression" }).default("0 2 * * *"),
+      keepDaily: count("backups").min(1, { error: "keep at least 1" }).default(7),
+      keepWeekly: count("backups").min(0, { error: "must be 0 or more" }).default(4),
+      /** Folder for backups, relative to the project. */
+      dir: z.string().min(1).default("backups"),
+      /** AWS automated backups / snapshot retention, days. */
+      retentionDays: count("days").min(1, { error: "must be 1-35" }).max(35, { error: "must be 1-35 (AWS limit)" }).default(7),
+    })
+    .prefault({}),
+  /** Disaster-recovery objectives checked by `npm run drill`. */
+  dr: z
+    .strictObject({
+      rtoSeconds: seconds.default(300),
+      rpoSeconds: seconds.default(86400),
+    })
+    .prefault({}),
+  /** Images of the Docker target; the ci stack uses the offline tags built by `npm run images`. */
+  images: z
+    .strictObject({
+      postgres: z.string().min(1).default("postgres:16"),
+      redis: z.string().min(1).default("redis:7"),
+    })
+    .prefault({}),
+  /** Docker target settings. */
+  docker: z
+    .strictObject({
+      /** Size of /dev/shm for PostgreSQL's parallel workers. */
+      shmSize: pgSize.default("256MB"),
+    })
+    .prefault({}),
+  /** AWS target settings (staging, prod). */
+  aws: z
+    .strictObject({
+      region: z.string().default("us-east-1"),
+      /** Existing VPC; a VPC with private subnets is created when absent. */
+      vpcId: z.string().optional(),
+      subnetIds: z.array(z.string()).optional(),
+      vpcCidr: z.string().default("10.42.0.0/16"),
+      /** Who may connect to 5432/6379. Never 0.0.0.0/0. */
+      allowedCidrs: z.array(z.string()).default([]),
+      allowedSecurityGroupIds: z.array(z.string()).default([]),
+      rdsInstanceClass: z.string().default("db.t4g.medium"),
+      rdsAllocatedStorageGb: count("GB").min(20, { error: "RDS needs at least 20 GB" }).default(50),
+      rdsMaxAllocatedStorageGb: count("GB").min(20).default(200),
+      multiAz: z.boolean().default(false),
+      deletionProtection: z.boolean().default(false),
+      performanceInsights: z.boolean().default(false),
+      logExports: z.array(z.enum(["postgresql", "upgrade"])).default(["postgresql"]),
+      cacheNodeType: z.string().default("cache.t4g.small"),
+      cacheReplicas: count("replicas").min(0).max(5).default(0),
+      /** ElastiCache keeps this share of memory for non-data use. */
+      reservedMemoryPercent: percent.default(25),
+      snapshotWindow: z.string().regex(/^\d\d:\d\d-\d\d:\d\d$/, { error: "expected HH:MM-HH:MM (UTC), at least 60 minutes" }).default("01:00-02:00"),
+      maintenanceWindow: z.string().default("sun:03:00-sun:04:00"),
+      alarmTopicArn: z.string().optional(),
+      createAlarmTopic: z.boolean().default(false),
+      /** RDS CPUUtilization alarm threshold, percent (the guide names no CPU figure). Default 80. */
+      cpuAlarmPercent: percent.default(80),
+      /** RDS FreeStorageSpace alarm: below this share of rdsAllocatedStorageGb, percent. Default 10. */
+      freeStorageAlarmPercent: percent.default(10),
+      /** Retention of the RDS PostgreSQL log group (slow-query alarm source), days; a CloudWatch Logs value. Default 30. */
+      logRetentionDays: z
+        .number()
+        .refine((d) => LOG_RETENTION_DAYS.includes(d as (typeof LOG_RETENTION_DAYS)[number]), { error: "not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, …)" })
+        .default(30),
+    })
+    .prefault({}),
+});
+
+/** The spec as written in `Pulumi.<env>.yaml`: every key optional. */
+export type SpecInput = z.input<typeof schema>;
+/** The parsed spec, with the guide's defaults filled in and the environment's name. */
+export type Spec = z.output<typeof schema> & { env: string };

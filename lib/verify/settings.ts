@@ -1,0 +1,64 @@
+/**
+ * Live settings vs the spec: PostgreSQL's pg_settings (compared in bytes where a unit applies)
+ * and Redis's CONFIG GET (sizes in bytes). `up`, `verify` and `drift` all compare through here.
+ */
+import type pg from "pg";
+import type { Redis } from "ioredis";
+import { postgresSettings, redisConfigGetValue, redisSettings } from "../spec/render.js";
+import type { Spec } from "../spec/schema.js";
+import { parsePgSize } from "../spec/units.js";
+
+export interface SettingCheck {
+  server: "postgres" | "redis";
+  name: string;
+  expected: string;
+  actual: string | undefined;
+  ok: boolean;
+  /** PostgreSQL: the file holds a new value that needs a restart. */
+  pendingRestart?: boolean;
+  /** Where the live value comes from (pg_settings.source), when known. */
+  source?: string;
+}
+
+/** Bytes of a pg_settings value in its unit (`8kB`, `kB`, `MB`…), or undefined for unitless. */
+export function pgSettingBytes(setting: string, unit: string | null): number | undefined {
+  if (!unit) return undefined;
+  const match = /^(\d*)\s*(B|kB|MB|GB|TB)$/.exec(unit);
+  if (!match) return undefined;
+  return Number(setting) * Number(match[1] || 1) * parsePgSize(`1${match[2]}`)!;
+}
+
+export async function checkPostgresSettings(client: pg.ClientBase, spec: Spec): Promise<SettingCheck[]> {
+  const declared = postgresSettings(spec);
+  const { rows } = await client.query<{ name: string; setting: string; unit: string | null; shown: string; pending_restart: boolean; source: string }>(
+    "SELECT name, setting, unit, current_setting(name) AS shown, pending_restart, source FROM pg_settings WHERE name = ANY($1)",
+    [declared.map((s) => s.name)],
+  );
+  const live = new Map(rows.map((r) => [r.name, r]));
+  return declared.map((s) => {
+    const row = live.get(s.name);
+    let ok = false;
+    if (row) {
+      if (s.kind === "size") ok = pgSettingBytes(row.setting, row.unit) === parsePgSize(s.value);
+      else if (s.kind === "list") ok = sameList(row.setting, s.value);
+      else ok = row.setting === s.value;
+    }
+    return { server: "postgres", name: s.name, expected: s.value, actual: row?.shown, ok: ok && !row?.pending_restart, pendingRestart: row?.pending_restart, source: row?.source };
+  });
+}
+
+function sameList(a: string, b: string): boolean {
+  const norm = (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean).sort().join(",");
+  return norm(a) === norm(b);
+}
+
+export async function checkRedisSettings(redis: Redis, spec: Spec): Promise<SettingCheck[]> {
+  const checks: SettingCheck[] = [];
+  for (const s of redisSettings(spec)) {
+    const reply = (await redis.config("GET", s.name)) as string[];
+    const actual = reply[1];
+    const expected = redisConfigGetValue(s);
+    checks.push({ server: "redis", name: s.name, expected, actual, ok: actual === expected });
+  }
+  return checks;
+}
