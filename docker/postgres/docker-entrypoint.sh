@@ -83,6 +83,9 @@ init_database_dir() {
 	# The password reaches initdb through a pipe, never argv.
 	# shellcheck disable=SC2086  # POSTGRES_INITDB_ARGS is a word list by contract
 	eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") '"$POSTGRES_INITDB_ARGS"' "$@"'
+	# These binaries' built-in socket folder is /tmp, and initdb comments out any other value of the
+	# sample; Debian's psql and pg_isready (and the official image) use /var/run/postgresql.
+	printf "\nunix_socket_directories = '/var/run/postgresql'\n" >> "$PGDATA/postgresql.conf"
 }
 
 # Remote connections: every host, with the configured password method (scram-sha-256).

@@ -126,12 +126,13 @@ export function redisContainerConf(spec: Spec, secrets: ContainerSecrets): strin
 
 /**
  * ACL lines: the default user (the toolkit's admin connection) keeps every command; the
- * application user cannot run dangerous commands (FLUSHALL, CONFIG, KEYS, DEBUG, SHUTDOWN…).
+ * application user cannot run dangerous commands (FLUSHALL, CONFIG, KEYS, DEBUG, SHUTDOWN…),
+ * except INFO, which client libraries (ioredis's ready check) call on connect.
  */
 export function redisAclLines(spec: Spec, adminPassword: string, appPassword: string): string[] {
   return [
     `user default on >${adminPassword} ~* &* +@all`,
-    `user ${spec.redis.appUser} on >${appPassword} ~* &* +@all -@dangerous -@admin -keys -flushall -flushdb -config -debug -shutdown -script`,
+    `user ${spec.redis.appUser} on >${appPassword} ~* &* +@all -@dangerous -@admin -keys -flushall -flushdb -config -debug -shutdown -script +info`,
   ];
 }
 

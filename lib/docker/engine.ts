@@ -61,7 +61,8 @@ export function probeEngine(timeoutMs = 10_000, env: NodeJS.ProcessEnv = process
       fix: `${INSTALL_DOCKER}; then start the engine: ${START_DOCKERD}`,
     };
   }
-  const result = spawnSync(binary, ["info", "--format", "{{.ServerVersion}}"], { encoding: "utf8", timeout: timeoutMs, env });
+  // `version` (not `info --format`, whose template error hides the reason when the engine is down).
+  const result = spawnSync(binary, ["version", "--format", "{{.Server.Version}}"], { encoding: "utf8", timeout: timeoutMs, env });
   const version = result.stdout?.trim();
   if (result.status === 0 && version) return { binary, answering: true, serverVersion: version };
   const stderr = (result.stderr ?? "").trim();
@@ -99,6 +100,8 @@ function isExecutable(file: string): boolean {
   }
 }
 
+/** The line that says why (the client may print template noise first). */
 function firstLine(text: string): string {
-  return text.split("\n").find((l) => l.trim())?.trim() ?? "";
+  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /cannot connect|permission denied|error/i.test(l)) ?? lines[0] ?? "";
 }

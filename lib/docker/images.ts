@@ -130,7 +130,7 @@ export async function buildOfflineImages(options: BuildOptions): Promise<BuildRe
     if (reason) imageWork.set(name, reason);
   }
 
-  if (baseWork.length) await requireDebootstrap();
+  const debootstrap = baseWork.length ? await requireDebootstrap() : "debootstrap";
   if (baseWork.length || imageWork.size) await requireMirror(mirror, [...new Set([...baseWork, ...[...imageWork.keys()].map((n) => IMAGE_RECIPES[n].base)])]);
 
   // Run: each base once; each service image as soon as its base is ready.
@@ -140,7 +140,7 @@ export async function buildOfflineImages(options: BuildOptions): Promise<BuildRe
     let ready = baseReady.get(suite);
     if (!ready) {
       ready = baseWork.includes(suite)
-        ? buildBase(suite, { docker, mirror, log, previous: bases[suite] }).then((step) => {
+        ? buildBase(suite, { docker, debootstrap, mirror, log, previous: bases[suite] }).then((step) => {
             steps.push(step);
             return { id: step.id, sizeBytes: step.sizeBytes, labels: {} };
           })
@@ -183,16 +183,16 @@ export async function buildOfflineImages(options: BuildOptions): Promise<BuildRe
 /** debootstrap --variant=minbase, trimmed like Debian's slim images, then `docker import`. */
 export async function buildBase(
   suite: DebianSuite,
-  options: { docker: string; mirror?: string; log?: (line: string) => void; previous?: ImageInfo },
+  options: { docker: string; debootstrap?: string; mirror?: string; log?: (line: string) => void; previous?: ImageInfo },
 ): Promise<ImageStep> {
-  const { docker, mirror = DEBIAN_MIRROR, log = () => {} } = options;
+  const { docker, debootstrap = "debootstrap", mirror = DEBIAN_MIRROR, log = () => {} } = options;
   const tag = BASE_IMAGES[suite];
   const started = Date.now();
   const work = mkdtempSync(path.join(os.tmpdir(), `cpi-debootstrap-${suite}-`));
   const rootfs = path.join(work, "rootfs");
   try {
     log(`[${suite}] debootstrap --variant=minbase ${suite} from ${mirror} …`);
-    await run(`debootstrap ${suite}`, $({ quiet: true })`debootstrap --variant=minbase ${suite} ${rootfs} ${mirror}`);
+    await run(`debootstrap ${suite}`, $({ quiet: true })`${debootstrap} --variant=minbase ${suite} ${rootfs} ${mirror}`);
     slimRootfs(rootfs);
     log(`[${suite}] docker import ${tag} …`);
     const changes = ["--change", 'CMD ["bash"]', "--change", `LABEL crypto-prediction-infra.debian-suite=${suite}`];
@@ -251,7 +251,8 @@ export function slimRootfs(rootfs: string): void {
     emptyDir(path.join(rootfs, dir), (entry) => dir === "var/lib/apt/lists" && (entry === "partial" || entry === "lock"));
   }
   // The build's logs (debootstrap, dpkg, apt) describe this machine, not the image: drop the files, keep the folders.
-  for (const file of listFiles(path.join(rootfs, "var/log"))) rmSync(path.join(rootfs, "var/log", file), { force: true });
+  const logs = path.join(rootfs, "var/log");
+  if (existsSync(logs)) for (const file of listFiles(logs)) rmSync(path.join(logs, file), { force: true });
   mkdirSync(path.join(rootfs, "var/cache/apt/archives/partial"), { recursive: true });
   const docs = path.join(rootfs, "usr/share/doc");
   if (existsSync(docs)) {
@@ -342,15 +343,16 @@ export async function buildInputsHash(name: OfflineImage, baseId: string, projec
 
 // ---- prerequisites ----------------------------------------------------------------------------
 
-/** debootstrap (and root, which it needs to chroot and create device nodes). */
-export async function requireDebootstrap(): Promise<void> {
+/** debootstrap's path (it also needs root, to chroot and create device nodes). */
+export async function requireDebootstrap(): Promise<string> {
   if (process.getuid?.() !== 0) {
     throw new CliError("building the Debian base images needs root (debootstrap chroots and creates device nodes)", EXIT.ERROR, "run npm run images as root");
   }
-  const found = await $({ quiet: true, nothrow: true })`command -v debootstrap`;
-  if (found.exitCode !== 0 && !existsSync("/usr/sbin/debootstrap")) {
-    throw new CliError("debootstrap is not installed (it builds the Debian base images)", EXIT.ERROR, "apt-get update && apt-get install -y debootstrap");
-  }
+  // /usr/sbin is not on every root PATH (su without -l).
+  const found = (await $({ quiet: true, nothrow: true })`command -v debootstrap`).stdout.trim();
+  if (found) return found;
+  if (existsSync("/usr/sbin/debootstrap")) return "/usr/sbin/debootstrap";
+  throw new CliError("debootstrap is not installed (it builds the Debian base images)", EXIT.ERROR, "apt-get update && apt-get install -y debootstrap");
 }
 
 /** Debian's mirror answers for every suite to be built (debootstrap and apt-get inside the builds). */
