@@ -1,0 +1,52 @@
+/**
+ * The Pulumi program: reads the stack's config through the spec's one loader and builds the
+ * stack's data layer, DockerDataStack (target: docker; dev, ci) or AwsDataStack (target: aws;
+ * staging, prod). Stack outputs are the same for both targets where they can be (hosts, ports,
+ * secret connection URLs, spec hash, capability table), so scripts reach any environment alike:
+ * `--database-url "$(pulumi stack output postgresUrl --show-secrets)"`.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { capabilities as capabilityRows, capabilitiesMarkdown } from "./lib/aws/capabilities.js";
+import { fromNamespacedConfig, parseSpec, specHash as computeSpecHash } from "./lib/spec/load.js";
+import { AwsDataStack } from "./stacks/aws-data-stack.js";
+import { DockerDataStack } from "./stacks/docker-data-stack.js";
+
+const stack = pulumi.getStack();
+const config = pulumi.runtime.allConfig();
+const spec = parseSpec(stack, fromNamespacedConfig(config, `Pulumi.${stack}.yaml`));
+const hash = computeSpecHash(spec);
+
+if (spec.target === "aws" && config["aws:region"] !== undefined && config["aws:region"] !== spec.aws.region) {
+  pulumi.log.warn(
+    `aws:region (${config["aws:region"]}) differs from crypto-prediction-infra:aws.region (${spec.aws.region}); the data layer uses the spec's region`,
+  );
+}
+
+const data = spec.target === "aws" ? new AwsDataStack(spec.namePrefix, { spec, specHash: hash }) : new DockerDataStack(spec.namePrefix, { spec, specHash: hash });
+const rows = capabilityRows(spec);
+
+export const target = spec.target;
+export const env = spec.env;
+export const specHash = hash;
+export const postgresHost = data.postgresHost;
+export const postgresPort = data.postgresPort;
+export const redisHost = data.redisHost;
+export const redisPort = data.redisPort;
+/** Secret, schema owner (migrations, the toolkit's scripts): `pulumi stack output postgresUrl --show-secrets`. */
+export const postgresUrl = data.postgresUrl;
+/** Secret: Redis admin (default user) URL. */
+export const redisUrl = data.redisUrl;
+/** Secrets: URL per role (Docker: admin, owner, app, readonly; AWS: owner, the RDS master user). */
+export const postgresUrls: Record<string, pulumi.Output<string>> = data.postgresUrls;
+/** Secrets: URL per Redis user (Docker: admin, app; AWS: admin, the AUTH token's default user). */
+export const redisUrls: Record<string, pulumi.Output<string>> = data.redisUrls;
+/** Docker only. */
+export const containerNames = data instanceof DockerDataStack ? data.containerNames : undefined;
+/** AWS only. */
+export const redisReaderHost = data instanceof AwsDataStack ? data.redisReaderHost : undefined;
+export const postgresMasterSecretArn = data instanceof AwsDataStack ? data.postgresMasterSecretArn : undefined;
+export const alarmTopicArns = data instanceof AwsDataStack ? data.alarmTopicArns : undefined;
+export const pendingRebootParameters = data instanceof AwsDataStack ? data.pendingRebootParameters : undefined;
+/** What each target does with each documented setting (rows, and as markdown). */
+export const capabilities = rows;
+export const capabilityTable = capabilitiesMarkdown(rows);

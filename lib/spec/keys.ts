@@ -1,0 +1,131 @@
+/**
+ * The README's config keys table, generated from the schema (keys and defaults) and this map
+ * (unit and where each key applies). A test fails when a schema key has no row here, so the
+ * table cannot fall behind the schema.
+ */
+import { z } from "zod";
+import { schema } from "./schema.js";
+
+export interface KeyDoc {
+  unit?: string;
+  /** Which targets or commands read it. */
+  appliesTo: string;
+  about: string;
+}
+
+const ALL = "embedded, docker, aws";
+
+export const KEY_DOCS: Record<string, KeyDoc> = {
+  target: { appliesTo: "pulumi up", about: "`docker` or `aws`: what `pulumi up` makes for this stack (`npm run up` is always embedded)" },
+  namePrefix: { appliesTo: "docker, aws", about: "prefix of container, volume and AWS resource names" },
+  "postgres.version": { appliesTo: ALL, about: "PostgreSQL major version (16 only)" },
+  "postgres.port": { appliesTo: "embedded, docker", about: "port on 127.0.0.1" },
+  "postgres.database": { appliesTo: ALL, about: "database name" },
+  "postgres.user": { appliesTo: ALL, about: "schema owner; runs migrations" },
+  "postgres.appUser": { appliesTo: ALL, about: "application role: DML on the guide's tables only" },
+  "postgres.readonlyUser": { appliesTo: ALL, about: "read-only reporting role" },
+  "postgres.sharedBuffers": { unit: "PostgreSQL size (kB/MB/GB)", appliesTo: `${ALL} (RDS: 8 kB pages, pending-reboot)`, about: "shared_buffers" },
+  "postgres.effectiveCacheSize": { unit: "PostgreSQL size", appliesTo: `${ALL} (RDS: 8 kB pages)`, about: "effective_cache_size" },
+  "postgres.workMem": { unit: "PostgreSQL size", appliesTo: `${ALL} (RDS: kB)`, about: "work_mem" },
+  "postgres.maintenanceWorkMem": { unit: "PostgreSQL size", appliesTo: `${ALL} (RDS: kB)`, about: "maintenance_work_mem" },
+  "postgres.maxConnections": { unit: "connections", appliesTo: ALL, about: "max_connections; must fit the client pool + 3" },
+  "postgres.logMinDurationStatementMs": { unit: "ms", appliesTo: ALL, about: "log_min_duration_statement (guide: 1000)" },
+  "postgres.sharedPreloadLibraries": { appliesTo: ALL, about: "shared_preload_libraries (pg_stat_statements for slow queries)" },
+  "redis.version": { appliesTo: ALL, about: "Redis major version (7 only)" },
+  "redis.port": { appliesTo: "embedded, docker", about: "port on 127.0.0.1" },
+  "redis.db": { appliesTo: ALL, about: "database number in URLs" },
+  "redis.maxmemory": { unit: "Redis size (mb = 1024², m = 10⁶)", appliesTo: "embedded, docker; aws: node type checked", about: "maxmemory" },
+  "redis.maxmemoryPolicy": { appliesTo: ALL, about: "maxmemory-policy" },
+  "redis.save": { unit: "[{seconds, changes}]", appliesTo: "embedded, docker; aws: snapshots", about: "RDB save points" },
+  "redis.appendonly": { appliesTo: "embedded, docker; aws: replicas", about: "AOF persistence" },
+  "redis.appendfsync": { appliesTo: "embedded, docker", about: "AOF fsync policy (everysec: ≤ ~1 s of writes lost on a crash)" },
+  "redis.appUser": { appliesTo: "embedded, docker", about: "Redis ACL user of the application (no FLUSH*, CONFIG, KEYS, DEBUG)" },
+  "pool.postgresSize": { unit: "connections", appliesTo: "clients; maxConnections check", about: "pool_size" },
+  "pool.postgresMaxOverflow": { unit: "connections", appliesTo: "clients; maxConnections check", about: "max_overflow" },
+  "pool.postgresTimeoutSeconds": { unit: "s", appliesTo: "clients", about: "pool_timeout" },
+  "pool.redisMaxConnections": { unit: "connections", appliesTo: "clients", about: "Redis max_connections" },
+  "cache.ttlShortSeconds": { unit: "s", appliesTo: "cache module", about: "short TTL tier (latest prices)" },
+  "cache.ttlMediumSeconds": { unit: "s", appliesTo: "cache module", about: "medium TTL tier (recent predictions)" },
+  "cache.ttlLongSeconds": { unit: "s", appliesTo: "cache module", about: "long TTL tier (metadata)" },
+  "cache.keyPattern": { appliesTo: "cache module", about: "key naming convention" },
+  "alerts.connectionPoolPercent": { unit: "%", appliesTo: "monitor, aws alarms", about: "connections in use vs max_connections" },
+  "alerts.queryTimeSeconds": { unit: "s", appliesTo: "monitor, aws alarms", about: "slow query threshold" },
+  "alerts.deadTuplePercent": { unit: "%", appliesTo: "monitor", about: "dead tuples vs live tuples" },
+  "alerts.redisMemoryPercent": { unit: "%", appliesTo: "monitor, aws alarms", about: "used memory vs maxmemory" },
+  "alerts.redisHitRatePercent": { unit: "%", appliesTo: "monitor, aws alarms", about: "minimum cache hit rate" },
+  "alerts.redisEvictionsPerSecond": { unit: "1/s", appliesTo: "monitor, aws alarms", about: "evictions per second" },
+  "backup.schedule": { unit: "cron", appliesTo: "backup --schedule", about: "when backups run (guide: daily 02:00)" },
+  "backup.keepDaily": { unit: "backups", appliesTo: "backup --prune", about: "daily backups kept" },
+  "backup.keepWeekly": { unit: "backups", appliesTo: "backup --prune", about: "weekly backups kept" },
+  "backup.dir": { unit: "path", appliesTo: "backup, restore", about: "backup folder, relative to the project" },
+  "backup.retentionDays": { unit: "days", appliesTo: "aws", about: "RDS backup retention (PITR) and ElastiCache snapshot retention" },
+  "dr.rtoSeconds": { unit: "s", appliesTo: "drill", about: "recovery time objective" },
+  "dr.rpoSeconds": { unit: "s", appliesTo: "drill", about: "recovery point objective" },
+  "images.postgres": { appliesTo: "docker", about: "PostgreSQL image (ci: the offline build)" },
+  "images.redis": { appliesTo: "docker", about: "Redis image (ci: the offline build)" },
+  "docker.shmSize": { unit: "PostgreSQL size", appliesTo: "docker", about: "/dev/shm of the PostgreSQL container" },
+  "aws.region": { appliesTo: "aws", about: "AWS region of the SDK calls (backup snapshots)" },
+  "aws.vpcId": { appliesTo: "aws", about: "existing VPC (created when absent)" },
+  "aws.subnetIds": { appliesTo: "aws", about: "existing private subnets (created when absent)" },
+  "aws.vpcCidr": { appliesTo: "aws", about: "CIDR of a created VPC" },
+  "aws.allowedCidrs": { appliesTo: "aws", about: "who may connect to 5432/6379 (never 0.0.0.0/0)" },
+  "aws.allowedSecurityGroupIds": { appliesTo: "aws", about: "security groups that may connect" },
+  "aws.rdsInstanceClass": { appliesTo: "aws", about: "RDS instance class" },
+  "aws.rdsAllocatedStorageGb": { unit: "GB", appliesTo: "aws", about: "RDS storage" },
+  "aws.rdsMaxAllocatedStorageGb": { unit: "GB", appliesTo: "aws", about: "RDS storage autoscaling ceiling" },
+  "aws.multiAz": { appliesTo: "aws", about: "RDS Multi-AZ" },
+  "aws.deletionProtection": { appliesTo: "aws", about: "RDS deletion protection (+ final snapshot)" },
+  "aws.performanceInsights": { appliesTo: "aws", about: "RDS Performance Insights" },
+  "aws.logExports": { appliesTo: "aws", about: "RDS CloudWatch log exports" },
+  "aws.cacheNodeType": { appliesTo: "aws", about: "ElastiCache node type (usable memory must hold redis.maxmemory)" },
+  "aws.cacheReplicas": { unit: "replicas", appliesTo: "aws", about: "replicas per shard (≥ 1: Multi-AZ + automatic failover)" },
+  "aws.reservedMemoryPercent": { unit: "%", appliesTo: "aws", about: "ElastiCache reserved-memory-percent" },
+  "aws.snapshotWindow": { unit: "HH:MM-HH:MM UTC", appliesTo: "aws", about: "ElastiCache snapshot window (≥ 60 min)" },
+  "aws.maintenanceWindow": { appliesTo: "aws", about: "maintenance window of RDS and ElastiCache" },
+  "aws.cpuAlarmPercent": { unit: "%", appliesTo: "aws alarms", about: "RDS CPUUtilization alarm (the guide names no figure)" },
+  "aws.freeStorageAlarmPercent": { unit: "% of rdsAllocatedStorageGb", appliesTo: "aws alarms", about: "RDS FreeStorageSpace alarm" },
+  "aws.logRetentionDays": { unit: "days", appliesTo: "aws", about: "retention of the RDS PostgreSQL log group" },
+  "aws.alarmTopicArn": { appliesTo: "aws", about: "SNS topic for alarms" },
+  "aws.createAlarmTopic": { appliesTo: "aws", about: "create an SNS topic for alarms" },
+};
+
+/** Every leaf key of the schema, dotted, with its default (undefined when optional without one). */
+export function schemaKeys(): { key: string; default: unknown }[] {
+  const out: { key: string; default: unknown }[] = [];
+  const walk = (shape: Record<string, z.ZodType>, prefix: string) => {
+    for (const [name, field] of Object.entries(shape)) {
+      const key = prefix + name;
+      const { inner, fallback } = unwrap(field);
+      if (inner instanceof z.ZodObject) walk(inner.shape as Record<string, z.ZodType>, `${key}.`);
+      else out.push({ key, default: fallback });
+    }
+  };
+  walk(schema.shape as Record<string, z.ZodType>, "");
+  return out;
+}
+
+function unwrap(field: z.ZodType): { inner: z.ZodType; fallback: unknown } {
+  let current: z.ZodType = field;
+  let fallback: unknown;
+  for (;;) {
+    const def = (current as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; defaultValue?: unknown } } })._zod.def;
+    if (def.type === "default" || def.type === "prefault") {
+      if (fallback === undefined) fallback = typeof def.defaultValue === "function" ? (def.defaultValue as () => unknown)() : def.defaultValue;
+      current = def.innerType!;
+    } else if (def.type === "optional") {
+      current = def.innerType!;
+    } else {
+      return { inner: current, fallback };
+    }
+  }
+}
+
+/** The README's config keys table (markdown). */
+export function configKeysMarkdown(): string {
+  const rows = schemaKeys().map(({ key, default: d }) => {
+    const doc = KEY_DOCS[key];
+    const shown = d === undefined ? "—" : `\`${JSON.stringify(d)}\``;
+    return `| \`${key}\` | ${shown} | ${doc?.unit ?? ""} | ${doc?.appliesTo ?? "?"} | ${doc?.about ?? "?"} |`;
+  });
+  return ["| key | default | unit | applies to | what |", "| --- | --- | --- | --- | --- |", ...rows].join("\n");
+}

@@ -1,0 +1,245 @@
+/**
+ * The checks every AWS stack (staging, prod) must pass, run against index.ts under mocks.
+ * Expected values come from the spec (loadSpec); units are converted here independently of
+ * lib/spec/render.ts (bytes / 8192 for pages, / 1024 for kB), so a wrong unit in either fails.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { capabilities, capabilitiesMarkdown, ELASTICACHE_NODE_MEMORY_GIB } from "../../lib/aws/capabilities.js";
+import { resourceName } from "../../lib/docker/containers.js";
+import { loadSpec, specHash } from "../../lib/spec/load.js";
+import { elasticacheParameters, rdsParameters } from "../../lib/spec/render.js";
+import type { Spec } from "../../lib/spec/schema.js";
+import { parsePgSize, parseRedisSize } from "../../lib/spec/units.js";
+import { expectAllParented, expectPoliciesPass, expectSecretsStaySecret } from "./checks.js";
+import { MOCK_RDS_MASTER_PASSWORD, mockPassword, runProgram, type Recorded, type Run } from "./harness.js";
+
+export const T = {
+  rds: "aws:rds/instance:Instance",
+  rdsParams: "aws:rds/parameterGroup:ParameterGroup",
+  rdsSubnets: "aws:rds/subnetGroup:SubnetGroup",
+  cache: "aws:elasticache/replicationGroup:ReplicationGroup",
+  cacheParams: "aws:elasticache/parameterGroup:ParameterGroup",
+  cacheSubnets: "aws:elasticache/subnetGroup:SubnetGroup",
+  sg: "aws:ec2/securityGroup:SecurityGroup",
+  vpc: "aws:ec2/vpc:Vpc",
+  subnet: "aws:ec2/subnet:Subnet",
+  alarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
+  logGroup: "aws:cloudwatch/logGroup:LogGroup",
+  logFilter: "aws:cloudwatch/logMetricFilter:LogMetricFilter",
+  topic: "aws:sns/topic:Topic",
+  provider: "pulumi:providers:aws",
+} as const;
+
+/** The parameter value a test expects, computed from the spec's size here (not by render.ts). */
+export function rdsUnits(size: string, unitBytes: number): string {
+  return String(parsePgSize(size)! / unitBytes);
+}
+
+export function param(r: Recorded, name: string): { name: string; value: string; applyMethod?: string } | undefined {
+  return (r.inputs.parameters as { name: string; value: string; applyMethod?: string }[]).find((p) => p.name === name);
+}
+
+export function alarms(run: Run, metricName: string): Recorded[] {
+  return run.all(T.alarm).filter((a) => a.inputs.metricName === metricName);
+}
+
+export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
+  let run: Run;
+  const spec = loadSpec(stack);
+
+  describe(`stack ${stack} (aws)`, () => {
+    beforeAll(async () => {
+      run = await runProgram(stack);
+    });
+
+    it("builds one AwsDataStack whose resources are all its children, in the spec's region", () => {
+      expect(spec.target).toBe("aws");
+      expect(run.all("crypto-prediction-infra:index:AwsDataStack")).toHaveLength(1);
+      expect(run.resources.filter((r) => r.type.startsWith("docker:"))).toEqual([]);
+      expect(run.one(T.provider).inputs.region).toBe(spec.aws.region);
+      expectAllParented(run);
+      // Every AWS resource goes through the spec's provider, not the ambient default one.
+      const provider = run.one(T.provider).name;
+      const others = run.resources.filter((x) => x.type.startsWith("aws:") && !(x.provider ?? "").includes(`::${provider}::`));
+      expect(others.map((x) => x.name)).toEqual([]);
+    });
+
+    it("creates a VPC with private subnets in two zones when the spec names none", () => {
+      expect(spec.aws.vpcId).toBeUndefined();
+      expect(run.one(T.vpc).inputs.cidrBlock).toBe(spec.aws.vpcCidr);
+      const subnets = run.all(T.subnet);
+      expect(subnets).toHaveLength(2);
+      expect(new Set(subnets.map((s) => s.inputs.availabilityZone)).size).toBe(2);
+      for (const s of subnets) expect(s.inputs.mapPublicIpOnLaunch).toBe(false);
+      expect(run.resources.filter((r) => r.type === "aws:ec2/internetGateway:InternetGateway")).toEqual([]);
+      for (const t of [T.rdsSubnets, T.cacheSubnets]) expect(run.one(t).inputs.subnetIds).toHaveLength(2);
+    });
+
+    it("admits 5432 and 6379 only, only from the allowed CIDRs and groups, never the world", () => {
+      const rules = (port: number) => {
+        const sg = run.one(T.sg, (g) => (g.inputs.ingress as { fromPort: number }[]).some((i) => i.fromPort === port));
+        return sg.inputs.ingress as { fromPort: number; toPort: number; protocol: string; cidrBlocks?: string[]; securityGroups?: string[] }[];
+      };
+      for (const port of [spec.postgres.port, spec.redis.port]) {
+        const ingress = rules(port);
+        expect(ingress.every((i) => i.fromPort === port && i.toPort === port && i.protocol === "tcp")).toBe(true);
+        expect(ingress.flatMap((i) => i.cidrBlocks ?? []).sort()).toEqual([...spec.aws.allowedCidrs].sort());
+        expect(ingress.flatMap((i) => i.securityGroups ?? []).sort()).toEqual([...spec.aws.allowedSecurityGroupIds].sort());
+        expect(ingress.flatMap((i) => i.cidrBlocks ?? [])).not.toContain("0.0.0.0/0");
+      }
+      expect([spec.postgres.port, spec.redis.port]).toEqual([5432, 6379]);
+      for (const sg of run.all(T.sg)) expect(sg.inputs.egress).toBeUndefined();
+    });
+
+    it("gives RDS a postgres16 parameter group with the spec's values in RDS units, static ones pending-reboot", () => {
+      const group = run.one(T.rdsParams);
+      expect(group.inputs.family).toBe("postgres16");
+      expect(group.inputs.parameters).toEqual(rdsParameters(spec).map((p) => ({ name: p.name, value: p.value, applyMethod: p.applyMethod })));
+      const pg = spec.postgres;
+      expect(param(group, "shared_buffers")).toEqual({ name: "shared_buffers", value: rdsUnits(pg.sharedBuffers, 8192), applyMethod: "pending-reboot" });
+      expect(param(group, "effective_cache_size")!.value).toBe(rdsUnits(pg.effectiveCacheSize, 8192));
+      expect(param(group, "work_mem")!.value).toBe(rdsUnits(pg.workMem, 1024));
+      expect(param(group, "maintenance_work_mem")!.value).toBe(rdsUnits(pg.maintenanceWorkMem, 1024));
+      expect(param(group, "max_connections")).toEqual({ name: "max_connections", value: String(pg.maxConnections), applyMethod: "pending-reboot" });
+      expect(param(group, "shared_preload_libraries")!.applyMethod).toBe("pending-reboot");
+      expect(param(group, "log_min_duration_statement")!.value).toBe(String(pg.logMinDurationStatementMs));
+      expect(param(group, "rds.force_ssl")!.value).toBe("1");
+      // Values are strings exactly as AWS returns them (no perpetual diff from numbers or units).
+      for (const p of group.inputs.parameters as { value: unknown }[]) expect(typeof p.value).toBe("string");
+      for (const p of group.inputs.parameters as { value: string }[]) expect(p.value).not.toMatch(/[kMG]B$/);
+      expect(run.outputs.pendingRebootParameters!.value).toEqual(["shared_buffers", "max_connections", "shared_preload_libraries"]);
+    });
+
+    it("runs RDS PostgreSQL 16 private, encrypted, with managed password, backups and PITR from the spec", () => {
+      const db = run.one(T.rds).inputs;
+      const group = run.one(T.rdsParams);
+      expect(db).toMatchObject({
+        identifier: resourceName(spec, "postgres"),
+        engine: "postgres",
+        engineVersion: "16",
+        instanceClass: spec.aws.rdsInstanceClass,
+        allocatedStorage: spec.aws.rdsAllocatedStorageGb,
+        maxAllocatedStorage: spec.aws.rdsMaxAllocatedStorageGb,
+        storageEncrypted: true,
+        publiclyAccessible: false,
+        manageMasterUserPassword: true,
+        dbName: spec.postgres.database,
+        username: spec.postgres.user,
+        port: spec.postgres.port,
+        parameterGroupName: group.inputs.name,
+        backupRetentionPeriod: spec.backup.retentionDays,
+        multiAz: spec.aws.multiAz,
+        deletionProtection: spec.aws.deletionProtection,
+        performanceInsightsEnabled: spec.aws.performanceInsights,
+        enabledCloudwatchLogsExports: spec.aws.logExports,
+        maintenanceWindow: spec.aws.maintenanceWindow,
+      });
+      expect(db.password).toBeUndefined();
+      expect(db.backupRetentionPeriod).toBeGreaterThan(0); // > 0 is what enables point-in-time recovery
+      expect(spec.backup.schedule).toBe("0 2 * * *");
+      expect(db.backupWindow).toBe("02:00-02:30"); // guide: daily at 2 AM
+    });
+
+    it("runs ElastiCache Redis 7 with the spec's parameters on a node that holds maxmemory", () => {
+      const group = run.one(T.cacheParams);
+      expect(group.inputs.family).toBe("redis7");
+      expect(group.inputs.parameters).toEqual(elasticacheParameters(spec));
+      expect(param(group, "maxmemory-policy")!.value).toBe(spec.redis.maxmemoryPolicy);
+      expect(param(group, "reserved-memory-percent")!.value).toBe(String(spec.aws.reservedMemoryPercent));
+      for (const name of ["maxmemory", "save", "appendonly", "appendfsync"]) expect(param(group, name)).toBeUndefined();
+      const rg = run.one(T.cache).inputs;
+      const usable = ELASTICACHE_NODE_MEMORY_GIB[rg.nodeType]! * 1024 ** 3 * (1 - spec.aws.reservedMemoryPercent / 100);
+      expect(usable).toBeGreaterThanOrEqual(parseRedisSize(spec.redis.maxmemory)!);
+      expect(rg).toMatchObject({
+        engine: "redis",
+        nodeType: spec.aws.cacheNodeType,
+        numCacheClusters: 1 + spec.aws.cacheReplicas,
+        automaticFailoverEnabled: spec.aws.cacheReplicas >= 1,
+        multiAzEnabled: spec.aws.cacheReplicas >= 1,
+        port: spec.redis.port,
+        parameterGroupName: group.inputs.name,
+        atRestEncryptionEnabled: true,
+        transitEncryptionEnabled: true,
+        snapshotRetentionLimit: spec.backup.retentionDays,
+        snapshotWindow: spec.aws.snapshotWindow,
+      });
+      expect(rg.engineVersion).toMatch(/^7\./);
+      expect(run.one(T.cache).inputs.authToken).toBe(mockPassword(`${spec.namePrefix}-redis-auth-token`));
+    });
+
+    it("alarms on the guide's thresholds from spec.alerts", () => {
+      const a = spec.alerts;
+      const [connections] = alarms(run, "DatabaseConnections");
+      expect(connections!.inputs).toMatchObject({
+        namespace: "AWS/RDS",
+        comparisonOperator: "GreaterThanThreshold",
+        threshold: Math.floor((spec.postgres.maxConnections * a.connectionPoolPercent) / 100),
+        dimensions: { DBInstanceIdentifier: resourceName(spec, "postgres") },
+      });
+      const members = 1 + spec.aws.cacheReplicas;
+      const memory = alarms(run, "DatabaseMemoryUsagePercentage");
+      const evictions = alarms(run, "Evictions");
+      const hitRate = alarms(run, "CacheHitRate");
+      for (const set of [memory, evictions, hitRate]) {
+        expect(set).toHaveLength(members);
+        // One alarm per member cluster, each on a different member.
+        expect(new Set(set.map((x) => x.inputs.dimensions.CacheClusterId)).size).toBe(members);
+        for (const x of set) expect(x.inputs.dimensions.CacheClusterId).toMatch(new RegExp(`^${resourceName(spec, "redis")}-\\d{3}$`));
+      }
+      for (const x of memory) expect(x.inputs).toMatchObject({ comparisonOperator: "GreaterThanThreshold", threshold: a.redisMemoryPercent });
+      for (const x of hitRate) expect(x.inputs).toMatchObject({ comparisonOperator: "LessThanThreshold", threshold: a.redisHitRatePercent, statistic: "Average" });
+      for (const x of evictions) {
+        expect(x.inputs).toMatchObject({ comparisonOperator: "GreaterThanThreshold", statistic: "Sum" });
+        expect(x.inputs.threshold / x.inputs.period).toBe(a.redisEvictionsPerSecond); // per second × period
+      }
+      const [cpu] = alarms(run, "CPUUtilization");
+      expect(cpu!.inputs.threshold).toBe(spec.aws.cpuAlarmPercent);
+      const [storage] = alarms(run, "FreeStorageSpace");
+      expect(storage!.inputs).toMatchObject({ comparisonOperator: "LessThanThreshold" });
+      expect(storage!.inputs.threshold).toBe(Math.floor((spec.aws.rdsAllocatedStorageGb * 1024 ** 3 * spec.aws.freeStorageAlarmPercent) / 100));
+      // Query time: RDS has no such metric; log_min_duration_statement's log lines are counted.
+      const filter = run.one(T.logFilter);
+      const logGroup = run.one(T.logGroup, (g) => g.inputs.name === `/aws/rds/instance/${resourceName(spec, "postgres")}/postgresql`);
+      expect(filter.inputs.logGroupName).toBe(logGroup.inputs.name);
+      expect(logGroup.inputs.retentionInDays).toBe(spec.aws.logRetentionDays);
+      expect(filter.inputs.pattern).toContain("duration:");
+      const [slow] = alarms(run, filter.inputs.metricTransformation.name);
+      expect(slow!.inputs).toMatchObject({ namespace: filter.inputs.metricTransformation.namespace, comparisonOperator: "GreaterThanThreshold", threshold: 0 });
+      expect(spec.postgres.logMinDurationStatementMs).toBe(a.queryTimeSeconds * 1000);
+    });
+
+    it("keeps the AUTH token and the master password secret", () => {
+      expectSecretsStaySecret(run);
+      expect(run.isSecret(run.one(T.cache), "authToken")).toBe(true);
+      for (const key of ["postgresUrl", "redisUrl", "postgresUrls", "redisUrls"]) expect(run.outputs[key]!.secret, key).toBe(true);
+    });
+
+    it("exports endpoints and TLS connection URLs", () => {
+      const o = run.outputs;
+      expect(o.target!.value).toBe("aws");
+      expect(o.specHash!.value).toBe(specHash(spec));
+      const pg = new URL(o.postgresUrl!.value as string);
+      expect([pg.hostname, Number(pg.port), pg.username, pg.password, pg.pathname, pg.searchParams.get("sslmode")]).toEqual([
+        o.postgresHost!.value, spec.postgres.port, spec.postgres.user, MOCK_RDS_MASTER_PASSWORD, `/${spec.postgres.database}`, "require",
+      ]);
+      const secretCall = run.calls.find((c) => c.token === "aws:secretsmanager/getSecretVersion:getSecretVersion");
+      expect(secretCall!.inputs.secretId).toBe(o.postgresMasterSecretArn!.value);
+      const redis = new URL(o.redisUrl!.value as string);
+      expect([redis.protocol, redis.hostname, Number(redis.port), redis.password]).toEqual([
+        "rediss:", o.redisHost!.value, spec.redis.port, mockPassword(`${spec.namePrefix}-redis-auth-token`),
+      ]);
+      expect(o.containerNames!.value).toBeUndefined();
+    });
+
+    it("exports the capability table generated from the spec", () => {
+      expect(run.outputs.capabilities!.value).toEqual(capabilities(spec));
+      expect(run.outputs.capabilityTable!.value).toBe(capabilitiesMarkdown(capabilities(spec)));
+    });
+
+    it("passes the policy pack", () => {
+      expectPoliciesPass(run);
+    });
+  });
+
+  return { run: () => run, spec };
+}

@@ -1,0 +1,129 @@
+/**
+ * The policy pack's handlers, called directly with hand-built resources (policy/index.ts, which
+ * starts the analyzer, is never imported): each reports a bad resource and passes a good one.
+ */
+import { describe, expect, it } from "vitest";
+import { loadSpec } from "../../lib/spec/load.js";
+import { elasticacheParameters, rdsParameters } from "../../lib/spec/render.js";
+import {
+  policies,
+  stackOfUrn,
+  TYPES,
+  validateEncryption,
+  validateLoopbackPorts,
+  validateNoPublicDatabase,
+  validateParametersMatchSpec,
+  validateParametersMatchStackSpec,
+  type PolicyArgs,
+} from "../../policy/policies.js";
+
+type Handler = (args: PolicyArgs, report: (message: string) => void) => void;
+
+function check(handler: Handler, type: string, props: Record<string, unknown>, stack = "prod"): string[] {
+  const found: string[] = [];
+  handler({ type, props, name: "r", urn: `urn:pulumi:${stack}::crypto-prediction-infra::${type}::r` }, (m) => found.push(m));
+  return found;
+}
+
+describe("policy no-public-database", () => {
+  it("reports a publicly accessible RDS instance and passes a private one", () => {
+    expect(check(validateNoPublicDatabase, TYPES.rdsInstance, { publiclyAccessible: true, storageEncrypted: true })).toHaveLength(1);
+    expect(check(validateNoPublicDatabase, TYPES.rdsInstance, { publiclyAccessible: false })).toEqual([]);
+  });
+
+  it("reports 0.0.0.0/0 and ::/0 ingress in a security group, rule or ingress rule; passes private CIDRs", () => {
+    const open = { ingress: [{ protocol: "tcp", fromPort: 5432, toPort: 5432, cidrBlocks: ["10.0.0.0/8", "0.0.0.0/0"] }] };
+    expect(check(validateNoPublicDatabase, TYPES.securityGroup, open)).toEqual([expect.stringContaining("0.0.0.0/0")]);
+    expect(check(validateNoPublicDatabase, TYPES.securityGroup, { ingress: [{ fromPort: 6379, toPort: 6379, ipv6CidrBlocks: ["::/0"] }] })).toHaveLength(1);
+    expect(check(validateNoPublicDatabase, TYPES.securityGroupRule, { type: "ingress", fromPort: 5432, toPort: 5432, cidrBlocks: ["0.0.0.0/0"] })).toHaveLength(1);
+    expect(check(validateNoPublicDatabase, TYPES.securityGroupRule, { type: "egress", cidrBlocks: ["0.0.0.0/0"] })).toEqual([]);
+    expect(check(validateNoPublicDatabase, TYPES.ingressRule, { fromPort: 5432, cidrIpv4: "0.0.0.0/0" })).toHaveLength(1);
+    expect(check(validateNoPublicDatabase, TYPES.securityGroup, { ingress: [{ fromPort: 5432, toPort: 5432, cidrBlocks: ["10.42.0.0/16"], securityGroups: ["sg-1"] }] })).toEqual([]);
+  });
+});
+
+describe("policy encryption-on", () => {
+  it("reports unencrypted (or unset) RDS storage and passes encrypted", () => {
+    expect(check(validateEncryption, TYPES.rdsInstance, { storageEncrypted: false })).toHaveLength(1);
+    expect(check(validateEncryption, TYPES.rdsInstance, {})).toHaveLength(1);
+    expect(check(validateEncryption, TYPES.rdsInstance, { storageEncrypted: true })).toEqual([]);
+  });
+
+  it("reports ElastiCache without at-rest or transit encryption and passes both on", () => {
+    expect(check(validateEncryption, TYPES.replicationGroup, { atRestEncryptionEnabled: true })).toEqual([expect.stringContaining("transit")]);
+    expect(check(validateEncryption, TYPES.replicationGroup, { transitEncryptionEnabled: true })).toEqual([expect.stringContaining("at-rest")]);
+    expect(check(validateEncryption, TYPES.replicationGroup, { atRestEncryptionEnabled: true, transitEncryptionEnabled: true })).toEqual([]);
+  });
+});
+
+describe("policy loopback-ports-only", () => {
+  it("reports ports on all interfaces, host networking and publish-all; passes 127.0.0.1", () => {
+    expect(check(validateLoopbackPorts, TYPES.container, { ports: [{ internal: 5432, external: 5432 }] })).toEqual([expect.stringContaining("0.0.0.0")]);
+    expect(check(validateLoopbackPorts, TYPES.container, { ports: [{ internal: 5432, external: 5432, ip: "0.0.0.0" }] })).toHaveLength(1);
+    expect(check(validateLoopbackPorts, TYPES.container, { networkMode: "host" })).toHaveLength(1);
+    expect(check(validateLoopbackPorts, TYPES.container, { publishAllPorts: true })).toHaveLength(1);
+    expect(check(validateLoopbackPorts, TYPES.container, { ports: [{ internal: 6379, external: 16379, ip: "127.0.0.1" }] })).toEqual([]);
+  });
+});
+
+describe("policy parameters-match-spec", () => {
+  const prod = loadSpec("prod");
+  const good = rdsParameters(prod).map((p) => ({ ...p }));
+
+  it("passes an RDS group equal to rdsParameters(loadSpec(stack)) and reads the stack from the URN", () => {
+    expect(stackOfUrn("urn:pulumi:prod::crypto-prediction-infra::aws:rds/parameterGroup:ParameterGroup::x")).toBe("prod");
+    expect(check(validateParametersMatchStackSpec, TYPES.rdsParameterGroup, { family: "postgres16", parameters: good })).toEqual([]);
+  });
+
+  it("reports a wrong value, a wrong apply method, a missing and an unknown parameter", () => {
+    const wrong = good.map((p) => (p.name === "shared_buffers" ? { ...p, value: "32768" } : p)); // staging's value in prod
+    expect(check(validateParametersMatchStackSpec, TYPES.rdsParameterGroup, { family: "postgres16", parameters: wrong })).toEqual([
+      expect.stringContaining("shared_buffers = 32768, the spec says 131072"),
+    ]);
+    const immediate = good.map((p) => (p.name === "shared_buffers" ? { ...p, applyMethod: "immediate" } : p));
+    expect(check(validateParametersMatchStackSpec, TYPES.rdsParameterGroup, { family: "postgres16", parameters: immediate })).toEqual([
+      expect.stringContaining("pending-reboot"),
+    ]);
+    const missing = good.filter((p) => p.name !== "work_mem");
+    expect(check(validateParametersMatchStackSpec, TYPES.rdsParameterGroup, { family: "postgres16", parameters: missing })).toEqual([
+      expect.stringContaining("work_mem is missing"),
+    ]);
+    const extra = [...good, { name: "random_page_cost", value: "1.1", applyMethod: "immediate" }];
+    expect(check(validateParametersMatchStackSpec, TYPES.rdsParameterGroup, { family: "postgres16", parameters: extra })).toEqual([
+      expect.stringContaining("random_page_cost is not in the spec"),
+    ]);
+  });
+
+  it("compares the same group against the stack it belongs to", () => {
+    // prod's values are wrong for staging.
+    expect(check(validateParametersMatchStackSpec, TYPES.rdsParameterGroup, { family: "postgres16", parameters: good }, "staging").length).toBeGreaterThan(0);
+    expect(check(validateParametersMatchStackSpec, TYPES.rdsParameterGroup, { family: "postgres16", parameters: good }, "nosuchstack")).toEqual([
+      expect.stringContaining("cannot load the spec"),
+    ]);
+  });
+
+  it("checks ElastiCache groups against elasticacheParameters", () => {
+    const params = elasticacheParameters(prod);
+    expect(check(validateParametersMatchStackSpec, TYPES.cacheParameterGroup, { family: "redis7", parameters: params })).toEqual([]);
+    const lfu = params.map((p) => (p.name === "maxmemory-policy" ? { ...p, value: "allkeys-lfu" } : p));
+    expect(check(validateParametersMatchStackSpec, TYPES.cacheParameterGroup, { family: "redis7", parameters: lfu })).toEqual([
+      expect.stringContaining("the spec says allkeys-lru"),
+    ]);
+  });
+
+  it("takes the spec from an injected loader", () => {
+    const handler = validateParametersMatchSpec(() => ({ ...prod, postgres: { ...prod.postgres, workMem: "32MB" } }));
+    expect(check(handler, TYPES.rdsParameterGroup, { family: "postgres16", parameters: good })).toEqual([expect.stringContaining("work_mem = 16384, the spec says 32768")]);
+  });
+});
+
+describe("the pack", () => {
+  it("holds the four policies, mandatory", () => {
+    expect(policies.map((p) => [p.name, p.enforcementLevel])).toEqual([
+      ["no-public-database", "mandatory"],
+      ["encryption-on", "mandatory"],
+      ["loopback-ports-only", "mandatory"],
+      ["parameters-match-spec", "mandatory"],
+    ]);
+  });
+});
