@@ -375,7 +375,10 @@ const RDS_ONLY_REASON: Record<string, string> = {
   "rds.force_ssl": "local servers listen on 127.0.0.1 only, without TLS",
 };
 
-const ALERT_LOCAL = "no alarm service; the threshold is in the spec for local checks";
+/** Local targets have no alarm service: `npm run monitor` checks the guide's thresholds instead. */
+const ALERT_MONITOR = mapped("no alarm service: `npm run monitor` reports warn past this threshold (exit 1)");
+/** AWS-only alarms (the guide names no local check for them). */
+const ALERT_LOCAL = "an AWS alarm only; no local counterpart";
 
 function rdsCell(p: RdsParameter | undefined, guc: string): CapabilityCell {
   if (!p) return unsupported(`not in the postgres16 parameter group (rdsParameters omits ${guc})`);
@@ -519,12 +522,12 @@ export function capabilities(spec: Spec): CapabilityRow[] {
     return rule ? mapped(`CloudWatch ${rule.namespace} ${rule.metricName}: ${rule.description}`) : unsupported("no source metric");
   };
   const a = spec.alerts;
-  rows.push({ key: "alerts.connectionPoolPercent", value: String(a.connectionPoolPercent), embedded: unsupported(ALERT_LOCAL), docker: unsupported(ALERT_LOCAL), aws: alarm("alerts.connectionPoolPercent") });
+  rows.push({ key: "alerts.connectionPoolPercent", value: String(a.connectionPoolPercent), embedded: ALERT_MONITOR, docker: ALERT_MONITOR, aws: alarm("alerts.connectionPoolPercent") });
   rows.push({
     key: "alerts.queryTimeSeconds",
     value: String(a.queryTimeSeconds),
-    embedded: unsupported(ALERT_LOCAL),
-    docker: unsupported(ALERT_LOCAL),
+    embedded: ALERT_MONITOR,
+    docker: ALERT_MONITOR,
     aws: slowQueryAlarmPossible(spec)
       ? alarm("alerts.queryTimeSeconds")
       : unsupported("RDS has no query-time metric and the PostgreSQL log is not exported (aws.logExports) or log_min_duration_statement is off"),
@@ -532,13 +535,13 @@ export function capabilities(spec: Spec): CapabilityRow[] {
   rows.push({
     key: "alerts.deadTuplePercent",
     value: String(a.deadTuplePercent),
-    embedded: unsupported(ALERT_LOCAL),
-    docker: unsupported(ALERT_LOCAL),
+    embedded: ALERT_MONITOR,
+    docker: ALERT_MONITOR,
     aws: unsupported("no CloudWatch metric for dead tuples: check pg_stat_user_tables (n_dead_tup / n_live_tup) with SQL"),
   });
   for (const key of ["alerts.redisMemoryPercent", "alerts.redisEvictionsPerSecond", "alerts.redisHitRatePercent"] as const) {
     const field = key.slice("alerts.".length) as keyof Spec["alerts"];
-    rows.push({ key, value: String(a[field]), embedded: unsupported(ALERT_LOCAL), docker: unsupported(ALERT_LOCAL), aws: alarm(key) });
+    rows.push({ key, value: String(a[field]), embedded: ALERT_MONITOR, docker: ALERT_MONITOR, aws: alarm(key) });
   }
   rows.push({ key: "aws.cpuAlarmPercent", value: String(aws.cpuAlarmPercent), embedded: unsupported(ALERT_LOCAL), docker: unsupported(ALERT_LOCAL), aws: alarm("aws.cpuAlarmPercent") });
   rows.push({ key: "aws.freeStorageAlarmPercent", value: String(aws.freeStorageAlarmPercent), embedded: unsupported(ALERT_LOCAL), docker: unsupported(ALERT_LOCAL), aws: alarm("aws.freeStorageAlarmPercent") });
