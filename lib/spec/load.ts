@@ -15,8 +15,18 @@ import { parsePgSize, parseRedisSize, humanBytes } from "./units.js";
 
 /** The Pulumi project name, which is also the config namespace of every spec key. */
 export const PROJECT = "crypto-prediction-infra";
-/** The project's root folder (where Pulumi.yaml lives). */
-export const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+/**
+ * The project's root folder: the nearest folder above this module with a Pulumi.yaml (this
+ * module runs from lib/spec/ under tsx and vitest, and from .build/ when bundled by bin/cpi.mjs).
+ */
+export const PROJECT_DIR = findProjectDir(path.dirname(fileURLToPath(import.meta.url)));
+
+function findProjectDir(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, "Pulumi.yaml"))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(start, "..", "..");
+  }
+}
 
 export interface SpecIssue {
   /** Dotted config key, e.g. `postgres.sharedBuffers`. */
@@ -64,13 +74,16 @@ export function parseSpec(env: string, input: unknown, options: ParseSpecOptions
   if (!result.success) {
     throw new SpecError(
       source,
-      result.error.issues.map((issue) => {
+      result.error.issues.flatMap((issue): SpecIssue[] => {
         const key = issue.path.join(".");
         if (issue.code === "unrecognized_keys") {
+          // One issue per unknown key, with its value and the keys allowed at that level.
           const where = key ? `${key}.` : "";
-          return { key: issue.keys.map((k) => where + k).join(", "), message: "unknown key; check the spelling against the README's config keys table" };
+          const allowed = knownKeysAt(issue.path).join(", ");
+          const input = issue.input as Record<string, unknown> | undefined;
+          return issue.keys.map((k) => ({ key: where + k, value: input?.[k], message: `unknown key; allowed${key ? ` in ${key}` : ""}: ${allowed}` }));
         }
-        return { key: key || "(root)", value: issue.input, message: issue.message };
+        return [{ key: key || "(root)", value: issue.input, message: issue.message }];
       }),
     );
   }
@@ -78,6 +91,19 @@ export function parseSpec(env: string, input: unknown, options: ParseSpecOptions
   const problems = crossFieldIssues(spec, options.memoryBytes ?? (spec.target === "aws" ? undefined : machineMemoryBytes()));
   if (problems.length) throw new SpecError(source, problems);
   return spec;
+}
+
+/** The keys the schema accepts at a path (the root: []), for "unknown key" messages. */
+export function knownKeysAt(keyPath: readonly PropertyKey[]): string[] {
+  // Defaults and prefaults wrap the object schemas: unwrap to reach their shape.
+  const unwrap = (node: unknown): { shape?: Record<string, unknown> } | undefined => {
+    let current = node as { shape?: Record<string, unknown>; _zod?: { def?: { innerType?: unknown } } } | undefined;
+    while (current && !current.shape && current._zod?.def?.innerType) current = current._zod.def.innerType as typeof current;
+    return current;
+  };
+  let node = unwrap(schema);
+  for (const key of keyPath) node = unwrap(node?.shape?.[String(key)]);
+  return Object.keys(node?.shape ?? {});
 }
 
 /** Checks that involve more than one key, or the machine. */

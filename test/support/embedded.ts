@@ -25,7 +25,8 @@ export function useEphemeralEnvironment(baseEnv = "dev"): () => StartedEmbeddedE
 }
 
 const run = promisify(execFile);
-const TSX = path.join(PROJECT_DIR, "node_modules", ".bin", "tsx");
+/** The launcher npm's scripts use (bin/cpi.mjs): tests run commands exactly as users do. */
+const LAUNCHER = path.join(PROJECT_DIR, "bin", "cpi.mjs");
 
 export interface CliRun {
   code: number;
@@ -35,10 +36,10 @@ export interface CliRun {
   json: any;
 }
 
-/** Runs a command as a user would (`npm run NAME -- args` ≡ `tsx scripts/NAME.ts args`). */
+/** Runs a command as a user would (`npm run NAME -- args` ≡ `node bin/cpi.mjs NAME args`). */
 export async function runCli(name: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliRun> {
   try {
-    const { stdout, stderr } = await run(TSX, [path.join(PROJECT_DIR, "scripts", `${name}.ts`), ...args], {
+    const { stdout, stderr } = await run(process.execPath, [LAUNCHER, name, ...args], {
       cwd: PROJECT_DIR,
       env: { ...process.env, ...options.env },
       timeout: options.timeoutMs ?? 120_000,
