@@ -206,7 +206,7 @@ export function parseFlags<F extends Record<string, FlagSpec>>(command: Command<
     },
   });
   if (unknown.length) {
-    throw new CliError(`unknown option ${unknown.join(", ")}`, EXIT.USAGE, `see: npm run ${command.name} -- --help`);
+    throw new CliError(`unknown option ${[...new Set(unknown)].join(", ")}`, EXIT.USAGE, `see: npm run ${command.name} -- --help`);
   }
   for (const [name, flag] of Object.entries(all)) {
     const value = parsed[name];

@@ -6,7 +6,16 @@ import { Redis, type RedisOptions } from "ioredis";
 export async function withPg<T>(config: pg.ClientConfig, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionTimeoutMillis: 10_000, ...config });
   client.on("error", () => undefined);
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (error) {
+    // pg says only "timeout expired": name the server and the bound (the CLI maps ETIMEDOUT to exit 2).
+    if ((error as Error).message === "timeout expired") {
+      const seconds = (config.connectionTimeoutMillis ?? 10_000) / 1000;
+      throw Object.assign(new Error(`PostgreSQL at ${config.host}:${config.port} did not answer within ${seconds}s`), { code: "ETIMEDOUT" });
+    }
+    throw error;
+  }
   try {
     return await work(client);
   } finally {
@@ -18,11 +27,20 @@ export async function withRedis<T>(options: RedisOptions, work: (redis: Redis) =
   const redis = new Redis({ lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, connectTimeout: 10_000, ...options });
   let lastError: Error | undefined;
   redis.on("error", (e) => (lastError = e));
+  // ioredis's connectTimeout covers only the TCP connect: a server that accepts but never answers
+  // would hang AUTH and the ready check forever, so bound the whole handshake.
+  const connectMs = redis.options.connectTimeout ?? 10_000;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`Redis at ${redis.options.host}:${redis.options.port} did not answer within ${connectMs / 1000}s`), { code: "ETIMEDOUT" })), connectMs);
+  });
   try {
-    await redis.connect();
+    await Promise.race([redis.connect(), timedOut]);
   } catch (error) {
     redis.disconnect();
-    throw lastError ?? error;
+    throw (error as { code?: string }).code === "ETIMEDOUT" ? error : (lastError ?? error);
+  } finally {
+    clearTimeout(timer);
   }
   try {
     return await work(redis);

@@ -5,6 +5,7 @@
  * - `postgres.readonlyUser` may only read them.
  * The embedded engine runs it after initdb; the Docker target ships it as an initdb.d script.
  */
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import type { Spec } from "../spec/schema.js";
 
 /** Passwords of the three roles of the spec. */
@@ -37,9 +38,14 @@ export function bootstrapSql(spec: Spec, passwords: RolePasswords): string {
     CREATE ROLE ${sqlIdent(name)} LOGIN;
   END IF;
 END $$;
-ALTER ROLE ${sqlIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${sqlLiteral(password)};`;
+ALTER ROLE ${sqlIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${sqlLiteral(passwordForSql(password))};`;
+  // The passwords are SQL literals here: keep this session's statements out of the server log
+  // (slow-statement and error-statement lines) and out of pg_stat_statements' query texts.
   return `-- Least-privilege roles (lib/db/roles.ts)
 SET log_statement = 'none';
+SET log_min_duration_statement = -1;
+SET log_min_error_statement = 'panic';
+SET pg_stat_statements.track_utility = off;
 ${role(pg.user, passwords.owner)}
 ${role(pg.appUser, passwords.app)}
 ${role(pg.readonlyUser, passwords.readonly)}
@@ -54,6 +60,24 @@ ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT USAGE, SELECT 
 ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT SELECT ON TABLES TO ${ro};
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 `;
+}
+
+/**
+ * A SCRAM-SHA-256 verifier of a password, in the form PostgreSQL stores (and accepts in
+ * `PASSWORD '…'`). With it the SQL never carries the password itself, so no statement log
+ * (log_statement = all), error line or pg_stat_statements entry can show it.
+ */
+export function scramVerifier(password: string, salt = randomBytes(16), iterations = 4096): string {
+  const salted = pbkdf2Sync(password, salt, iterations, 32, "sha256");
+  const clientKey = createHmac("sha256", salted).update("Client Key").digest();
+  const storedKey = createHash("sha256").update(clientKey).digest();
+  const serverKey = createHmac("sha256", salted).update("Server Key").digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString("base64")}$${storedKey.toString("base64")}:${serverKey.toString("base64")}`;
+}
+
+/** Printable ASCII (every generated password) is hashed here; anything else goes to the server's SASLprep. */
+function passwordForSql(password: string): string {
+  return /^[\x21-\x7e]+$/.test(password) ? scramVerifier(password) : password;
 }
 
 /** Run after migrations: the app and read-only roles may not touch the migrations' bookkeeping. */

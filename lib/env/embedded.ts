@@ -142,6 +142,10 @@ async function bringUp(spec: Spec, paths: EnvPaths, record: EnvironmentRecord, l
   if (!pgRunning) await assertPortFree(spec.postgres.port, "postgres.port", record.baseEnv);
   if (!redisRunning) await assertPortFree(spec.redis.port, "redis.port", record.baseEnv);
 
+  // Running servers must accept the credentials file before any file is rewritten from it.
+  if (pgRunning) await assertAccepts(`PostgreSQL on 127.0.0.1:${spec.postgres.port}`, paths, () => withPg(connections.postgresConfig("admin", "postgres"), (c) => c.query("SELECT 1")));
+  if (redisRunning) await assertAccepts(`Redis on 127.0.0.1:${spec.redis.port}`, paths, () => withRedis(connections.redisOptions("admin"), (r) => r.ping()));
+
   for (const dir of [paths.dir, paths.pgDir, paths.redisDir]) ensureServiceDir(dir, user);
   writeCredentials(paths.credentials, credentials);
   writeRecord(paths, record);
@@ -177,6 +181,19 @@ async function bringUp(spec: Spec, paths: EnvPaths, record: EnvironmentRecord, l
     ...(await withRedis(connections.redisOptions("admin"), (r) => checkRedisSettings(r, spec))),
   ];
   return { connections, alreadyUp: pgRunning && redisRunning, initialised, recoveredStalePid, migrationsApplied, settings };
+}
+
+/** Fails naming the credentials file when a running server refuses its passwords. */
+async function assertAccepts(server: string, paths: EnvPaths, connect: () => Promise<unknown>): Promise<void> {
+  try {
+    await connect();
+  } catch (error) {
+    const e = error as { code?: string; message: string };
+    if (e.code === "28P01" || /WRONGPASS|NOAUTH|invalid username-password/i.test(e.message)) {
+      throw new CliError(`${server} refused the password in ${paths.credentials}: ${e.message}`, EXIT.ERROR, "restore the credentials file this environment was created with; nothing was changed");
+    }
+    throw error;
+  }
 }
 
 function loadOrCreateCredentials(paths: EnvPaths, env: string, hasCluster: boolean): Credentials {
@@ -228,7 +245,12 @@ export interface DownReport {
 export async function downEmbedded(env: string, options: { destroy: boolean; log?: Log; lockWaitSeconds?: number }): Promise<DownReport> {
   const paths = envPaths(env);
   return withEnvLock(env, paths.lock, { purpose: "stopping it", waitSeconds: options.lockWaitSeconds, onWait: options.log }, async () => {
-    const record = readRecord(env);
+    let record: EnvironmentRecord | undefined;
+    try {
+      record = readRecord(env);
+    } catch (error) {
+      if (!options.destroy) throw error; // --destroy is the way out of a corrupt state file: do not block it
+    }
     if (!record && !existsSync(paths.dir)) {
       throw new CliError(`environment '${env}' has no local state; there is nothing to stop`, EXIT.ERROR, "see: npm run status -- --all");
     }
@@ -241,7 +263,12 @@ export async function downEmbedded(env: string, options: { destroy: boolean; log
       } catch (error) {
         if (!options.destroy) throw error;
       }
-      const port = record ? specOf(env, record).redis.port : 0;
+      let port = 0; // unknown: stopRedis falls back to SIGTERM, which saves as SHUTDOWN does
+      try {
+        if (record) port = specOf(env, record).redis.port;
+      } catch {
+        // a broken or deleted stack file must not keep the servers from stopping
+      }
       redisStopped = await stopRedis(paths, port, password ?? "");
     }
     const pgStopped = await stopPostgres(paths, user, options.destroy ? "immediate" : "fast");

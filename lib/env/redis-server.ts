@@ -13,7 +13,7 @@ import { redisAclLines } from "../docker/containers.js";
 import { redisConf } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
 import type { EnvPaths, ServiceUser } from "./paths.js";
-import { processAlive } from "./postgres-server.js";
+import { processAlive, processRuns } from "./postgres-server.js";
 
 const INSTALL_HINT = "install Redis 7: sudo apt-get install -y redis-server (or set REDIS_SERVER_BIN to a redis-server 7 binary)";
 
@@ -95,14 +95,16 @@ export function writeRedisConf(paths: EnvPaths, content: string, user: ServiceUs
 export function redisPid(paths: EnvPaths): number | undefined {
   if (!existsSync(paths.redisPid)) return undefined;
   const pid = Number(readFileSync(paths.redisPid, "utf8").trim());
-  if (pid > 0 && processAlive(pid)) return pid;
+  if (pid > 0 && processRuns(pid, "redis-server")) return pid;
   rmSync(paths.redisPid, { force: true });
   return undefined;
 }
 
 /** Starts redis-server with the config file and waits until it answers an authenticated PING. */
 export async function startRedis(bin: string, paths: EnvPaths, port: number, adminPassword: string, user: ServiceUser | undefined): Promise<void> {
-  const child = spawn(bin, [paths.redisConf], {
+  // Redis has no umask setting: its log, pid, RDB and AOF files take the umask it starts with,
+  // so start it through sh with umask 077 (files 0600, folders 0700).
+  const child = spawn("/bin/sh", ["-c", 'umask 077 && exec "$0" "$@"', bin, paths.redisConf], {
     ...(user ? { uid: user.uid, gid: user.gid } : {}),
     cwd: paths.redisDir,
     stdio: ["ignore", "ignore", "pipe"],
