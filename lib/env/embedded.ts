@@ -82,7 +82,14 @@ export class EmbeddedEnvironment {
       if (record.engine !== "embedded") {
         throw new CliError(`environment '${env}' runs on ${record.engine}, not the embedded engine`, EXIT.ERROR, `use its own commands (npm run env:ci -- --down ${env})`);
       }
-      const result = await bringUp(spec, paths, record, this.log);
+      let result: Awaited<ReturnType<typeof bringUp>>;
+      try {
+        result = await bringUp(spec, paths, record, this.log);
+      } catch (error) {
+        // Nobody knows a failed ephemeral environment's id: remove what was made of it.
+        if (this.ephemeral) await destroyState(paths);
+        throw error;
+      }
       return new StartedEmbeddedEnvironment(spec, paths, record, result.connections, { ...result, seconds: (Date.now() - started) / 1000 });
     });
   }
@@ -233,6 +240,14 @@ async function bootstrapDatabase(spec: Spec, connections: EnvironmentConnections
   await withPg(connections.postgresConfig("admin"), (client) =>
     client.query(bootstrapSql(spec, { owner: pg.ownerPassword, app: pg.appPassword, readonly: pg.readonlyPassword })),
   );
+}
+
+/** Stops whatever runs of an environment and deletes its state (no lock: the caller holds it). */
+async function destroyState(paths: EnvPaths): Promise<void> {
+  const pid = redisPid(paths);
+  if (pid !== undefined) process.kill(pid, "SIGKILL");
+  await stopPostgres(paths, serviceUser(), "immediate").catch(() => undefined);
+  rmSync(paths.dir, { recursive: true, force: true });
 }
 
 export interface DownReport {

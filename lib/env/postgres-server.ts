@@ -11,6 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
 import { writeFileAtomic } from "../fs.js";
+import { processRuns } from "./processes.js";
 import type { EnvPaths, ServiceUser } from "./paths.js";
 
 const run = promisify(execFile);
@@ -121,31 +122,6 @@ export function postmasterPid(paths: EnvPaths): number | undefined {
   if (!existsSync(file)) return undefined;
   const pid = Number(readFileSync(file, "utf8").split("\n")[0]);
   return pid > 0 && processRuns(pid, paths.pgData) ? pid : undefined;
-}
-
-/**
- * True when `pid` is alive and, where /proc tells, its command line holds `marker`: after a
- * reboot a stale pid file's pid may belong to an unrelated process, which is not our server
- * (and must never be signalled as if it were).
- */
-export function processRuns(pid: number, marker: string): boolean {
-  if (!processAlive(pid)) return false;
-  let cmdline: string;
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-  } catch {
-    return true; // no procfs (or not ours to read): trust the pid
-  }
-  return cmdline.includes(marker);
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Starts the server and waits until it accepts connections. Returns true when a stale pid file was cleared. */

@@ -13,7 +13,7 @@ import { redisAclLines } from "../docker/containers.js";
 import { redisConf } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
 import type { EnvPaths, ServiceUser } from "./paths.js";
-import { processAlive, processRuns } from "./postgres-server.js";
+import { processAlive, processRuns } from "./processes.js";
 
 const INSTALL_HINT = "install Redis 7: sudo apt-get install -y redis-server (or set REDIS_SERVER_BIN to a redis-server 7 binary)";
 

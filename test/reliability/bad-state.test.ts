@@ -15,7 +15,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/cli.js";
 import { freePort } from "../../lib/env/ports.js";
-import { processAlive } from "../../lib/env/postgres-server.js";
+import { processAlive } from "../../lib/env/processes.js";
 import { makeSandbox, runScript, snapshot, waitFor, type Sandbox, type ScriptRun } from "./support.js";
 
 const ENV = "rel";

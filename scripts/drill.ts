@@ -1,0 +1,109 @@
+#!/usr/bin/env tsx
+/**
+ * Runbook: the guide's Disaster Recovery Plan, tested ("test restore procedures monthly",
+ * "document RTO/RPO") in one timed run that a scheduler can start and a compliance file can hold.
+ *   1. prepare: a scratch copy of the environment's spec (or, --in-place --yes, the environment
+ *      itself, under its lock); seed rows; a marker row and key;
+ *   2. back up (npm run backup's function) while the application keeps writing;
+ *   3. keep writing for a bounded time: the writes the backup cannot hold (RPO exposure);
+ *   4. disaster: stop the servers, delete their data;   5. recreate from the spec;
+ *   6. restore the newest backup;   7. verify (npm run verify's checks) and compare the data with
+ *      the backup's manifest.
+ * RTO (4 → 7) and RPO (newest acknowledged vs newest restored write) are checked against
+ * dr.rtoSeconds / dr.rpoSeconds. Exit 0 pass, 1 fail, 2 could not run. AWS: --plan prints the steps.
+ */
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
+import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { awsDrillPlan, corruptBackupFile, DEFAULT_SCRATCH_ROWS, DEFAULT_WRITE_SECONDS, formatAwsPlanMarkdown, formatDrillMarkdown, formatDrillText, runDrill, type DrillHooks } from "../lib/drill/index.js";
+import type { DrillEngine } from "../lib/drill/index.js";
+import type { DumpFormat } from "../lib/backup/postgres-dump.js";
+import { specOf } from "../lib/env/environment.js";
+import { writeFileAtomic } from "../lib/fs.js";
+import { MAX_ROWS } from "../lib/db/seed.js";
+
+await runCommand({
+  name: "drill",
+  summary: "Disaster-recovery drill: back up, destroy, recreate, restore, verify; measures RTO and RPO against the spec's dr objectives.",
+  usage: "[--env NAME] [--rows N] [--engine embedded|docker] [--keep] [--report FILE.md] [--json] | --env NAME --in-place --yes | --env AWS_ENV --plan",
+  flags: {
+    env: ENV_FLAG,
+    rows: { type: "string", help: `market_data rows to seed first (default ${DEFAULT_SCRATCH_ROWS.toLocaleString("en-US")} on a scratch copy, 0 in place)` },
+    engine: { type: "string", help: "engine of the scratch copy (default embedded)", choices: ["embedded", "docker"] },
+    format: { type: "string", help: "backup format, as npm run backup --format", choices: ["sql", "custom"], default: "sql" },
+    "write-seconds": { type: "string", help: `how long the application keeps writing after the backup (default ${DEFAULT_WRITE_SECONDS})` },
+    keep: { type: "boolean", help: "leave the scratch environment (and its backup) up; prints how to remove it" },
+    report: { type: "string", help: "also write the report as markdown to this file (atomically, 0600)" },
+    "in-place": { type: "boolean", help: "drill the environment itself: its data is destroyed and restored (needs --yes)" },
+    yes: { type: "boolean", help: "confirm --in-place" },
+    plan: { type: "boolean", help: "AWS environments: print the drill's steps (snapshot → new instance → verify) with the spec's identifiers" },
+  },
+  details: [
+    "By default the drill runs on a scratch copy of the environment's spec (ephemeral, free ports), removed at the end.",
+    "Examples:",
+    "  npm run drill -- --env dev --report drills/$(date +%F).md",
+    "  npm run drill -- --env ci --engine docker --rows 1000000 --json",
+    "  npm run drill -- --env dev --keep                   # inspect the recovered copy afterwards",
+    "  npm run drill -- --env dev --in-place --yes         # destroys and restores dev itself (under its lock)",
+    "  npm run drill -- --env staging --plan               # AWS: the steps, not run",
+    "Exit codes here: 0 pass, 1 the recovery failed or missed dr.rtoSeconds/dr.rpoSeconds, 2 the drill could not run up to the disaster.",
+  ].join("\n"),
+  async run(ctx) {
+    const env = ctx.flags.env ?? "dev";
+    const reportFile = ctx.flags.report ? path.resolve(ctx.flags.report) : undefined;
+    if (reportFile && existsSync(reportFile) && statSync(reportFile).isDirectory()) throw new CliError(`--report ${ctx.flags.report}: is a folder; give a file name, e.g. drill.md`, EXIT.USAGE);
+
+    if (ctx.flags.plan) {
+      const others: string[] = [...(["rows", "engine", "write-seconds"] as const).filter((f) => ctx.flags[f] !== undefined), ...(["keep", "in-place", "yes"] as const).filter((f) => ctx.flags[f])];
+      if (others.length) throw new CliError(`--plan prints the AWS steps; --${others.join(", --")} do not apply to it`, EXIT.USAGE);
+      const spec = specOf(env);
+      if (spec.target !== "aws") throw new CliError(`--plan: environment '${env}' is not on AWS (spec.target ${spec.target}); run its drill: npm run drill -- --env ${env}`, EXIT.USAGE);
+      const plan = awsDrillPlan(spec);
+      const markdown = formatAwsPlanMarkdown(plan);
+      if (reportFile) writeFileAtomic(reportFile, markdown, 0o600);
+      return { data: plan, human: markdown };
+    }
+
+    const rows = ctx.flags.rows === undefined ? undefined : ctx.intFlag("rows", 0, 0, MAX_ROWS);
+    let writeSeconds: number | undefined;
+    if (ctx.flags["write-seconds"] !== undefined) {
+      writeSeconds = Number(ctx.flags["write-seconds"]);
+      if (!Number.isFinite(writeSeconds) || writeSeconds < 0 || writeSeconds > 600) throw new CliError(`--write-seconds ${JSON.stringify(ctx.flags["write-seconds"])}: expected a number of seconds from 0 to 600`, EXIT.USAGE);
+    }
+
+    // Ctrl-C: stop at the next phase and clean up (a second one exits at once).
+    const abort = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (abort.signal.aborted) process.exit(130);
+      ctx.log(`drill: ${signal}: stopping after the current phase and cleaning up (again to exit now)`);
+      abort.abort();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+
+    // Test hook (the test suite): flip a byte of the backup between the backup and the restore.
+    const corrupt = process.env.CPI_DRILL_CORRUPT;
+    const hooks: DrillHooks = corrupt ? { afterBackup: (b) => void ctx.log(`drill: CPI_DRILL_CORRUPT: flipped a byte of ${corruptBackupFile(b.dir, corrupt)}`) } : {};
+
+    const report = await runDrill({
+      env,
+      engine: ctx.flags.engine as DrillEngine | undefined,
+      inPlace: ctx.flags["in-place"],
+      yes: ctx.flags.yes,
+      rows,
+      format: (ctx.flags.format ?? "sql") as DumpFormat,
+      writeSeconds,
+      keep: ctx.flags.keep,
+      log: ctx.log,
+      progress: ctx.progress,
+      signal: abort.signal,
+      hooks,
+    });
+    if (reportFile) writeFileAtomic(reportFile, formatDrillMarkdown(report), 0o600);
+    return {
+      code: report.exitCode,
+      data: report,
+      human: formatDrillText(report) + (reportFile ? `\n  report: ${path.relative(process.cwd(), reportFile) || reportFile}` : ""),
+    };
+  },
+});
