@@ -1,6 +1,6 @@
 #!/usr/bin/env tsx
 /** Runbook: apply, revert or list the schema migrations of an environment (as the schema owner). */
-import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
 import { withPg } from "../lib/db/clients.js";
 import { migrate, migrationStatus, MIGRATIONS_TABLE } from "../lib/db/migrate.js";
 import { postMigrationSql } from "../lib/db/roles.js";
@@ -19,9 +19,10 @@ await runCommand({
   async run(ctx) {
     const action = ctx.args[0];
     if (!["up", "down", "status"].includes(action!)) {
-      const { CliError, EXIT } = await import("../lib/cli.js");
       throw new CliError(`unknown action ${JSON.stringify(action)}: expected up, down or status`, EXIT.USAGE);
     }
+    // Flags first: a bad --count is a usage error whether or not the environment answers.
+    const count = ctx.intFlag("count", action === "down" ? 1 : 1_000_000, 1, 1_000_000);
     const { connections, spec } = openEnvironment(ctx.flags.env ?? "dev");
     return withPg(connections.postgresConfig("owner"), async (client) => {
       if (action === "status") {
@@ -37,7 +38,6 @@ await runCommand({
           ].join("\n"),
         };
       }
-      const count = ctx.intFlag("count", action === "down" ? 1 : 1_000_000, 1, 1_000_000);
       const ran = await migrate(client, { direction: action as "up" | "down", count, log: ctx.log });
       await client.query(postMigrationSql(spec, MIGRATIONS_TABLE));
       return { data: { action, ran }, human: ran.length ? `${action}: ${ran.join(", ")}` : `${action}: nothing to do` };
