@@ -82,7 +82,7 @@ export interface RunOptions {
 
 export interface RunOutcome {
   results: BenchResults;
-  /** Rows that failed to measure (not slowness: slowness never fails the run). */
+  /** Rows that failed to measure, or had runs that failed (not slowness: slowness never fails the run). */
   errors: Row[];
   files: string[];
 }
@@ -230,6 +230,7 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
     command: options.command,
     machine,
     repetitions: options.plan.repetitions,
+    runs: [{ command: options.command, startedAt: startedAt.toISOString(), completedAt: completedAt.toISOString(), loadAverageStart: machine.loadAverage.start }],
     items,
   };
   const resultsFile = path.join(options.outDir, "results.json");
@@ -237,7 +238,7 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
   writeFileAtomic(resultsFile, JSON.stringify(results, null, 2) + "\n", 0o644);
   const markdownFile = path.join(options.outDir, "results.md");
   writeFileAtomic(markdownFile, renderMarkdown(results) + "\n", 0o644);
-  const errors = items.flatMap((i) => i.rows.filter((r) => r.status === "error"));
+  const errors = items.flatMap((i) => i.rows.filter((r) => r.status === "error" || typeof r.details?.failedRuns === "number"));
   return { results, errors, files: [resultsFile, markdownFile] };
 }
 
@@ -254,7 +255,9 @@ export function mergeResults(previous: BenchResults | undefined, current: BenchR
   if (!kept.length) return current;
   const order = (name: string) => ITEM_ORDER.indexOf(name) >= 0 ? ITEM_ORDER.indexOf(name) : ITEM_ORDER.length;
   const items = [...kept, ...current.items].sort((a, b) => order(a.name) - order(b.name));
-  return { ...current, items, machine: { ...current.machine, pgTools: current.machine.pgTools ?? previous.machine.pgTools } };
+  // The earlier runs that still contribute an item.
+  const runs = previous.runs.filter((run) => kept.some((item) => item.measuredAt >= run.startedAt && item.measuredAt <= run.completedAt));
+  return { ...current, items, runs: [...runs, ...current.runs], machine: { ...current.machine, pgTools: current.machine.pgTools ?? previous.machine.pgTools } };
 }
 
 /** Canonical order of the items in the results (the numbering). */
