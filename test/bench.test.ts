@@ -15,6 +15,7 @@ import { commandLine } from "../lib/bench/process.js";
 import { resultsSchema, type BenchResults } from "../lib/bench/results.js";
 import { median, percentile, summarise } from "../lib/bench/stats.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
+import { describeBackups } from "./support/docker.js";
 import { runCli } from "./support/embedded.js";
 
 const ITEMS = ["startup", "seed", "backup", "operations", "drill", "queries"];
@@ -62,7 +63,7 @@ describe("bench (pure parts)", () => {
   });
 });
 
-describe("npm run bench", () => {
+describeBackups("npm run bench", () => {
   const tmp = privateTmp();
   const out = path.join(tmp, "..", `${path.basename(tmp)}-out`);
   dirs.push(out);

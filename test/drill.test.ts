@@ -20,6 +20,7 @@ import { awsIdentifiers, snapshotNames } from "../lib/aws/snapshots.js";
 import { envPaths, ephemeralRoot } from "../lib/env/paths.js";
 import { isPortFree } from "../lib/env/ports.js";
 import { loadSpec, PROJECT_DIR } from "../lib/spec/load.js";
+import { describeBackups } from "./support/docker.js";
 import { runCli, useEphemeralEnvironment } from "./support/embedded.js";
 
 const work = mkdtempSync(path.join(os.tmpdir(), "cpi-drill-test-"));
@@ -120,7 +121,7 @@ describe("the environment lock is re-entrant within one run (the drill holds it 
   });
 });
 
-describe("drill: a scratch copy of dev's spec", () => {
+describeBackups("drill: a scratch copy of dev's spec", () => {
   let kept: DrillReport | undefined;
   afterAll(async () => {
     // Whatever failed above, the kept environment goes.
@@ -234,7 +235,7 @@ describe("drill: a scratch copy of dev's spec", () => {
   });
 });
 
-describe("drill: in place", () => {
+describeBackups("drill: in place", () => {
   const env = useEphemeralEnvironment();
   let rowsBefore: Record<string, number>;
   afterAll(() => rmSync(path.join(PROJECT_DIR, "backups", env().env), { recursive: true, force: true }));

@@ -5,7 +5,7 @@
  * - `postgres.readonlyUser` may only read them.
  * The embedded engine runs it after initdb; the Docker target ships it as an initdb.d script.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
+import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import type { Spec } from "../spec/schema.js";
 
 /** Passwords of the three roles of the spec. */
@@ -70,12 +70,22 @@ CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
  * `PASSWORD '…'`). With it the SQL never carries the password itself, so no statement log
  * (log_statement = all), error line or pg_stat_statements entry can show it.
  */
-export function scramVerifier(password: string, salt = randomBytes(16), iterations = 4096): string {
+export function scramVerifier(password: string, salt = saltFor(password), iterations = 4096): string {
   const salted = pbkdf2Sync(password, salt, iterations, 32, "sha256");
   const clientKey = createHmac("sha256", salted).update("Client Key").digest();
   const storedKey = createHash("sha256").update(clientKey).digest();
   const serverKey = createHmac("sha256", salted).update("Server Key").digest();
   return `SCRAM-SHA-256$${iterations}:${salt.toString("base64")}$${storedKey.toString("base64")}:${serverKey.toString("base64")}`;
+}
+
+/**
+ * A salt derived from the password: the same password always gives the same verifier, so the
+ * Docker target's roles script (a Pulumi upload) does not change, and replace the container, on
+ * every `pulumi up`. The passwords are 192-bit random values, so a per-password salt is as unique
+ * as a random one.
+ */
+function saltFor(password: string): Buffer {
+  return createHmac("sha256", "crypto-prediction-infra/scram-salt").update(password).digest().subarray(0, 16);
 }
 
 /** Printable ASCII (every generated password) is hashed here; anything else goes to the server's SASLprep. */

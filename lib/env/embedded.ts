@@ -23,7 +23,7 @@ import { withEnvLock } from "./lock.js";
 import { assertReachableByServiceUser, ensureServiceDir, envPaths, serviceUser, type EnvPaths, type ServiceUser } from "./paths.js";
 import { assertPortFree, freePort } from "./ports.js";
 import { assertClusterVersion, clusterMajorVersion, initCluster, postmasterPid, startPostgres, stopPostgres, writeServerConf } from "./postgres-server.js";
-import { embeddedRedisConf, findRedisServer, redisPid, startRedis, stopRedis, writeRedisConf } from "./redis-server.js";
+import { embeddedRedisConf, findRedisServer, recoverInterruptedRestore, redisPid, startRedis, stopRedis, writeRedisConf } from "./redis-server.js";
 
 type Log = (message: string) => void;
 
@@ -168,6 +168,7 @@ async function bringUp(spec: Spec, paths: EnvPaths, record: EnvironmentRecord, l
 
   let recoveredStalePid = false;
   const startingPg = pgRunning ? Promise.resolve() : startPostgres(paths, user).then((r) => void (recoveredStalePid ||= r.recoveredStalePid));
+  if (!redisRunning) recoverInterruptedRestore(paths, log);
   const startingRedis = redisRunning ? Promise.resolve() : startRedis(redisBin, paths, spec.redis.port, credentials.redis.adminPassword, user);
   if (!pgRunning || !redisRunning) log(`starting ${[!pgRunning && "PostgreSQL", !redisRunning && "Redis"].filter(Boolean).join(" and ")}`);
   await Promise.all([startingPg, startingRedis]);

@@ -4,7 +4,7 @@
  * protected mode on, daemonized so it outlives the command that started it.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { chownSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, existsSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { CliError, EXIT } from "../cli.js";
@@ -89,6 +89,31 @@ export function embeddedRedisConf(spec: Spec, paths: EnvPaths, options: RedisCon
 export function writeRedisConf(paths: EnvPaths, content: string, user: ServiceUser | undefined): void {
   writeFileAtomic(paths.redisConf, content, 0o600);
   if (user) chownSync(paths.redisConf, user.uid, user.gid);
+}
+
+/** Folders a restore moves Redis's previous files into until it commits (lib/backup/redis.ts). */
+export const SET_ASIDE_PREFIX = ".restore-old-";
+
+/** Set-aside folders a restore left in the data dir. */
+export function setAsideDirs(paths: EnvPaths): string[] {
+  if (!existsSync(paths.redisDir)) return [];
+  return readdirSync(paths.redisDir).filter((f) => f.startsWith(SET_ASIDE_PREFIX)).map((f) => path.join(paths.redisDir, f));
+}
+
+/**
+ * Before a start: a restore killed after setting Redis's files aside, and before placing the
+ * backup's RDB, left the data dir empty. Put the previous files back so the server starts with
+ * the old data (the restore never committed), and drop set-aside folders that are not needed.
+ */
+export function recoverInterruptedRestore(paths: EnvPaths, log: (message: string) => void): void {
+  const live = ["dump.rdb", "appendonlydir"];
+  for (const aside of setAsideDirs(paths)) {
+    if (live.every((f) => !existsSync(path.join(paths.redisDir, f)))) {
+      log(`redis: an interrupted restore left the data in ${path.basename(aside)}; putting it back`);
+      for (const f of live) if (existsSync(path.join(aside, f))) renameSync(path.join(aside, f), path.join(paths.redisDir, f));
+    }
+    rmSync(aside, { recursive: true, force: true });
+  }
 }
 
 /** Pid of the running server, undefined when none runs (a stale pid file is removed). */

@@ -14,6 +14,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/cli.js";
 import { manifestText, parseManifest, sealManifest } from "../../lib/backup/manifest.js";
+import { backupsPossible, describeBackups } from "../support/docker.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { fillForBackup, runScript } from "./support.js";
 
@@ -38,6 +39,7 @@ async function dataState() {
 }
 
 beforeAll(async () => {
+  if (!backupsPossible) return;
   const env = environment();
   await fillForBackup(env.connections, 5_000);
   work = mkdtempSync(path.join(os.tmpdir(), "cpi-rel-backup-"));
@@ -118,7 +120,7 @@ const BAD_BACKUPS: BadBackup[] = [
   { title: "--from a folder that does not exist", make: () => path.join(work, "no-such-backup"), code: EXIT.USAGE, says: [/--from .*no-such-backup: no such backup folder or dump file/] },
 ];
 
-describe.concurrent("npm run restore refuses a bad backup, naming what is wrong, and changes nothing", () => {
+describeBackups("npm run restore refuses a bad backup, naming what is wrong, and changes nothing", () => {
   it.each(BAD_BACKUPS.map((b) => [b.title, b] as const))("%s", async (_title, bad) => {
     const from = bad.make();
     const result = await runScript("restore", ["--env", environment().env, "--from", from, "--yes"]);
@@ -129,7 +131,7 @@ describe.concurrent("npm run restore refuses a bad backup, naming what is wrong,
   });
 });
 
-describe("npm run restore, other refusals", () => {
+describeBackups("npm run restore, other refusals", () => {
   it("without --yes into an environment that holds data: exit 64 with the command to confirm", async () => {
     const result = await runScript("restore", ["--env", environment().env, "--from", backupDir]);
     expect(result.code, result.stderr).toBe(EXIT.USAGE);

@@ -9,6 +9,7 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
+import { backupsPossible, describeBackups } from "../support/docker.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { fillForBackup, killGroup, runningServers, runScript, sleep, startScript, waitFor } from "./support.js";
 
@@ -16,6 +17,7 @@ const environment = useEphemeralEnvironment();
 let work: string;
 
 beforeAll(async () => {
+  if (!backupsPossible) return;
   await fillForBackup(environment().connections, 20_000);
   work = mkdtempSync(path.join(os.tmpdir(), "cpi-rel-killed-"));
 }, 120_000);
@@ -33,7 +35,7 @@ async function counts(): Promise<{ candles: number; after: boolean; redisKeys: n
   return { candles, after, redisKeys };
 }
 
-describe("SIGKILL in the middle of", () => {
+describeBackups("SIGKILL in the middle of", () => {
   it("a backup: nothing is published, the data is untouched, and the next backup is whole", async () => {
     const env = environment();
     const root = path.join(work, "kill-backup");

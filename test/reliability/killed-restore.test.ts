@@ -11,6 +11,7 @@ import pg from "pg";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
+import { backupsPossible, describeBackups } from "../support/docker.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { fillForBackup, killGroup, runScript, sleep, startScript, waitFor } from "./support.js";
 
@@ -18,6 +19,7 @@ const environment = useEphemeralEnvironment();
 let work: string;
 
 beforeAll(async () => {
+  if (!backupsPossible) return;
   await fillForBackup(environment().connections, 20_000);
   work = mkdtempSync(path.join(os.tmpdir(), "cpi-rel-killed-"));
 }, 120_000);
@@ -42,7 +44,7 @@ async function scratchDatabases(): Promise<string[]> {
   );
 }
 
-describe("SIGKILL in the middle of", () => {
+describeBackups("SIGKILL in the middle of", () => {
   it("a restore: old data or restored data, never a mix; up and a second restore finish the job", async () => {
     const env = environment();
     const made = await runScript("backup", ["--env", env.env, "--out", path.join(work, "kill-restore"), "--json"]);

@@ -42,6 +42,18 @@ export function describeDocker(name: string, fn: () => void): void {
   describe.runIf(dockerEngine.answering)(name, fn);
 }
 
+/**
+ * Backups need pg_dump 16 or newer. Debian 12 ships 15, so on these machines it runs from the
+ * offline PostgreSQL image: suites that back up are Docker suites (skipped with one line when no
+ * engine answers, failed under REQUIRE_DOCKER=1).
+ */
+export const backupsPossible = dockerEngine.answering;
+
+/** A describe block that makes backups (see backupsPossible). */
+export function describeBackups(name: string, fn: () => void): void {
+  describeDocker(`${name} [pg_dump 16+ from the offline image]`, fn);
+}
+
 /** The Docker client of the answering engine. */
 export function dockerBinary(): string {
   if (!dockerEngine.binary) throw new Error(`no Docker client: ${dockerEngine.problem}`);
