@@ -1,5 +1,5 @@
 /**
- * The PolicyPack entry: `pulumi preview --policy-pack policy` (see docs/pulumi.md). Creating the
+ * The PolicyPack entry: `pulumi preview --policy-pack policy` (see README.md). Creating the
  * pack starts the analyzer server, so tests never import this file: they call the handlers in
  * ./policies.ts directly.
  */

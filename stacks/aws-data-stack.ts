@@ -68,7 +68,7 @@ export class AwsDataStack extends pulumi.ComponentResource {
   readonly redisHost: pulumi.Output<string>;
   readonly redisReaderHost: pulumi.Output<string>;
   readonly redisPort: pulumi.Output<number>;
-  /** Master user's URL with the password read from Secrets Manager at deploy time (secret; RDS rotates it: see docs/pulumi.md). */
+  /** Master user's URL with the password read from Secrets Manager at deploy time (secret; RDS rotates it: see README.md). */
   readonly postgresUrl: pulumi.Output<string>;
   /** `rediss://` URL with the AUTH token (secret). */
   readonly redisUrl: pulumi.Output<string>;

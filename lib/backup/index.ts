@@ -1,4 +1,4 @@
-/** Backup and restore: the guide's procedures, made safe, verifiable and fast (see docs/backup.md). */
+/** Backup and restore: the guide's procedures, made safe, verifiable and fast (see README.md). */
 export { backupEnvironment, backupRoot, type BackupOptions, type BackupResult } from "./backup.js";
 export { restoreEnvironment, assertKnownHead, type RestoreOptions, type RestoreReport } from "./restore.js";
 export { verifyBackup, BackupVerificationError, type VerifiedBackup } from "./verify.js";

@@ -3,7 +3,7 @@
  * by schemaKeys(), so a new key is covered the day it is added), and a catalogue of wrong units
  * and ranges goes through `npm run up` as an operator would write it in Pulumi.<env>.yaml. Each
  * is refused with exit 2 and one message that names the key, the value and what is allowed, and
- * nothing is created. (Catalogue: docs/reliability.md.)
+ * nothing is created. (Catalogue: README.md.)
  */
 import { existsSync } from "node:fs";
 import { stringify as toYaml } from "yaml";
@@ -129,7 +129,7 @@ interface SpecCase {
   says: string[];
 }
 
-/** Wrong units and ranges, cross-key rules, and broken files (docs/reliability.md, "Spec"). */
+/** Wrong units and ranges, cross-key rules, and broken files (README.md, "Spec"). */
 const SPEC_CASES: SpecCase[] = [
   { title: "PostgreSQL size in Redis's lowercase unit", values: { postgres: { sharedBuffers: "256mb" } }, says: ["postgres.sharedBuffers", '"256mb"', "kB, MB, GB"] },
   { title: "fractional PostgreSQL size", values: { postgres: { workMem: "2.5MB" } }, says: ["postgres.workMem", '"2.5MB"', "whole number"] },

@@ -4,7 +4,7 @@
  * uncommitted transaction); Redis (appendonly yes, appendfsync everysec) may lose at most the
  * writes of about the last second before the kill (we allow the last 2 s).
  *
- * Measured figures are printed as `[figures] …` lines for docs/reliability.md.
+ * Measured figures are printed as `[figures] …` lines for README.md.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";

@@ -3,7 +3,7 @@
  *   - its environment lock is left behind: runs that cannot wait get exit 3 while it is fresh,
  *     and the next `up` takes it over once stale (proper-lockfile: 15 s), never blocked forever;
  *   - a first `up` killed during initdb leaves no half-made cluster: the next `up` completes.
- * (Killed backup/restore runs: pending, see docs/reliability.md.)
+ * (Killed backup/restore runs: pending, see README.md.)
  */
 import { existsSync } from "node:fs";
 import path from "node:path";

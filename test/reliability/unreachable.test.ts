@@ -4,7 +4,7 @@
  *   - hung (SIGSTOP: the kernel still accepts the TCP connection, nobody answers): bounded by
  *     the 10 s connect timeout of lib/db/clients.ts (PostgreSQL and Redis alike);
  *   - stopped (nothing listens): refused at once, so the command fails in about its start-up time.
- * Measured times are printed as `[figures] …` lines for docs/reliability.md.
+ * Measured times are printed as `[figures] …` lines for README.md.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
