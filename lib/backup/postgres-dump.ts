@@ -15,7 +15,7 @@ import { withPg } from "../db/clients.js";
 import { appliedMigrations } from "../db/migrate.js";
 import { sqlIdent } from "../db/roles.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
-import { resolvePgTool, type PgTool } from "../pgtools/resolve.js";
+import { connectionArgs, resolvePgTool, type PgTool } from "../pgtools/resolve.js";
 import { shortVersion } from "../pgtools/version.js";
 import { fsyncFile, hashGrowingFile } from "./files.js";
 import type { LocalEnvironment } from "./local-env.js";
@@ -68,11 +68,7 @@ export async function dumpPostgres(local: LocalEnvironment, options: DumpOptions
 
       const file = path.join(options.dir, DUMP_FILE[options.format]);
       const args = [
-        "--host", tool.host,
-        "--port", String(tool.port),
-        "--username", local.pgAdmin.user,
-        "--dbname", database,
-        "--no-password",
+        ...connectionArgs(tool, local.pgAdmin.user, database),
         `--snapshot=${snapshot}`,
         // A table locked exclusively (a migration) fails the backup after a while instead of hanging it.
         "--lock-wait-timeout=120s",

@@ -27,7 +27,7 @@ import { withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations } from "../db/migrate.js";
 import { bootstrapSql, sqlIdent, sqlLiteral } from "../db/roles.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
-import { resolvePgTool, type PgTool } from "../pgtools/resolve.js";
+import { connectionArgs, resolvePgTool, type PgTool } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
@@ -358,7 +358,7 @@ async function loadSql(tool: PgTool, local: LocalEnvironment, file: string, kind
 }
 
 function psqlArgs(tool: PgTool, local: LocalEnvironment, database: string): string[] {
-  return ["--no-psqlrc", "--quiet", "--no-password", "--set", "ON_ERROR_STOP=1", "--host", tool.host, "--port", String(tool.port), "--username", local.pgAdmin.user, "--dbname", database];
+  return ["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", ...connectionArgs(tool, local.pgAdmin.user, database)];
 }
 
 async function runPgRestore(tool: PgTool, local: LocalEnvironment, file: string, database: string, serverMajor: number, jobs: number, onProgress?: (p: LoadProgress) => void): Promise<void> {
@@ -367,11 +367,7 @@ async function runPgRestore(tool: PgTool, local: LocalEnvironment, file: string,
   // (and only those) are accepted, so --exit-on-error cannot be used then.
   const tolerant = tool.version.major > serverMajor && serverMajor < 17;
   const args = [
-    "--host", tool.host,
-    "--port", String(tool.port),
-    "--username", local.pgAdmin.user,
-    "--dbname", database,
-    "--no-password",
+    ...connectionArgs(tool, local.pgAdmin.user, database),
     `--jobs=${jobs}`,
     ...(tolerant ? [] : ["--exit-on-error"]),
     staged.path,

@@ -77,6 +77,11 @@ export interface PgCommand {
   abort(): Promise<void>;
 }
 
+/** Where and as whom a client tool connects; the password comes from PGPASSWORD, never argv. */
+export function connectionArgs(tool: Pick<PgTool, "host" | "port">, user: string, database: string): string[] {
+  return ["--host", tool.host, "--port", String(tool.port), "--username", user, "--dbname", database, "--no-password"];
+}
+
 export interface PgTool {
   name: PgToolName;
   version: PgVersion;
