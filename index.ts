@@ -2,8 +2,8 @@
  * The Pulumi program: reads the stack's config through the spec's one loader and builds the
  * stack's data layer, DockerDataStack (target: docker; dev, ci) or AwsDataStack (target: aws;
  * staging, prod). Stack outputs are the same for both targets where they can be (hosts, ports,
- * secret connection URLs, spec hash, capability table), so scripts reach any environment alike:
- * `--database-url "$(pulumi stack output postgresUrl --show-secrets)"`.
+ * secret connection URLs, spec hash, capability table), so scripts reach any environment alike
+ * with `--database-url`/`--redis-url` (passwords in PGPASSWORD/REDISCLI_AUTH, not argv: README).
  */
 import * as pulumi from "@pulumi/pulumi";
 import { capabilities as capabilityRows, capabilitiesMarkdown } from "./lib/aws/capabilities.js";
