@@ -3,42 +3,19 @@
  * `.partial-…` folder is listed as unfinished), the environment keeps running with its data, and
  * the next backup (after the stale lock) is whole. (A killed restore: killed-restore.test.ts.)
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import os from "node:os";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { withPg } from "../../lib/db/clients.js";
-import { backupsPossible, describeBackups } from "../support/docker.js";
-import { useEphemeralEnvironment } from "../support/embedded.js";
+import { describe, expect, it } from "vitest";
+import { describeBackups } from "../support/docker.js";
+import { useKillFixture } from "./kill-fixture.js";
 import { fillForBackup, killGroup, runningServers, runScript, sleep, startScript, waitFor } from "./support.js";
 
-const environment = useEphemeralEnvironment();
-let work: string;
-
-beforeAll(async () => {
-  if (!backupsPossible) return;
-  await fillForBackup(environment().connections, 20_000);
-  work = mkdtempSync(path.join(os.tmpdir(), "cpi-rel-killed-"));
-}, 120_000);
-
-afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-async function counts(): Promise<{ candles: number; after: boolean; redisKeys: number }> {
-  const env = environment();
-  const { candles, after } = await withPg(env.connections.postgresConfig("admin"), async (c) => (await c.query("SELECT (SELECT count(*) FROM market_data)::int AS candles, EXISTS (SELECT 1 FROM cryptocurrencies WHERE symbol = 'AFTER') AS after")).rows[0]);
-  const redis = new Redis({ ...env.connections.redisOptions("admin"), maxRetriesPerRequest: 1 });
-  const redisKeys = await redis.dbsize();
-  redis.disconnect();
-  return { candles, after, redisKeys };
-}
+const { environment, workDir, counts } = useKillFixture();
 
 describeBackups("SIGKILL in the middle of", () => {
   it("a backup: nothing is published, the data is untouched, and the next backup is whole", async () => {
     const env = environment();
-    const root = path.join(work, "kill-backup");
+    const root = path.join(workDir(), "kill-backup");
     const before = await counts();
     const run = startScript("backup", ["--env", env.env, "--out", root]);
     await waitFor("the backup's partial folder", () => existsSync(root) && readdirSync(root).some((d) => d.startsWith(".partial-")), 60_000, 10);

@@ -4,38 +4,16 @@
  * and running the restore again gives exactly the backup, with no scratch database or set-aside
  * Redis files left behind. (A killed backup: killed-backup.test.ts.)
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import os from "node:os";
+import { readdirSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
-import { backupsPossible, describeBackups } from "../support/docker.js";
-import { useEphemeralEnvironment } from "../support/embedded.js";
+import { describeBackups } from "../support/docker.js";
+import { useKillFixture } from "./kill-fixture.js";
 import { fillForBackup, killGroup, runScript, sleep, startScript, waitFor } from "./support.js";
 
-const environment = useEphemeralEnvironment();
-let work: string;
-
-beforeAll(async () => {
-  if (!backupsPossible) return;
-  await fillForBackup(environment().connections, 20_000);
-  work = mkdtempSync(path.join(os.tmpdir(), "cpi-rel-killed-"));
-}, 120_000);
-
-afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-async function counts(): Promise<{ candles: number; after: boolean; redisKeys: number }> {
-  const env = environment();
-  const { candles, after } = await withPg(env.connections.postgresConfig("admin"), async (c) => (await c.query("SELECT (SELECT count(*) FROM market_data)::int AS candles, EXISTS (SELECT 1 FROM cryptocurrencies WHERE symbol = 'AFTER') AS after")).rows[0]);
-  const redis = new Redis({ ...env.connections.redisOptions("admin"), maxRetriesPerRequest: 1 });
-  const redisKeys = await redis.dbsize();
-  redis.disconnect();
-  return { candles, after, redisKeys };
-}
+const { environment, workDir, counts } = useKillFixture();
 
 async function scratchDatabases(): Promise<string[]> {
   const { spec, connections } = environment();
@@ -47,7 +25,7 @@ async function scratchDatabases(): Promise<string[]> {
 describeBackups("SIGKILL in the middle of", () => {
   it("a restore: old data or restored data, never a mix; up and a second restore finish the job", async () => {
     const env = environment();
-    const made = await runScript("backup", ["--env", env.env, "--out", path.join(work, "kill-restore"), "--json"]);
+    const made = await runScript("backup", ["--env", env.env, "--out", path.join(workDir(), "kill-restore"), "--json"]);
     expect(made.code, made.stderr).toBe(0);
     const backedUp = { candles: made.json.manifest.postgres.tables.market_data as number, after: false, redisKeys: made.json.manifest.redis.keys as number };
     // Make the live data differ from the backup, so that old and restored can be told apart.
