@@ -146,21 +146,34 @@ export function makeSandbox(): Sandbox {
 }
 
 /** Every path under a folder with its type, mode, size and mtime: equal snapshots = nothing changed. */
-export function snapshot(dir: string): Record<string, string> {
+export function snapshot(dir: string, options: { serversRunning?: boolean } = {}): Record<string, string> {
   const out: Record<string, string> = {};
   if (!existsSync(dir)) return out;
   const walk = (d: string) => {
     for (const entry of readdirSync(d, { withFileTypes: true })) {
       const file = path.join(d, entry.name);
+      const relative = path.relative(dir, file);
+      // Server-owned files change on their own while a server runs (WAL, stats, RDB, logs):
+      // then compare what the toolkit writes; the caller checks the servers' data by querying it.
+      if (options.serversRunning && serverOwned(dir, relative)) continue;
       const stat = statSync(file, { throwIfNoEntry: false });
       if (!stat) continue;
-      // Server-owned files change on their own while a server runs: compare what the toolkit writes.
-      out[path.relative(dir, file)] = entry.isDirectory() ? `dir ${(stat.mode & 0o777).toString(8)}` : `file ${(stat.mode & 0o777).toString(8)} ${stat.size} ${stat.mtimeMs}`;
+      out[relative] = entry.isDirectory() ? `dir ${(stat.mode & 0o777).toString(8)}` : `file ${(stat.mode & 0o777).toString(8)} ${stat.size} ${stat.mtimeMs}`;
       if (entry.isDirectory()) walk(file);
     }
   };
   walk(dir);
   return out;
+}
+
+/** Files that a running PostgreSQL or Redis writes, inside an environment's directory. */
+const TOOLKIT_FILES_IN_SERVER_DIRS = new Set(["spec.conf", "redis.conf"]);
+function serverOwned(root: string, relative: string): boolean {
+  const parts = relative.split(path.sep);
+  const name = parts.pop()!;
+  const inPgData = parts.some((part, i) => part === "data" && parts[i - 1] === "postgres" && existsSync(path.join(root, ...parts.slice(0, i + 1), "PG_VERSION")));
+  const inRedisDir = parts.some((part, i) => part === "redis" && existsSync(path.join(root, ...parts.slice(0, i + 1), "redis.conf")));
+  return name === "postgres.log" || ((inPgData || inRedisDir) && !TOOLKIT_FILES_IN_SERVER_DIRS.has(name));
 }
 
 /** Every password of an environment, from its credentials file. */
