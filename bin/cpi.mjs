@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /**
- * Runs a command — `node bin/cpi.mjs NAME [args]` runs scripts/NAME.ts — as one ES module
- * bundled by esbuild into .build/ (git-ignored). tsx's loader costs about half a second per
+ * Runs a command — `node bin/cpi.mjs NAME [args]` runs scripts/NAME.ts — as an ES module
+ * bundled by esbuild into .build/commands/NAME/ (git-ignored). tsx's loader costs about half a second per
  * start on a 2-core machine, more than the whole of `verify`; a bundle starts like plain Node.
  * The bundle is rebuilt (about 0.1 s) whenever a source under scripts/ or lib/ is newer, so
  * what runs is always the code in the tree. Dependencies stay in node_modules (not bundled).
  */
-import { existsSync, readdirSync, renameSync, statSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -18,25 +18,31 @@ if (!entry || !existsSync(entry)) {
   process.stderr.write(`cpi: unknown command ${JSON.stringify(name ?? "")}; commands: ${known.join(", ")}\n`);
   process.exit(64);
 }
-const bundle = path.join(root, ".build", "scripts", `${name}.mjs`);
+// One folder per command: its entry plus the chunks of its dynamic imports (code splitting keeps
+// `await import()` lazy, so a local backup never loads the AWS SDK's modules).
+const outdir = path.join(root, ".build", "commands", name);
+const bundle = path.join(outdir, `${name}.mjs`);
 
 if (!existsSync(bundle) || newestSource() > statSync(bundle).mtimeMs) {
   const esbuild = await import("esbuild");
-  // A private temp name, then rename: concurrent runs never import a half-written bundle.
-  const temp = `${bundle}.${process.pid}.tmp`;
+  // A private temp folder, then rename: concurrent runs never import a half-written bundle.
+  const temp = `${outdir}.${process.pid}.tmp`;
+  rmSync(temp, { recursive: true, force: true });
   await esbuild.build({
-    entryPoints: [entry],
-    outfile: temp,
+    entryPoints: { [name]: entry },
+    outdir: temp,
     bundle: true,
+    splitting: true,
+    chunkNames: "chunk-[hash]",
+    outExtension: { ".js": ".mjs" },
     platform: "node",
     format: "esm",
     target: "node20",
     packages: "external",
     logLevel: "error",
   });
-  renameSync(temp, bundle);
+  replaceFolder(temp, outdir);
 }
-
 // The command sees the same argv as under tsx: [node, scripts/NAME.ts, ...args].
 process.argv = [process.argv[0], entry, ...args];
 await import(bundle);
@@ -54,4 +60,24 @@ function newestSource() {
   walk(path.join(root, "scripts"));
   walk(path.join(root, "lib"));
   return newest;
+}
+
+/**
+ * Puts a freshly built folder in place of `target`. A run that looks in between finds no bundle and
+ * builds its own; when another run's build lands first, that one (as new as ours) is kept.
+ */
+function replaceFolder(fresh, target) {
+  const old = `${target}.${process.pid}.old`;
+  try {
+    renameSync(target, old);
+  } catch (error) {
+    if (error.code !== "ENOENT") throw error;
+  }
+  try {
+    renameSync(fresh, target);
+  } catch (error) {
+    if (!["ENOTEMPTY", "EEXIST"].includes(error.code)) throw error;
+  }
+  rmSync(old, { recursive: true, force: true });
+  rmSync(fresh, { recursive: true, force: true });
 }

@@ -5,7 +5,6 @@
 import { readdirSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
-import { runner } from "node-pg-migrate";
 import { PROJECT_DIR } from "../spec/load.js";
 
 export const MIGRATIONS_DIR = path.join(PROJECT_DIR, "migrations");
@@ -41,6 +40,8 @@ export interface MigrateOptions {
 
 /** Applies (or reverts) migrations over one client connected as the schema owner. */
 export async function migrate(client: pg.ClientBase, options: MigrateOptions): Promise<string[]> {
+  // Loaded here, not at the top: backup and restore use this module's queries, not the runner.
+  const { runner } = await import("node-pg-migrate");
   const ran = await runner({
     dbClient: client,
     dir: MIGRATIONS_DIR,
