@@ -23,7 +23,7 @@ await runCommand({
     from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom" },
     table: { type: "string", help: "replace only this table's rows (one transaction; the rest is untouched)" },
     yes: { type: "boolean", help: "replace data that is there (refused without it)" },
-    jobs: { type: "string", help: "pg_restore parallel jobs for custom-format dumps (default 2)" },
+    jobs: { type: "string", help: "connections that load rows at once (default 2; 1 = one psql/pg_restore stream)" },
     check: { type: "boolean", help: "only verify the backup (manifest, sizes, sha256, RDB); change nothing" },
   },
   details: [

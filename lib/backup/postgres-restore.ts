@@ -21,7 +21,7 @@ import type { Readable, Writable } from "node:stream";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import type pg from "pg";
+import pg from "pg";
 import { CliError, EXIT } from "../cli.js";
 import { withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations } from "../db/migrate.js";
@@ -31,6 +31,7 @@ import { connectionArgs, resolvePgTool, type PgTool } from "../pgtools/resolve.j
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
+import { loadScriptInParallel } from "./parallel-load.js";
 import { CompatibilityFilter, splitPreamble, TableDataFilter } from "./sql-stream.js";
 
 /** What a dump file is, from its first bytes. */
@@ -201,7 +202,10 @@ export interface PreparedDatabaseRestore {
 export interface DatabaseRestoreOptions {
   kind: DumpKind;
   manifest?: Manifest;
-  /** pg_restore --jobs for custom-format dumps (default 2). */
+  /**
+   * Connections that load rows at once (default 2). A toolkit backup's rows are spread over them
+   * (parallel-load.ts); an external custom-format dump gets `pg_restore --jobs` this many.
+   */
   jobs?: number;
   onProgress?: (p: LoadProgress) => void;
   /** Progress lines while the server loads (rows copied, indexes built), about once a second. */
@@ -223,7 +227,8 @@ function watchLoad(local: LocalEnvironment, database: string, progress?: (m: str
       await new Promise((r) => setTimeout(r, 1000));
       if (stopped) break;
       const { rows } = await client.query(
-        `SELECT 'copy' AS kind, c.relid::regclass::text AS rel, c.tuples_processed AS n FROM pg_stat_progress_copy c WHERE c.datname = $1
+        // A table loaded over several sessions has one COPY each: summed.
+        `SELECT 'copy' AS kind, c.relid::regclass::text AS rel, sum(c.tuples_processed) AS n FROM pg_stat_progress_copy c WHERE c.datname = $1 GROUP BY c.relid
          UNION ALL SELECT 'index', i.relid::regclass::text, i.blocks_done FROM pg_stat_progress_create_index i WHERE i.datname = $1`,
         [database],
       );
@@ -279,16 +284,24 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
       c.query(bootstrapSql({ ...spec, postgres: { ...spec.postgres, database: names.restore } }, { owner: ownerPassword, app: appPassword, readonly: readonlyPassword })),
     );
     options.log(`postgres: loading the dump into a new database ${names.restore}`);
-    let tool: PgTool;
+    /** What loaded the dump, for the report: "psql 15.18 (/usr/bin/psql)". */
+    let tool: string;
     let droppedLines: string[] = [];
     const stopWatching = watchLoad(local, names.restore, options.progress, options.manifest?.postgres?.tables);
     try {
-      if (options.kind === "custom") {
-        tool = await resolvePgRestore(local, options.manifest, server.major);
-        await runPgRestore(tool, local, file, names.restore, server.major, options.jobs ?? 2, options.onProgress);
+      if (options.manifest && options.kind !== "sql" && (options.jobs ?? 2) > 1) {
+        // A toolkit backup: pg_dump's script, in pg_dump's order, so its rows can be spread.
+        const loaded = await loadInParallel(local, file, options.kind, names.restore, server.major, options.manifest, options.jobs ?? 2);
+        tool = loaded.tool;
+        droppedLines = loaded.dropped;
+      } else if (options.kind === "custom") {
+        const pgRestore = await resolvePgRestore(local, options.manifest, server.major);
+        await runPgRestore(pgRestore, local, file, names.restore, server.major, options.jobs ?? 2, options.onProgress);
+        tool = toolLabel(pgRestore);
       } else {
-        tool = await resolvePsql(local, file, options.kind);
-        droppedLines = await loadSql(tool, local, file, options.kind, names.restore, server.major, options.onProgress);
+        const psql = await resolvePsql(local, file, options.kind);
+        droppedLines = await loadSql(psql, local, file, options.kind, names.restore, server.major, options.onProgress);
+        tool = toolLabel(psql);
       }
     } finally {
       await stopWatching();
@@ -298,7 +311,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     return {
       database: names.restore,
       serverVersion: server.version,
-      tool: `${tool.name} ${shortVersion(tool.version)} (${tool.location})`,
+      tool,
       tables: checked.tables,
       migrationHead: checked.head,
       droppedLines,
@@ -355,6 +368,61 @@ async function loadSql(tool: PgTool, local: LocalEnvironment, file: string, kind
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * A toolkit backup's script (gunzip's output, or pg_restore's script of the archive) through
+ * loadScriptInParallel: psql runs the statements, `connections` sessions load the rows.
+ */
+async function loadInParallel(
+  local: LocalEnvironment,
+  file: string,
+  kind: "sql.gz" | "custom",
+  database: string,
+  serverMajor: number,
+  manifest: Manifest,
+  connections: number,
+): Promise<{ tool: string; dropped: string[] }> {
+  const psqlTool = await resolvePsql(local, file, kind);
+  const restoreTool = kind === "custom" ? await resolvePgRestore(local, manifest, serverMajor) : undefined;
+  const staged = restoreTool ? await restoreTool.stageFile(file) : undefined;
+  try {
+    // pg_restore with --file writes the archive as a script and never connects.
+    const source = restoreTool
+      ? startProcess(restoreTool.command(["--file=-", staged!.path], { password: "", files: [staged!] }), { what: `pg_restore (${restoreTool.location})`, stdio: ["ignore", "pipe", "pipe"] })
+      : startProcess({ file: "gzip", args: ["-dc", file], env: process.env }, { what: `gzip -dc ${path.basename(file)}`, stdio: ["ignore", "pipe", "pipe"] });
+    const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
+      what: `psql (${psqlTool.location})`,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    try {
+      const [loaded] = await Promise.all([
+        loadScriptInParallel({ script: source.child.stdout!, psql, serverMajor, connections, connect: () => connectTo(local.pgConfig(database)) }),
+        source.exited,
+      ]);
+      const tool = `${restoreTool ? `${toolLabel(restoreTool)} script → ` : "gzip -dc → "}${toolLabel(psqlTool)}, rows over ${connections} COPY sessions`;
+      return { tool, dropped: loaded.dropped };
+    } catch (error) {
+      await Promise.all([source.kill(), psql.kill()]);
+      // The source's own failure (a cut gzip, pg_restore refusing the archive) says more than what followed from it.
+      const sourceError = await source.exited.then(() => undefined, (e: Error) => e);
+      if (sourceError && kind === "sql.gz") throw new CliError(`${path.basename(file)} is not a complete gzip stream (truncated or damaged): ${sourceError.message}`, EXIT.ERROR);
+      throw sourceError ?? (await psql.exited.then(() => undefined, (e: Error) => e)) ?? error;
+    }
+  } finally {
+    await staged?.cleanup();
+  }
+}
+
+/** "pg_restore 17.12 (docker run IMAGE)". */
+function toolLabel(tool: PgTool): string {
+  return `${tool.name} ${shortVersion(tool.version)} (${tool.location})`;
+}
+
+async function connectTo(config: pg.ClientConfig): Promise<pg.Client> {
+  const client = new pg.Client(config);
+  await client.connect();
+  return client;
 }
 
 function psqlArgs(tool: PgTool, local: LocalEnvironment, database: string): string[] {
@@ -553,7 +621,7 @@ export async function restoreTables(
     what: `psql (${psqlTool.location})`,
     stdio: ["pipe", "ignore", "pipe"],
   });
-  let toolLabel = `psql ${shortVersion(psqlTool.version)} (${psqlTool.location})`;
+  let label = toolLabel(psqlTool);
   options.log(`postgres: replacing the rows of ${tables.join(", ")} in one transaction`);
   if (restoreTool) {
     const staged = await restoreTool.stageFile(file);
@@ -567,13 +635,13 @@ export async function restoreTables(
     } finally {
       await staged.cleanup();
     }
-    toolLabel = `pg_restore ${shortVersion(restoreTool.version)} + ${toolLabel}`;
+    label = `${toolLabel(restoreTool)} + ${label}`;
   } else {
     await streamInto(readWithProgress(file, options.onProgress), options.kind === "sql.gz" ? [createGunzip(), filter] : [filter], psql).catch(nameGzipErrors(file));
   }
   const counts: Record<string, number> = {};
   for (const [i, t] of tables.entries()) counts[t] = filter.rows.get(qualified[i]!) ?? 0;
-  return { tables: counts, tool: toolLabel, droppedLines: filter.dropped, seconds: (Date.now() - started) / 1000 };
+  return { tables: counts, tool: label, droppedLines: filter.dropped, seconds: (Date.now() - started) / 1000 };
 }
 
 /** Whether the target holds data: rows in any of the tables (pgmigrations aside). */

@@ -38,7 +38,7 @@ export interface RestoreOptions {
   table?: string;
   /** Allow replacing data that is there. */
   yes?: boolean;
-  /** pg_restore --jobs for custom-format dumps (default 2). */
+  /** Connections that load rows at once (default 2): see DatabaseRestoreOptions.jobs. */
   jobs?: number;
   log?: (message: string) => void;
   progress?: (message: string) => void;

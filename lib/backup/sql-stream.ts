@@ -18,6 +18,9 @@ export const INCOMPATIBLE_PREAMBLE_LINES: readonly { line: string; sinceMajor: n
   { line: "SET transaction_timeout = 0;", sinceMajor: 17, why: "transaction_timeout exists from PostgreSQL 17 on" },
 ];
 
+/** The first line of a COPY block in a dump's script; group 1 is the table (`public."Odd Name"` too). */
+export const COPY_HEADER = /^COPY ((?:"(?:[^"]|"")*"|[^\s."]+)(?:\.(?:"(?:[^"]|"")*"|[^\s."]+))?) .*FROM stdin;$/;
+
 /** Lines that may appear in a dump's preamble. */
 function isPreambleLine(line: string): boolean {
   return line === "" || line.startsWith("--") || line.startsWith("SET ") || line.startsWith("SELECT pg_catalog.set_config(") || /^\\(restrict|unrestrict) /.test(line);
@@ -192,7 +195,7 @@ export class TableDataFilter extends Transform {
       this.state = "scan";
       out.push(this.options.header);
     }
-    const copy = /^COPY (\S+) .*FROM stdin;$/.exec(line);
+    const copy = COPY_HEADER.exec(line);
     if (copy) {
       const table = canonicalName(copy[1]!);
       if (this.tables.has(copy[1]!) || this.tables.has(table)) {
@@ -219,7 +222,7 @@ function qualifiedVariants(name: string): string[] {
 }
 
 /** Unquotes `public."Foo"` to `public.Foo`. */
-function canonicalName(name: string): string {
+export function canonicalName(name: string): string {
   return name
     .split(".")
     .map((part) => (part.startsWith('"') && part.endsWith('"') ? part.slice(1, -1).replace(/""/g, '"') : part))

@@ -1,0 +1,263 @@
+/**
+ * Loads a dump's SQL script (gunzip's output, or pg_restore's script of a custom archive) into a
+ * new database with the rows of its COPY blocks spread over several connections. On a 2-core
+ * machine the server parses COPY text on one core per connection; one psql (or one pg_restore
+ * job per table) leaves the other core idle during the longest part of a restore.
+ *
+ *   script ─▶ psql: the statements before the first COPY (pre-data), then a marker query
+ *          ─▶ once psql has answered it: each COPY block's rows, cut at line ends into 1 MiB
+ *             slices dealt in turn to N `COPY … FROM STDIN` sessions of the same table
+ *          ─▶ psql: setval lines meanwhile; the rest (indexes, constraints, grants) after the
+ *             last row is committed
+ *
+ * psql runs everything but the rows, in the script's order, with ON_ERROR_STOP. Only the data
+ * section is spread: a COPY met after the first post-data statement (a script not in pg_dump's
+ * order), or any script that switches database (`\connect`), goes through psql as written.
+ */
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import type { Readable, Writable } from "node:stream";
+import { finished } from "node:stream/promises";
+import type pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import type { StartedProcess } from "../pgtools/process.js";
+import { canonicalName, COPY_HEADER, incompatibleLinesFor } from "./sql-stream.js";
+
+export interface ParallelLoadArgs {
+  /** The script, as it streams out of gunzip or pg_restore. */
+  script: Readable;
+  /** psql on the new database, with ON_ERROR_STOP; stdin and stdout piped. */
+  psql: StartedProcess;
+  /** A new session on the new database (one per COPY connection). */
+  connect(): Promise<pg.Client>;
+  /** COPY connections (default 2, the cores this toolkit is measured on). */
+  connections?: number;
+  /** Lines of a newer pg_dump's preamble that this server rejects are dropped. */
+  serverMajor: number;
+}
+
+export interface ParallelLoadResult {
+  /** Preamble lines dropped as unknown to this server. */
+  dropped: string[];
+  /** Each table whose rows were spread: rows (the servers' COPY counts, summed) and the COPY commands they went through. */
+  spread: Record<string, { rows: number; copies: number }>;
+}
+
+/** Bytes of rows a connection receives before the next one's turn. */
+const SLICE_BYTES = 1024 * 1024;
+const NEWLINE = 0x0a;
+const END_OF_DATA = Buffer.from("\\.\n");
+
+type Phase = "pre-data" | "data" | "rows" | "post-data";
+
+export async function loadScriptInParallel(args: ParallelLoadArgs): Promise<ParallelLoadResult> {
+  const loader = new ParallelLoader(args);
+  try {
+    return await loader.run();
+  } finally {
+    await loader.close();
+  }
+}
+
+/** One load: the script's phase, psql's input, the COPY sessions and the block being spread. */
+class ParallelLoader {
+  private phase: Phase = "pre-data";
+  private readonly incompatible: Set<string>;
+  private readonly dropped: string[] = [];
+  /** The preamble's settings, replayed on each COPY session (client_encoding, search_path…). */
+  private readonly settings: string[] = [];
+  private readonly spread: ParallelLoadResult["spread"] = {};
+  private readonly sessions: pg.Client[] = [];
+  private sessionsOpening?: Promise<void>;
+  private block?: { table: string; statement: string; copies: (Copy | undefined)[]; turn: number; bytes: number };
+  private readonly psqlFailed: Promise<never>;
+  private stdinError?: Error;
+
+  constructor(private readonly args: ParallelLoadArgs) {
+    this.incompatible = incompatibleLinesFor(args.serverMajor);
+    const stdin = args.psql.child.stdin!;
+    stdin.on("error", (error) => (this.stdinError = error)); // EPIPE when psql stops: its exit says why
+    // psql ending before its input does is a failure: its own error when it has one.
+    this.psqlFailed = args.psql.exited.then(
+      () => Promise.reject(new Error("psql ended before the whole script was sent")),
+      (error: Error) => Promise.reject(error),
+    );
+    this.psqlFailed.catch(() => undefined);
+    args.psql.child.stdout!.resume(); // read (and dropped) except while waiting for the marker
+  }
+
+  async run(): Promise<ParallelLoadResult> {
+    let carry: Buffer = Buffer.alloc(0);
+    for await (const chunk of this.args.script) {
+      const data = carry.length ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
+      carry = await this.consume(data);
+    }
+    if (this.phase === "rows") throw new Error("the dump ends inside a COPY block (it is truncated)");
+    if (carry.length) await this.consume(Buffer.concat([carry, Buffer.from("\n")]));
+    this.args.psql.child.stdin!.end();
+    await this.args.psql.exited;
+    return { dropped: this.dropped, spread: this.spread };
+  }
+
+  /** Handles every whole line of `data` (rows in bulk); returns the unfinished last line. */
+  private async consume(data: Buffer): Promise<Buffer> {
+    let at = 0;
+    const toPsql: string[] = [];
+    const flush = async () => {
+      if (toPsql.length) await this.toPsql(toPsql.splice(0).join(""));
+    };
+    while (at < data.length) {
+      if (this.phase === "post-data") {
+        await flush();
+        await this.toPsql(data.subarray(at));
+        return Buffer.alloc(0);
+      }
+      if (this.phase === "rows") {
+        await flush();
+        const end = data.subarray(at, at + END_OF_DATA.length).equals(END_OF_DATA) ? at : indexOfEnd(data, at);
+        if (end >= 0) {
+          if (end > at) await this.writeRows(data.subarray(at, end));
+          await this.endBlock();
+          at = end + END_OF_DATA.length;
+          continue;
+        }
+        const lastNewline = data.lastIndexOf(NEWLINE);
+        if (lastNewline < at) return Buffer.from(data.subarray(at));
+        await this.writeRows(data.subarray(at, lastNewline + 1));
+        return Buffer.from(data.subarray(lastNewline + 1));
+      }
+      const newline = data.indexOf(NEWLINE, at);
+      if (newline < 0) break;
+      const line = data.toString("utf8", at, newline);
+      at = newline + 1;
+      if (this.phase === "pre-data") {
+        if (/^\\(connect|c) /.test(line)) {
+          this.phase = "post-data"; // another database: psql follows the script alone
+          toPsql.push(line, "\n");
+        } else if (COPY_HEADER.test(line)) {
+          await flush();
+          await this.startBlock(line);
+        } else if (this.incompatible.has(line)) {
+          this.dropped.push(line);
+        } else {
+          if (line.startsWith("SET ") || line.startsWith("SELECT pg_catalog.set_config(")) this.settings.push(line);
+          toPsql.push(line, "\n");
+        }
+      } else if (COPY_HEADER.test(line)) {
+        await flush();
+        await this.startBlock(line);
+      } else if (isDataSectionLine(line)) {
+        toPsql.push(line, "\n"); // setval, comments: psql runs them while rows load
+      } else {
+        // The first post-data statement: every block has ended (its rows committed), psql goes on.
+        this.phase = "post-data";
+        toPsql.push(line, "\n");
+      }
+    }
+    await flush();
+    return Buffer.from(data.subarray(at));
+  }
+
+  private async startBlock(header: string): Promise<void> {
+    if (this.phase === "pre-data") {
+      // The tables must exist before other sessions copy into them: psql answers a marker query
+      // only once every statement before it has run.
+      this.sessionsOpening ??= this.openSessions();
+      await Promise.all([this.psqlCaughtUp(), this.sessionsOpening]);
+    }
+    const table = COPY_HEADER.exec(header)![1]!;
+    this.block = { table, statement: header.slice(0, -1), copies: this.sessions.map(() => undefined), turn: 0, bytes: 0 };
+    this.phase = "rows";
+  }
+
+  private async writeRows(rows: Buffer): Promise<void> {
+    const block = this.block!;
+    if (block.bytes >= SLICE_BYTES) {
+      block.turn = (block.turn + 1) % block.copies.length;
+      block.bytes = 0;
+    }
+    const copy = (block.copies[block.turn] ??= startCopy(this.sessions[block.turn]!, block.statement));
+    block.bytes += rows.length;
+    if (!copy.stream.write(rows)) await Promise.race([once(copy.stream, "drain"), copy.failed, this.psqlFailed]);
+  }
+
+  /** The block's rows are all sent: each session ends its COPY; the servers' counts are summed. */
+  private async endBlock(): Promise<void> {
+    const block = this.block!;
+    const table = (this.spread[canonicalName(block.table)] ??= { rows: 0, copies: 0 });
+    for (const copy of block.copies) {
+      if (!copy) continue;
+      copy.stream.end();
+      await Promise.race([finished(copy.stream), copy.failed]);
+      table.rows += (copy.stream as Writable & { rowCount?: number }).rowCount ?? 0;
+      table.copies++;
+    }
+    this.block = undefined;
+    this.phase = "data";
+  }
+
+  private async openSessions(): Promise<void> {
+    const count = Math.max(1, this.args.connections ?? 2);
+    for (let i = 0; i < count; i++) {
+      const client = await this.args.connect();
+      this.sessions.push(client);
+      client.on("error", () => undefined); // a dropped session fails its COPY, reported there
+      for (const setting of this.settings) await client.query(setting);
+      await client.query("SET synchronous_commit = off");
+    }
+  }
+
+  /** Resolves once psql has run every statement sent so far. */
+  private async psqlCaughtUp(): Promise<void> {
+    const marker = `cpi-sync-${randomBytes(6).toString("hex")}`;
+    const stdout = this.args.psql.child.stdout!;
+    let seen = "";
+    const answered = new Promise<void>((resolve) => {
+      const onData = (chunk: Buffer) => {
+        seen = (seen + chunk.toString("utf8")).slice(-4096);
+        if (seen.includes(marker)) {
+          stdout.off("data", onData);
+          resolve();
+        }
+      };
+      stdout.on("data", onData);
+    });
+    await this.toPsql(`SELECT '${marker}' AS sync;\n`);
+    await Promise.race([answered, this.psqlFailed]);
+  }
+
+  private async toPsql(data: string | Buffer): Promise<void> {
+    if (this.stdinError) await this.psqlFailed;
+    const stdin = this.args.psql.child.stdin!;
+    if (!stdin.write(data)) await Promise.race([once(stdin, "drain"), this.psqlFailed]);
+  }
+
+  async close(): Promise<void> {
+    for (const copy of this.block?.copies ?? []) copy?.stream.destroy();
+    await Promise.all(this.sessions.map((c) => c.end().catch(() => undefined)));
+  }
+}
+
+/** A `COPY … FROM STDIN` of one session, and its failure (the server refused a row, the session dropped). */
+interface Copy {
+  stream: Writable;
+  failed: Promise<never>;
+}
+
+function startCopy(session: pg.Client, statement: string): Copy {
+  const stream = session.query(copyFrom(statement));
+  const failed = new Promise<never>((_, reject) => stream.once("error", reject));
+  failed.catch(() => undefined);
+  return { stream, failed };
+}
+
+/** Lines of pg_dump's data section other than COPY blocks. */
+function isDataSectionLine(line: string): boolean {
+  return line === "" || line.startsWith("--") || /^SELECT pg_catalog\.setval\(/.test(line);
+}
+
+/** Where the end-of-data line `\.` starts after `from` (at a line start), or -1. */
+function indexOfEnd(data: Buffer, from: number): number {
+  const at = data.indexOf("\n\\.\n", from);
+  return at < 0 ? -1 : at + 1;
+}
