@@ -116,6 +116,25 @@ describeDocker("backup and restore: refusals and failures leave everything as it
     await expectUntouched();
   });
 
+  it.each([
+    ["cut inside its table of contents (pg_restore fails before writing a line)", 200],
+    ["cut inside the market_data rows", 0.8],
+  ])("a custom archive that its manifest vouches for, %s: the load fails naming pg_restore, the live data is intact", async (_what, keep) => {
+    const made = await runCli("backup", ["--env", env().env, "--format", "custom", "--out", path.join(work, `custom-${keep}`), "--json"]);
+    expect(made.code, made.stderr).toBe(0);
+    const dir = made.json.dir as string;
+    const archive = path.join(dir, "postgres.dump");
+    truncateSync(archive, keep < 1 ? Math.floor(readFileSync(archive).length * keep) : keep);
+    const entry = await hashFile(archive);
+    reseal(dir, (m) => ({ ...m, files: m.files.map((f) => (f.name === entry.name ? entry : f)) }));
+    // As a command: a pg_restore that fails before opening its output pipe must not leave the
+    // process waiting on that pipe (runCli's timeout fails the test).
+    const restore = await runCli("restore", ["--env", env().env, "--from", dir, "--yes", "--json"], { timeoutMs: 60_000 });
+    expect(restore.code, restore.stderr).toBe(2);
+    expect(restore.stderr).toMatch(/pg_restore .*failed|ends inside a COPY block/);
+    await expectUntouched();
+  });
+
   it("refuses a non-empty target without --yes (exit 64), saying what it holds", async () => {
     const restore = await runCli("restore", ["--env", env().env, "--from", good]);
     expect(restore.code).toBe(64);

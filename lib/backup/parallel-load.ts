@@ -89,7 +89,20 @@ class ParallelLoader {
   async run(): Promise<ParallelLoadResult> {
     let carry: Buffer = Buffer.alloc(0);
     for await (const chunk of this.args.script) {
-      const data = carry.length ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
+      let data = chunk as Buffer;
+      if (carry.length && this.phase === "rows") {
+        // Rows are most of the script: join the carried part of a line to the rest of that line
+        // only, instead of copying every chunk behind it (memory stays flat).
+        const newline = data.indexOf(NEWLINE);
+        if (newline < 0) {
+          carry = Buffer.concat([carry, data]);
+          continue;
+        }
+        await this.consume(Buffer.concat([carry, data.subarray(0, newline + 1)]));
+        data = data.subarray(newline + 1);
+      } else if (carry.length) {
+        data = Buffer.concat([carry, data]);
+      }
       carry = await this.consume(data);
     }
     if (this.phase === "rows") throw new Error("the dump ends inside a COPY block (it is truncated)");

@@ -386,18 +386,23 @@ async function loadInParallel(
   const psqlTool = await resolvePsql(local, file, kind);
   const restoreTool = kind === "custom" ? await resolvePgRestore(local, manifest, serverMajor) : undefined;
   const staged = restoreTool ? await restoreTool.stageFile(file) : undefined;
+  const output = restoreTool ? await restoreTool.outputPipe() : undefined;
   try {
     // pg_restore with --file writes the archive as a script and never connects.
     const source = restoreTool
-      ? startProcess(restoreTool.command(["--file=-", staged!.path], { password: "", files: [staged!] }), { what: `pg_restore (${restoreTool.location})`, stdio: ["ignore", "pipe", "pipe"] })
+      ? startProcess(restoreTool.command([`--file=${output!.path}`, staged!.path], { password: "", files: [staged!, output!] }), {
+          what: `pg_restore (${restoreTool.location})`,
+          stdio: ["ignore", "pipe", "pipe"],
+        })
       : startProcess({ file: "gzip", args: ["-dc", file], env: process.env }, { what: `gzip -dc ${path.basename(file)}`, stdio: ["ignore", "pipe", "pipe"] });
+    const script = output ? output.open(source.child.stdout!) : source.child.stdout!;
     const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
       what: `psql (${psqlTool.location})`,
       stdio: ["pipe", "pipe", "pipe"],
     });
     try {
       const [loaded] = await Promise.all([
-        loadScriptInParallel({ script: source.child.stdout!, psql, serverMajor, connections, connect: () => connectTo(local.pgConfig(database)) }),
+        loadScriptInParallel({ script, psql, serverMajor, connections, connect: () => connectTo(local.pgConfig(database)) }),
         source.exited,
       ]);
       const tool = `${restoreTool ? `${toolLabel(restoreTool)} script → ` : "gzip -dc → "}${toolLabel(psqlTool)}, rows over ${connections} COPY sessions`;
@@ -410,6 +415,7 @@ async function loadInParallel(
       throw sourceError ?? (await psql.exited.then(() => undefined, (e: Error) => e)) ?? error;
     }
   } finally {
+    await output?.cleanup();
     await staged?.cleanup();
   }
 }

@@ -13,8 +13,10 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, type ReadStream } from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
 import { findDockerBinary, probeEngine, START_DOCKERD, type EngineStatus } from "../docker/engine.js";
@@ -58,12 +60,29 @@ export interface StagedFile {
   cleanup(): Promise<void>;
 }
 
+/**
+ * Where a tool writes a large output (`--file=PATH`) for this process to read. The tool's stdout
+ * where that is direct; for `docker run`, a named pipe in a bind-mounted 0700 folder, so the
+ * bytes go from the container's process to this one without passing through dockerd and the
+ * docker CLI (which costs a core's worth of copying on a 2-core machine).
+ */
+export interface ToolOutput {
+  /** What to pass as --file: "-" for stdout. */
+  path: string;
+  /** docker run: bind mount of the pipe's folder. */
+  mount?: string;
+  /** The output as this process reads it, given the tool's stdout. */
+  open(stdout: Readable): Readable;
+  /** Unblocks a reader still waiting for the tool to open the pipe (it failed first); removes the pipe. */
+  cleanup(): Promise<void>;
+}
+
 export interface PgCommandOptions {
   password: string;
   /** The tool reads stdin (docker: `-i`). */
   stdin?: boolean;
-  /** Files from stageFile() that the tool reads. */
-  files?: StagedFile[];
+  /** Files from stageFile() that the tool reads, and an output from outputPipe() it writes. */
+  files?: Pick<StagedFile, "mount">[];
   /** Non-secret variables (PGOPTIONS, PGAPPNAME…). */
   env?: Record<string, string>;
 }
@@ -96,6 +115,38 @@ export interface PgTool {
   command(args: string[], options: PgCommandOptions): PgCommand;
   /** Makes a host file readable by the tool (as is, bind mount, or a copy in the container). */
   stageFile(file: string): Promise<StagedFile>;
+  /** Where the tool writes a large output for this process (see ToolOutput). */
+  outputPipe(): Promise<ToolOutput>;
+}
+
+/** The tool's stdout, as is. */
+const STDOUT_OUTPUT: ToolOutput = { path: "-", open: (stdout) => stdout, cleanup: async () => undefined };
+
+/** A named pipe in a new 0700 folder, bind-mounted into a `docker run` container. */
+async function namedPipeOutput(): Promise<ToolOutput> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "cpi-pipe-"));
+  const fifo = path.join(dir, "output");
+  await run("mkfifo", ["-m", "600", fifo], { timeout: 10_000 });
+  let reader: ReadStream | undefined;
+  let opened = false;
+  return {
+    path: "/cpi-output/output",
+    mount: `${dir}:/cpi-output`,
+    open: () => (reader = createReadStream(fifo, { highWaterMark: 256 * 1024 }).once("open", () => (opened = true))),
+    async cleanup() {
+      // A reader opens a FIFO only once a writer does: if the tool never did, be that writer.
+      if (reader && !opened) {
+        try {
+          closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+        } catch {
+          // no reader waiting after all
+        }
+        const closed = new Promise<void>((resolve) => reader!.once("close", () => resolve()).destroy());
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Label of the short-lived `docker run` containers of the tools. */
@@ -243,6 +294,7 @@ function localTool(name: PgToolName, file: string, version: PgVersion, source: "
     async stageFile(hostFile) {
       return { path: hostFile, cleanup: async () => undefined };
     },
+    outputPipe: async () => STDOUT_OUTPUT,
   };
 }
 
@@ -340,6 +392,8 @@ function execTool(name: PgToolName, docker: string, container: { name: string; p
         },
       };
     },
+    // A running container takes no new mounts: its stdout, through docker exec.
+    outputPipe: async () => STDOUT_OUTPUT,
   };
 }
 
@@ -391,5 +445,6 @@ function runTool(name: PgToolName, docker: string, image: string, version: PgVer
       const inside = `/cpi-input/${randomBytes(4).toString("hex")}-${path.basename(hostFile)}`;
       return { path: inside, mount: `${path.resolve(hostFile)}:${inside}:ro`, cleanup: async () => undefined };
     },
+    outputPipe: namedPipeOutput,
   };
 }
