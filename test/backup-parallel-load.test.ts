@@ -5,7 +5,11 @@
  * chunking of the stream; psql runs the rest in order; failures are reported, never hidden.
  */
 import "./support/docker.js";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { Readable } from "node:stream";
 import pg from "pg";
 import { beforeAll, expect, it } from "vitest";
@@ -169,5 +173,22 @@ describeBackups("loading a dump's rows over several sessions", () => {
     const { result, error } = await load(chunked(dumpScript(), 65_536), 1);
     expect(error).toBeUndefined();
     expect(result!.spread["public.big"]).toEqual({ rows: BIG_ROWS, copies: 1 });
+  });
+
+  it("a docker-run tool's output pipe: a reader still waiting for a tool that never opened it is released by cleanup", async () => {
+    const tool = await resolvePgTool("pg_dump", { minMajor: 16, reason: "the server is PostgreSQL 16" }, localEnvironment(env().env).tools);
+    const output = await tool.outputPipe();
+    if (tool.source !== "docker-run") {
+      expect(output).toMatchObject({ path: "-", pipe: undefined }); // direct tools write to stdout
+      return;
+    }
+    expect(output.mount).toBe(`${path.dirname(output.pipe!)}:/cpi-output`);
+    const reader = spawn("sh", ["-c", 'exec cat < "$0"', output.pipe!], { stdio: ["ignore", "pipe", "pipe"] });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(reader.exitCode, "the reader waits for a writer").toBeNull();
+    await output.cleanup();
+    const [code] = await once(reader, "close");
+    expect(code).toBe(0);
+    expect(existsSync(path.dirname(output.pipe!))).toBe(false);
   });
 });

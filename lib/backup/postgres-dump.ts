@@ -118,18 +118,29 @@ export async function userTables(client: pg.ClientBase): Promise<string[]> {
 /**
  * pg_dump → file. The last process of the chain writes into the file itself (its stdout is the
  * file): SQL goes pg_dump → gzip → file, as in the guide's pipeline; custom format pg_dump → file.
- * This process only follows the file to hash it, so the dump never passes through Node's memory.
+ * A pg_dump in `docker run` writes into a named pipe instead of its stdout (see ToolOutput), read
+ * by gzip or cat. This process only follows the file to hash it, so the dump never passes
+ * through Node's memory.
  */
 async function runDump(tool: PgTool, args: string[], password: string, format: DumpFormat, level: number, file: string, options: DumpOptions): Promise<ManifestFile> {
+  const output = await tool.outputPipe();
   const fd = openSync(file, "wx", 0o600);
   const processes: StartedProcess[] = [];
   let dump: StartedProcess;
   try {
-    const command = tool.command(args, { password });
-    if (format === "sql") {
+    // --no-sync: a pipe cannot be fsynced; the file it fills is, by this process, below.
+    const command = tool.command(output.pipe ? [...args, `--file=${output.path}`, "--no-sync"] : args, { password, files: [output] });
+    const gzip = ["gzip", `-${level}`, "-c"];
+    if (output.pipe) {
+      dump = startProcess(command, { what: `pg_dump (${tool.location})`, stdio: ["ignore", "ignore", "pipe"] });
+      processes.push(dump);
+      // The shell opens the pipe (waiting for pg_dump to), then becomes the reader.
+      const reader = format === "sql" ? gzip : ["cat"];
+      processes.push(startProcess({ file: "sh", args: ["-c", 'exec "$@" < "$0"', output.pipe, ...reader], env: process.env }, { what: reader[0]!, stdio: ["ignore", fd, "pipe"] }));
+    } else if (format === "sql") {
       dump = startProcess(command, { what: `pg_dump (${tool.location})`, stdio: ["ignore", "pipe", "pipe"] });
       processes.push(dump);
-      processes.push(startProcess({ file: "gzip", args: [`-${level}`, "-c"], env: process.env }, { what: "gzip", stdio: [dump.child.stdout!, fd, "pipe"] }));
+      processes.push(startProcess({ file: gzip[0]!, args: gzip.slice(1), env: process.env }, { what: "gzip", stdio: [dump.child.stdout!, fd, "pipe"] }));
       // gzip holds its own copy of the pipe; ours is never read, and an unread stream never ends
       // (the process's 'close' would wait for it forever).
       dump.child.stdout!.destroy();
@@ -137,9 +148,14 @@ async function runDump(tool: PgTool, args: string[], password: string, format: D
       dump = startProcess(command, { what: `pg_dump (${tool.location})`, stdio: ["ignore", fd, "pipe"] });
       processes.push(dump);
     }
+  } catch (error) {
+    await output.cleanup();
+    throw error;
   } finally {
     closeSync(fd); // the children have their own copies
   }
+  // pg_dump failing before it opens the pipe leaves its reader waiting: unblocked at once.
+  void dump.exited.catch(() => output.cleanup());
   const onAbort = () => void Promise.all(processes.map((p) => p.kill()));
   options.signal?.addEventListener("abort", onAbort);
   try {
@@ -153,5 +169,6 @@ async function runDump(tool: PgTool, args: string[], password: string, format: D
     throw dumpError ?? error;
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
+    await output.cleanup();
   }
 }

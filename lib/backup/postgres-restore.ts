@@ -395,7 +395,7 @@ async function loadInParallel(
           stdio: ["ignore", "pipe", "pipe"],
         })
       : startProcess({ file: "gzip", args: ["-dc", file], env: process.env }, { what: `gzip -dc ${path.basename(file)}`, stdio: ["ignore", "pipe", "pipe"] });
-    const script = output ? output.open(source.child.stdout!) : source.child.stdout!;
+    const script = output?.pipe ? createReadStream(output.pipe, { highWaterMark: 256 * 1024 }) : source.child.stdout!;
     const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
       what: `psql (${psqlTool.location})`,
       stdio: ["pipe", "pipe", "pipe"],

@@ -13,10 +13,9 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, type ReadStream } from "node:fs";
+import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
 import { findDockerBinary, probeEngine, START_DOCKERD, type EngineStatus } from "../docker/engine.js";
@@ -61,18 +60,18 @@ export interface StagedFile {
 }
 
 /**
- * Where a tool writes a large output (`--file=PATH`) for this process to read. The tool's stdout
+ * Where a tool writes a large output (`--file=PATH`) for this host to read. The tool's stdout
  * where that is direct; for `docker run`, a named pipe in a bind-mounted 0700 folder, so the
- * bytes go from the container's process to this one without passing through dockerd and the
- * docker CLI (which costs a core's worth of copying on a 2-core machine).
+ * bytes go from the container's process to the reader without passing through dockerd and the
+ * docker CLI (a core's worth of copying on a 2-core machine).
  */
 export interface ToolOutput {
   /** What to pass as --file: "-" for stdout. */
   path: string;
   /** docker run: bind mount of the pipe's folder. */
   mount?: string;
-  /** The output as this process reads it, given the tool's stdout. */
-  open(stdout: Readable): Readable;
+  /** The named pipe on this host to read from; undefined when the output is the tool's stdout. */
+  pipe?: string;
   /** Unblocks a reader still waiting for the tool to open the pipe (it failed first); removes the pipe. */
   cleanup(): Promise<void>;
 }
@@ -120,29 +119,24 @@ export interface PgTool {
 }
 
 /** The tool's stdout, as is. */
-const STDOUT_OUTPUT: ToolOutput = { path: "-", open: (stdout) => stdout, cleanup: async () => undefined };
+const STDOUT_OUTPUT: ToolOutput = { path: "-", cleanup: async () => undefined };
 
 /** A named pipe in a new 0700 folder, bind-mounted into a `docker run` container. */
 async function namedPipeOutput(): Promise<ToolOutput> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cpi-pipe-"));
-  const fifo = path.join(dir, "output");
-  await run("mkfifo", ["-m", "600", fifo], { timeout: 10_000 });
-  let reader: ReadStream | undefined;
-  let opened = false;
+  const pipe = path.join(dir, "output");
+  await run("mkfifo", ["-m", "600", pipe], { timeout: 10_000 });
   return {
     path: "/cpi-output/output",
     mount: `${dir}:/cpi-output`,
-    open: () => (reader = createReadStream(fifo, { highWaterMark: 256 * 1024 }).once("open", () => (opened = true))),
+    pipe,
     async cleanup() {
-      // A reader opens a FIFO only once a writer does: if the tool never did, be that writer.
-      if (reader && !opened) {
-        try {
-          closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
-        } catch {
-          // no reader waiting after all
-        }
-        const closed = new Promise<void>((resolve) => reader!.once("close", () => resolve()).destroy());
-        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+      // A reader's open() of a FIFO waits for a writer: if the tool never opened it, be that
+      // writer for a moment (the reader then sees an empty output). No reader waiting: ENXIO.
+      try {
+        closeSync(openSync(pipe, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+      } catch {
+        // nobody waiting
       }
       rmSync(dir, { recursive: true, force: true });
     },
