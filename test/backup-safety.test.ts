@@ -116,6 +116,16 @@ describeDocker("backup and restore: refusals and failures leave everything as it
     await expectUntouched();
   });
 
+  it("a manifest whose row counts the load does not match (resealed): the check fails (exit 1), the live data is intact", async () => {
+    const dir = copy("miscounted");
+    reseal(dir, (m) => ({ ...m, postgres: { ...m.postgres!, tables: { ...m.postgres!.tables, market_data: m.postgres!.tables.market_data! + 1 } } }));
+    const expected = readManifest(dir).postgres!.tables.market_data!;
+    const restore = await runCli("restore", ["--env", env().env, "--from", dir, "--yes", "--json"]);
+    expect(restore.code, restore.stderr).toBe(1);
+    expect(restore.stderr).toContain(`restore check failed: row counts differ from the manifest: market_data ${expected - 1} (backup: ${expected})`);
+    await expectUntouched();
+  });
+
   it.each([
     ["cut inside its table of contents (pg_restore fails before writing a line)", 200],
     ["cut inside the market_data rows", 0.8],

@@ -220,12 +220,14 @@ export interface DatabaseRestoreOptions {
 function watchLoad(local: LocalEnvironment, database: string, progress?: (m: string) => void, expected: Record<string, number> = {}): () => Promise<void> {
   if (!progress) return async () => undefined;
   const started = Date.now();
-  let stopped = false;
+  let stop: () => void = () => undefined;
+  // Stopping wakes the loop at once: the restore never waits out the rest of a second.
+  const stopped = new Promise<"stopped">((resolve) => (stop = () => resolve("stopped")));
   // Connected to the new database itself, so that relation ids resolve to names.
   const watching = withPg(local.pgConfig(database), async (client) => {
-    while (!stopped) {
-      await new Promise((r) => setTimeout(r, 1000));
-      if (stopped) break;
+    for (;;) {
+      const next = await Promise.race([stopped, new Promise<"tick">((resolve) => setTimeout(() => resolve("tick"), 1000).unref())]);
+      if (next === "stopped") break;
       const { rows } = await client.query(
         // A table loaded over several sessions has one COPY each: summed.
         `SELECT 'copy' AS kind, c.relid::regclass::text AS rel, sum(c.tuples_processed) AS n FROM pg_stat_progress_copy c WHERE c.datname = $1 GROUP BY c.relid
@@ -237,7 +239,7 @@ function watchLoad(local: LocalEnvironment, database: string, progress?: (m: str
     }
   }).catch(() => undefined);
   return async () => {
-    stopped = true;
+    stop();
     await watching;
   };
 }
@@ -287,6 +289,8 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     /** What loaded the dump, for the report: "psql 15.18 (/usr/bin/psql)". */
     let tool: string;
     let droppedLines: string[] = [];
+    /** Rows the server acknowledged per table loaded over COPY sessions. */
+    let copied: Record<string, number> = {};
     const stopWatching = watchLoad(local, names.restore, options.progress, options.manifest?.postgres?.tables);
     try {
       if (options.manifest && options.kind !== "sql" && (options.jobs ?? 2) > 1) {
@@ -294,6 +298,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
         const loaded = await loadInParallel(local, file, options.kind, names.restore, server.major, options.manifest, options.jobs ?? 2);
         tool = loaded.tool;
         droppedLines = loaded.dropped;
+        copied = loaded.copied;
       } else if (options.kind === "custom") {
         const pgRestore = await resolvePgRestore(local, options.manifest, server.major);
         await runPgRestore(pgRestore, local, file, names.restore, server.major, options.jobs ?? 2, options.onProgress);
@@ -307,7 +312,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
       await stopWatching();
     }
     if (droppedLines.length) options.log(`postgres: dropped ${droppedLines.length} line(s) PostgreSQL ${server.major} does not know: ${[...new Set(droppedLines)].join(" ")}`);
-    const checked = await withPg(local.pgConfig(names.restore), (c) => checkRestoredDatabase(c, options.manifest));
+    const checked = await withPg(local.pgConfig(names.restore), (c) => checkRestoredDatabase(c, options.manifest, copied));
     return {
       database: names.restore,
       serverVersion: server.version,
@@ -382,7 +387,7 @@ async function loadInParallel(
   serverMajor: number,
   manifest: Manifest,
   connections: number,
-): Promise<{ tool: string; dropped: string[] }> {
+): Promise<{ tool: string; dropped: string[]; copied: Record<string, number> }> {
   const psqlTool = await resolvePsql(local, file, kind);
   const restoreTool = kind === "custom" ? await resolvePgRestore(local, manifest, serverMajor) : undefined;
   const staged = restoreTool ? await restoreTool.stageFile(file) : undefined;
@@ -406,7 +411,7 @@ async function loadInParallel(
         source.exited,
       ]);
       const tool = `${restoreTool ? `${toolLabel(restoreTool)} script → ` : "gzip -dc → "}${toolLabel(psqlTool)}, rows over ${connections} COPY sessions`;
-      return { tool, dropped: loaded.dropped };
+      return { tool, dropped: loaded.dropped, copied: Object.fromEntries(Object.entries(loaded.spread).map(([table, { rows }]) => [table, rows])) };
     } catch (error) {
       await Promise.all([source.kill(), psql.kill()]);
       // The source's own failure (a cut gzip, pg_restore refusing the archive) says more than what followed from it.
@@ -460,17 +465,22 @@ async function runPgRestore(tool: PgTool, local: LocalEnvironment, file: string,
   }
 }
 
-/** Row counts against the manifest; migrations known to this code. */
-async function checkRestoredDatabase(client: pg.ClientBase, manifest: Manifest | undefined): Promise<{ tables: Record<string, number>; head: string | null }> {
+/**
+ * Row counts against the manifest; migrations known to this code. `copied` holds the rows the
+ * server acknowledged per COPY into a plain (unpartitioned) table of the new database, which
+ * nothing else writes to: those are its row counts, and counting them again is skipped.
+ */
+async function checkRestoredDatabase(client: pg.ClientBase, manifest: Manifest | undefined, copied: Record<string, number> = {}): Promise<{ tables: Record<string, number>; head: string | null }> {
   const expected = manifest?.postgres?.tables ?? {};
   const { rows } = await client.query(
-    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1`,
+    `SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1`,
   );
-  const present = rows.map((r: { relname: string }) => r.relname);
+  const kinds = new Map((rows as { relname: string; relkind: string }[]).map((r) => [r.relname, r.relkind]));
   const tables: Record<string, number> = {};
-  for (const table of new Set([...present, ...Object.keys(expected)])) {
-    if (!present.includes(table)) throw new CliError(`restore check failed: table ${table} of the backup is missing after the load`, EXIT.PROBLEM);
-    tables[table] = Number((await client.query(`SELECT count(*) AS n FROM public.${sqlIdent(table)}`)).rows[0].n);
+  for (const table of new Set([...kinds.keys(), ...Object.keys(expected)])) {
+    if (!kinds.has(table)) throw new CliError(`restore check failed: table ${table} of the backup is missing after the load`, EXIT.PROBLEM);
+    const acknowledged = kinds.get(table) === "r" ? copied[`public.${table}`] : undefined;
+    tables[table] = acknowledged ?? Number((await client.query(`SELECT count(*) AS n FROM public.${sqlIdent(table)}`)).rows[0].n);
   }
   const wrong = Object.entries(expected).filter(([t, n]) => tables[t] !== n);
   if (wrong.length) {
