@@ -2,7 +2,7 @@
 /** Runbook: is an environment running, on which ports, with which versions, and how much data. */
 import { readdirSync } from "node:fs";
 import { ENV_FLAG, runCommand } from "../lib/cli.js";
-import { statusEmbedded, type StatusReport } from "../lib/env/embedded.js";
+import { STATUS_PROBE_MS, statusEmbedded, type ServiceStatus, type StatusReport } from "../lib/env/embedded.js";
 import { ephemeralRoot, stateRoot } from "../lib/env/paths.js";
 import { humanBytes } from "../lib/spec/units.js";
 
@@ -34,7 +34,7 @@ function localEnvironments(): string[] {
 
 function describe(r: StatusReport): string {
   if (!r.exists) return `${r.env}: not created here (npm run up -- --env ${r.env})`;
-  const line = (name: string, s: NonNullable<StatusReport["postgres"]>) =>
-    `  ${name.padEnd(10)} ${s.running ? "running" : "stopped"}  127.0.0.1:${s.port}  ${s.version ?? ""}  data ${humanBytes(s.dataBytes ?? 0)}`;
+  const state = (s: ServiceStatus) => (!s.running ? "stopped" : s.answering ? "running" : `running, not answering within ${STATUS_PROBE_MS / 1000} s`);
+  const line = (name: string, s: ServiceStatus) => `  ${name.padEnd(10)} ${state(s)}  127.0.0.1:${s.port}  ${s.version ?? ""}  data ${humanBytes(s.dataBytes ?? 0)}`;
   return [`${r.env} (${r.engine}${r.ephemeral ? ", ephemeral" : ""})`, line("PostgreSQL", r.postgres!), line("Redis", r.redis!)].join("\n");
 }

@@ -212,7 +212,7 @@ describeBackups("drill: a scratch copy of dev's spec", () => {
     expect(kept_.env).toBe(env);
     expect(kept_.removeWith).toContain(`npm run down -- --env ${env} --destroy --yes`);
     const status = await runCli("status", ["--env", env, "--json"]);
-    expect(status.json).toMatchObject({ exists: true, postgres: { running: true }, redis: { running: true } });
+    expect(status.json).toMatchObject({ exists: true, postgres: { running: true, answering: true, version: expect.stringMatching(/^16\./) }, redis: { running: true, answering: true, version: expect.stringMatching(/^7\./) } });
     const removal = spawnSync("bash", ["-c", kept_.removeWith], { cwd: PROJECT_DIR, encoding: "utf8", timeout: 60_000 });
     expect(removal.status, removal.stderr).toBe(0);
     kept = undefined;

@@ -6,7 +6,7 @@
  * environment); a second and a third environment cover a fresh concurrent `up` and a data dir
  * of another major version.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -245,6 +245,10 @@ describe("up, down and crashes (separate processes, as an operator runs them)", 
   it("up a second time says it is already up and changes nothing", async () => {
     const env = environment();
     const before = pidsOf(env.env);
+    // The toolkit's own files: rewritten only when their content would change.
+    const files = [env.paths.credentials, env.paths.record, env.paths.pgSpecConf, env.paths.redisConf];
+    const stamps = () => files.map((f) => `${f} ${statSync(f).mtimeMs} ${(statSync(f).mode & 0o777).toString(8)}`);
+    const stampsBefore = stamps();
     const human = await runCli("up", ["--env", env.env]);
     expect(human.code, human.stderr).toBe(EXIT.OK);
     expect(human.stdout).toContain(`${env.env}: already up; re-verified`);
@@ -253,6 +257,7 @@ describe("up, down and crashes (separate processes, as an operator runs them)", 
     expect(json.json).toMatchObject({ env: env.env, alreadyUp: true, initialised: false, migrationsApplied: [] });
     expect(json.json.settings.every((s: { ok: boolean }) => s.ok)).toBe(true);
     expect(pidsOf(env.env)).toEqual(before);
+    expect(stamps()).toEqual(stampsBefore);
   });
 
   it("down then up keeps the data", async () => {

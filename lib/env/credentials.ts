@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { CliError, EXIT, registerSecret } from "../cli.js";
-import { writeFileAtomic } from "../fs.js";
+import { writeFileAtomicIfChanged } from "../fs.js";
 
 const password = z.string().min(16);
 const credentialsSchema = z.strictObject({
@@ -73,5 +73,5 @@ export function readCredentials(file: string, env: string): Credentials {
 }
 
 export function writeCredentials(file: string, credentials: Credentials): void {
-  writeFileAtomic(file, JSON.stringify(credentials, null, 2) + "\n", 0o600);
+  writeFileAtomicIfChanged(file, JSON.stringify(credentials, null, 2) + "\n", 0o600);
 }

@@ -293,16 +293,32 @@ export async function downEmbedded(env: string, options: { destroy: boolean; log
   });
 }
 
+/** One server in a status report. */
+export interface ServiceStatus {
+  /** Its process exists (pid file and a live process). */
+  running: boolean;
+  /** It answered an authenticated query within STATUS_PROBE_MS (false when running but hung). */
+  answering: boolean;
+  port: number;
+  pid?: number;
+  /** The version it reported (when answering). */
+  version?: string;
+  dataBytes?: number;
+}
+
 export interface StatusReport {
   env: string;
   exists: boolean;
   engine?: string;
   ephemeral?: boolean;
-  postgres?: { running: boolean; port: number; pid?: number; version?: string; dataBytes?: number };
-  redis?: { running: boolean; port: number; pid?: number; version?: string; dataBytes?: number };
+  postgres?: ServiceStatus;
+  redis?: ServiceStatus;
 }
 
-/** Is it running, on which ports, which versions, how much data. */
+/** How long `status` waits for each server: a quick look (verify is the health check). */
+export const STATUS_PROBE_MS = 3_000;
+
+/** Is it running, on which ports, which versions, how much data. Both servers are asked at once. */
 export async function statusEmbedded(env: string): Promise<StatusReport> {
   const paths = envPaths(env);
   const record = readRecord(env);
@@ -317,15 +333,23 @@ export async function statusEmbedded(env: string): Promise<StatusReport> {
     credentials = undefined;
   }
   const connections = credentials && new EnvironmentConnections(spec, credentials);
-  const pgVersion = pgPidValue && connections ? await withPg(connections.postgresConfig("admin"), async (c) => (await c.query("SHOW server_version")).rows[0].server_version as string).catch(() => undefined) : undefined;
-  const redisVersion = redisPidValue && connections ? await withRedis(connections.redisOptions("admin"), async (r) => /redis_version:(\S+)/.exec(await r.info("server"))?.[1]).catch(() => undefined) : undefined;
+  const [pgVersion, redisVersion, pgBytes, redisBytes] = await Promise.all([
+    pgPidValue && connections
+      ? withPg({ ...connections.postgresConfig("admin"), connectionTimeoutMillis: STATUS_PROBE_MS, query_timeout: STATUS_PROBE_MS }, async (c) => (await c.query("SHOW server_version")).rows[0].server_version as string).catch(() => undefined)
+      : undefined,
+    redisPidValue && connections
+      ? withRedis({ ...connections.redisOptions("admin"), connectTimeout: STATUS_PROBE_MS, commandTimeout: STATUS_PROBE_MS }, async (r) => /redis_version:(\S+)/.exec(await r.info("server"))?.[1]).catch(() => undefined)
+      : undefined,
+    folderBytes(paths.pgData),
+    folderBytes(paths.redisDir),
+  ]);
   return {
     env,
     exists: true,
     engine: record.engine,
     ephemeral: record.ephemeral,
-    postgres: { running: pgPidValue !== undefined, port: spec.postgres.port, pid: pgPidValue, version: pgVersion, dataBytes: await folderBytes(paths.pgData) },
-    redis: { running: redisPidValue !== undefined, port: spec.redis.port, pid: redisPidValue, version: redisVersion, dataBytes: await folderBytes(paths.redisDir) },
+    postgres: { running: pgPidValue !== undefined, answering: pgVersion !== undefined, port: spec.postgres.port, pid: pgPidValue, version: pgVersion, dataBytes: pgBytes },
+    redis: { running: redisPidValue !== undefined, answering: redisVersion !== undefined, port: spec.redis.port, pid: redisPidValue, version: redisVersion, dataBytes: redisBytes },
   };
 }
 

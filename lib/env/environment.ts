@@ -8,7 +8,7 @@ import type { ClientConfig } from "pg";
 import type { RedisOptions } from "ioredis";
 import { z } from "zod";
 import { CliError, EXIT } from "../cli.js";
-import { writeFileAtomic } from "../fs.js";
+import { writeFileAtomicIfChanged } from "../fs.js";
 import { listEnvironments, loadSpec } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
 import { readCredentials, type Credentials } from "./credentials.js";
@@ -39,7 +39,7 @@ const recordSchema = z.object({
 export type EnvironmentRecord = z.infer<typeof recordSchema>;
 
 export function writeRecord(paths: EnvPaths, record: EnvironmentRecord): void {
-  writeFileAtomic(paths.record, JSON.stringify(record, null, 2) + "\n", 0o600);
+  writeFileAtomicIfChanged(paths.record, JSON.stringify(record, null, 2) + "\n", 0o600);
 }
 
 export function readRecord(env: string): EnvironmentRecord | undefined {

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
-import { writeFileAtomic } from "../fs.js";
+import { writeFileAtomic, writeFileAtomicIfChanged } from "../fs.js";
 import { processRuns } from "./processes.js";
 import type { EnvPaths, ServiceUser } from "./paths.js";
 
@@ -77,7 +77,7 @@ export async function initCluster(paths: EnvPaths, superuser: string, superuserP
     0o600,
   );
   const conf = path.join(staging, "postgresql.conf");
-  writeFileAtomic(conf, readFileSync(conf, "utf8") + "\n# The spec's settings (crypto-prediction-infra): rewritten by every `npm run up`.\ninclude 'spec.conf'\n", 0o600);
+  writeFileAtomic(conf, readFileSync(conf, "utf8") + "\n# The spec's settings (crypto-prediction-infra): rewritten by `npm run up` when the spec changes.\ninclude 'spec.conf'\n", 0o600);
   if (user) {
     chownSync(conf, user.uid, user.gid);
     chownSync(path.join(staging, "pg_hba.conf"), user.uid, user.gid);
@@ -112,7 +112,7 @@ export function writeServerConf(paths: EnvPaths, specConf: string, port: number,
     "unix_socket_directories = ''",
     "",
   ].join("\n");
-  writeFileAtomic(paths.pgSpecConf, local + specConf, 0o600);
+  writeFileAtomicIfChanged(paths.pgSpecConf, local + specConf, 0o600);
   if (user) chownSync(paths.pgSpecConf, user.uid, user.gid);
 }
 

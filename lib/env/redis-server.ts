@@ -8,7 +8,7 @@ import { chownSync, existsSync, readFileSync, readdirSync, renameSync, rmSync } 
 import path from "node:path";
 import { Redis } from "ioredis";
 import { CliError, EXIT } from "../cli.js";
-import { writeFileAtomic } from "../fs.js";
+import { writeFileAtomicIfChanged } from "../fs.js";
 import { redisAclLines } from "../docker/containers.js";
 import { redisConf } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
@@ -87,7 +87,7 @@ export function embeddedRedisConf(spec: Spec, paths: EnvPaths, options: RedisCon
 }
 
 export function writeRedisConf(paths: EnvPaths, content: string, user: ServiceUser | undefined): void {
-  writeFileAtomic(paths.redisConf, content, 0o600);
+  writeFileAtomicIfChanged(paths.redisConf, content, 0o600);
   if (user) chownSync(paths.redisConf, user.uid, user.gid);
 }
 

@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/cli.js";
+import { STATUS_PROBE_MS } from "../../lib/env/embedded.js";
 import { redisPid } from "../../lib/env/redis-server.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { runScript } from "./support.js";
@@ -38,8 +39,9 @@ describe("unreachable servers", () => {
     process.kill(pgPid, "SIGSTOP");
     process.kill(rPid, "SIGSTOP");
     let results;
+    let status;
     try {
-      results = await runAll(WITH_UP, env.env);
+      [results, status] = await Promise.all([runAll(WITH_UP, env.env), runScript("status", ["--env", env.env, "--json"], { timeoutMs: 120_000 })]);
     } finally {
       process.kill(pgPid, "SIGCONT");
       process.kill(rPid, "SIGCONT");
@@ -52,6 +54,11 @@ describe("unreachable servers", () => {
       expect(r.ms, command).toBeLessThan((CONNECT_TIMEOUT_S + SLACK_S) * 1000);
       console.log(`[figures] hung servers: npm run ${command} failed (exit ${r.code}) in ${(r.ms / 1000).toFixed(1)} s`);
     });
+    // status reports, rather than fails: both processes run, neither answers within its 3 s probe.
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.json).toMatchObject({ postgres: { running: true, answering: false }, redis: { running: true, answering: false } });
+    expect(status.ms).toBeLessThan((STATUS_PROBE_MS / 1000 + SLACK_S) * 1000);
+    console.log(`[figures] hung servers: npm run status reported both running, not answering, in ${(status.ms / 1000).toFixed(1)} s`);
   }, 120_000);
 
   it("stopped servers: every reader fails at once (exit 2, connection refused, with the port)", async () => {
