@@ -5,6 +5,8 @@
  *   counts against the manifest, migrations known to this code), and only then swapped in by
  *   renaming (connections to the old one are refused and terminated first; both renames commit
  *   together). A failed load or check drops the new database and leaves the live one untouched.
+ *   A toolkit backup (it has a manifest) loads with its rows spread over COPY sessions
+ *   (parallel-load.ts); a dump made elsewhere goes through one psql, or pg_restore --jobs.
  * - Tables (`--table`, or a single-table backup): the table's rows are replaced inside ONE
  *   transaction in the live database (DELETE, COPY from the dump, setval, then row-count and
  *   foreign-key checks, then COMMIT). A failure, or a dump that ends early, commits nothing.
