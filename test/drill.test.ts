@@ -1,8 +1,8 @@
 /**
- * `npm run drill` on real servers (embedded): a small drill passes and its JSON and markdown
- * reports carry every field; --keep leaves the recovered scratch copy up and the printed command
- * removes it; a backup corrupted between the backup and the restore fails the drill (exit 1) with
- * the reason, leaving no state folder, process or port behind; an in-place drill holds the
+ * `npm run drill` on real servers (embedded, and once on the Docker target): a small drill passes
+ * and its JSON and markdown reports carry every field; --keep leaves the recovered scratch copy up
+ * and the printed command removes it; a backup corrupted between the backup and the restore fails
+ * the drill (exit 1) with the reason, leaving no state folder, process or port behind; an in-place drill holds the
  * environment's lock, brings its data back and removes its markers. Usage mistakes change nothing.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -20,7 +20,7 @@ import { awsIdentifiers, snapshotNames } from "../lib/aws/snapshots.js";
 import { envPaths, ephemeralRoot } from "../lib/env/paths.js";
 import { isPortFree } from "../lib/env/ports.js";
 import { loadSpec, PROJECT_DIR } from "../lib/spec/load.js";
-import { describeBackups } from "./support/docker.js";
+import { describeBackups, describeDocker, dockerBinary, requireOfflineImages } from "./support/docker.js";
 import { runCli, useEphemeralEnvironment } from "./support/embedded.js";
 
 const work = mkdtempSync(path.join(os.tmpdir(), "cpi-drill-test-"));
@@ -232,6 +232,25 @@ describeBackups("drill: a scratch copy of dev's spec", () => {
     expect(result.stderr).toContain("CPI_DRILL_CORRUPT: flipped a byte of");
     expect(report.cleanup!.removed).toEqual(expect.arrayContaining(["state dir", expect.stringMatching(/^backups /)]));
     await expectNothingLeft(report);
+  });
+});
+
+describeDocker("drill: on the Docker target (the ci stack's containers)", () => {
+  it("passes, restoring into recreated containers, and removes every container, volume and network it made", { timeout: 180_000 }, async () => {
+    await requireOfflineImages();
+    const result = await runCli("drill", ["--env", "ci", "--engine", "docker", ...SMALL, "--json"], { timeoutMs: 170_000 });
+    expect(result.code, result.stderr).toBe(EXIT.OK);
+    const report = result.json as DrillReport;
+    expect(report).toMatchObject({ status: "pass", exitCode: 0, rto: { ok: true }, rpo: { ok: true } });
+    expect(report.phases.map((p) => p.status)).toEqual(PHASES.map(() => "ok"));
+    const env = report.subject!.env;
+    const label = `label=crypto-prediction-infra.env=${env}`;
+    const docker = (args: string[]) => spawnSync(dockerBinary(), args, { encoding: "utf8" }).stdout.trim();
+    expect(docker(["ps", "-aq", "--filter", label]), "containers").toBe("");
+    expect(docker(["volume", "ls", "-q", "--filter", label]), "volumes").toBe("");
+    expect(docker(["network", "ls", "-q", "--filter", label]), "networks").toBe("");
+    expect(existsSync(envPaths(env).dir), `state folder of ${env}`).toBe(false);
+    expect(existsSync(path.dirname(report.backup!.dir)), "the drill's backups").toBe(false);
   });
 });
 
