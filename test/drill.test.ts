@@ -2,8 +2,9 @@
  * `npm run drill` on real servers (embedded, and once on the Docker target): a small drill passes
  * and its JSON and markdown reports carry every field; --keep leaves the recovered scratch copy up
  * and the printed command removes it; a backup corrupted between the backup and the restore fails
- * the drill (exit 1) with the reason, leaving no state folder, process or port behind; an in-place drill holds the
- * environment's lock, brings its data back and removes its markers. Usage mistakes change nothing.
+ * the drill (exit 1) with the reason, leaving no state folder, process or port behind; an in-place
+ * drill holds the environment's lock, brings its data back and removes its markers. Usage mistakes
+ * change nothing.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
