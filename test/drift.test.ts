@@ -103,6 +103,49 @@ describe("drift", () => {
     }
   });
 
+  it("finds privileges that differ from the roles bootstrap, each with the statement that puts it back", async () => {
+    const { database, appUser, readonlyUser } = env().spec.postgres;
+    const grants = [
+      `GRANT DELETE ON market_data TO ${readonlyUser}`,
+      `GRANT SELECT ON pgmigrations TO ${appUser}`,
+      `REVOKE CONNECT ON DATABASE ${database} FROM ${readonlyUser}`,
+      "GRANT CREATE ON SCHEMA public TO PUBLIC",
+    ];
+    const undo = [
+      `REVOKE DELETE ON market_data FROM ${readonlyUser}`,
+      `REVOKE ALL ON pgmigrations FROM ${appUser}`,
+      `GRANT CONNECT ON DATABASE ${database} TO ${readonlyUser}`,
+      "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+    ];
+    for (const sql of grants) await admin(sql);
+    try {
+      await expectPrivilegeDrift();
+    } finally {
+      for (const sql of undo) await admin(sql); // the later tests start from no drift, whatever failed
+    }
+  });
+
+  /** The four items, and their fixes: run as printed (without the advice after them), they undo the drift. */
+  async function expectPrivilegeDrift(): Promise<void> {
+    const { database, appUser, readonlyUser } = env().spec.postgres;
+    const items = itemsOf(await driftFound(), "schema");
+    expect(items.map((i) => [i.name, i.expected, i.actual])).toEqual([
+      [`privilege ${appUser} on table pgmigrations`, "absent", "SELECT"],
+      [`privilege ${readonlyUser} on database`, "CONNECT", "absent"],
+      [`privilege ${readonlyUser} on table market_data`, "SELECT", "DELETE, SELECT"],
+      ["privilege PUBLIC on schema public", "absent", "CREATE"],
+    ]);
+    for (const item of items) await admin(item.fix.split(" — ")[0]!);
+    expect(items.map((i) => i.fix.split(" — ")[0])).toEqual([
+      `REVOKE ALL ON TABLE public.pgmigrations FROM ${appUser};`,
+      `GRANT CONNECT ON DATABASE "${database}" TO ${readonlyUser};`,
+      `REVOKE ALL ON TABLE public.market_data FROM ${readonlyUser}; GRANT SELECT ON TABLE public.market_data TO ${readonlyUser};`,
+      "REVOKE ALL ON SCHEMA public FROM PUBLIC;",
+    ]);
+    const clean = await runCli("drift", ["--env", env().env, "--json"]);
+    expect(clean.code, JSON.stringify(itemsOf(clean.json.sections, "schema"))).toBe(0);
+  }
+
   it("finds an added column, and writes a review in markdown (0600) with what, expected, actual and fix", async () => {
     await owner("ALTER TABLE predictions ADD COLUMN notes text");
     const dir = mkdtempSync(path.join(os.tmpdir(), "cpi-drift-"));

@@ -49,7 +49,17 @@ SET pg_stat_statements.track_utility = off;
 ${role(pg.user, passwords.owner)}
 ${role(pg.appUser, passwords.app)}
 ${role(pg.readonlyUser, passwords.readonly)}
-ALTER DATABASE ${db} OWNER TO ${owner};
+${privilegesSql(spec)}`;
+}
+
+/**
+ * What each role may do in `spec.postgres.database` (no secrets): run by bootstrapSql, and by
+ * drift in its scratch database so that the reference privileges come from this very SQL.
+ */
+export function privilegesSql(spec: Spec): string {
+  const pg = spec.postgres;
+  const [owner, app, ro, db] = [pg.user, pg.appUser, pg.readonlyUser, pg.database].map(sqlIdent);
+  return `ALTER DATABASE ${db} OWNER TO ${owner};
 REVOKE ALL ON DATABASE ${db} FROM PUBLIC;
 GRANT CONNECT ON DATABASE ${db} TO ${app}, ${ro};
 ALTER SCHEMA public OWNER TO ${owner};

@@ -13,7 +13,8 @@ import type { Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { redisOptions } from "../verify/redis.js";
 import { infraDrift, type InfraDrift } from "./infra.js";
-import { compareSchemas, expectedSchema, introspectSchema, type SchemaDrift } from "./schema.js";
+import { sqlIdent } from "../db/roles.js";
+import { compareSchemas, DATABASE_PLACEHOLDER, expectedSchema, introspectSchema, type SchemaDrift } from "./schema.js";
 import { postgresSettingsDrift, redisAclDrift, redisSettingsDrift, type DriftItem, type PostgresSettingRow, type RedisSettingRow } from "./settings.js";
 
 export type SectionId = "postgres-settings" | "redis-settings" | "redis-acl" | "schema" | "migrations" | "infra";
@@ -132,13 +133,16 @@ async function schemaSections(target: Target, spec: Spec): Promise<DriftSection[
   const [live, expected] = await Promise.allSettled([
     withPg(endpoint.config("admin"), async (client) => {
       const { appliedMigrations } = await migrationsModule;
-      const objects = await introspectSchema(client);
+      const objects = await introspectSchema(client, { privileges: target.perRoleLogins });
       return { objects, applied: await appliedMigrations(client), database: (await client.query("SELECT current_database() AS db")).rows[0].db as string };
     }),
     expectedSchema(endpoint, spec, { perRoleLogins: target.perRoleLogins }),
   ]);
   const ms = Math.round(performance.now() - t);
-  const compared = live.status === "fulfilled" ? `the live schema of ${live.value.database} vs what the migrations make in an empty scratch database on the same server` : "the live schema vs the migrations";
+  const compared =
+    live.status === "fulfilled"
+      ? `the live schema${target.perRoleLogins ? " and privileges" : ""} of ${live.value.database} vs what the migrations${target.perRoleLogins ? " and the roles bootstrap" : ""} make in an empty scratch database on the same server`
+      : "the live schema vs the migrations";
   const schema: DriftSection = { id: "schema", title: "Schema", compared, status: "ok", items: [], notes: [], ms };
   const migrations: DriftSection = { id: "migrations", title: "Migrations", compared: "applied migrations (pgmigrations) vs migrations/", status: "ok", items: [], notes: [], ms };
   if (live.status === "rejected") {
@@ -151,7 +155,8 @@ async function schemaSections(target: Target, spec: Spec): Promise<DriftSection[
     schema.status = "error";
     schema.notes.push(`could not derive the migrations' schema in a scratch database: ${errorText(expected.reason)} (needs a login that may CREATE DATABASE)`);
   } else {
-    schema.items = compareSchemas(expected.value.objects, live.value.objects).map(schemaItem);
+    const database = sqlIdent(live.value.database);
+    schema.items = compareSchemas(expected.value.objects, live.value.objects).map((d) => schemaItem({ ...d, fix: d.fix.replaceAll(DATABASE_PLACEHOLDER, database) }));
     schema.status = schema.items.length ? "drift" : "ok";
   }
   const { knownMigrations } = await migrationsModule;
@@ -167,7 +172,8 @@ async function schemaSections(target: Target, spec: Spec): Promise<DriftSection[
 }
 
 function schemaItem(d: SchemaDrift): DriftItem {
-  const what = d.difference === "missing" ? "missing" : d.difference === "extra" ? "not made by any migration" : d.difference === "invalid" ? "invalid" : "differs";
+  const extra = d.kind === "privilege" ? "not granted by the roles bootstrap" : "not made by any migration";
+  const what = d.difference === "missing" ? "missing" : d.difference === "extra" ? extra : d.difference === "invalid" ? "invalid" : "differs";
   return {
     name: `${d.kind} ${d.name}`,
     expected: d.difference === "extra" ? "absent" : (d.expected ?? ""),

@@ -12,11 +12,11 @@
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { withPg } from "../db/clients.js";
-import { bootstrapSql, sqlIdent } from "../db/roles.js";
+import { postMigrationSql, privilegesSql, sqlIdent } from "../db/roles.js";
 import type { PostgresEndpoint } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 
-export type SchemaObjectKind = "schema" | "extension" | "table" | "column" | "constraint" | "index" | "trigger" | "function" | "sequence" | "type";
+export type SchemaObjectKind = "schema" | "extension" | "table" | "column" | "constraint" | "index" | "trigger" | "function" | "sequence" | "type" | "privilege";
 
 export interface SchemaObject {
   kind: SchemaObjectKind;
@@ -112,9 +112,50 @@ SELECT 'type', n.nspname, NULL, t.typname,
    AND ${SYSTEM_SCHEMAS_SQL} AND ${notExtensionMember("pg_type", "t.oid")}
 `;
 
-/** Every user object of the connected database. */
-export async function introspectSchema(client: pg.ClientBase): Promise<SchemaObject[]> {
-  const { rows } = await client.query<{ kind: SchemaObjectKind; schema: string; tbl: string | null; name: string; definition: string | null; create_sql: string | null; valid: boolean | null }>(INTROSPECT_SQL);
+/**
+ * Privileges other than an owner's own: on the public schema's tables, views and sequences, on
+ * the schema itself and on the connected database (named "database", so that a scratch database
+ * compares with the live one). One object per grantee and object; the definition lists the
+ * privileges. A table's privileges carry its name as `table`, so they fold into a missing table.
+ */
+const PRIVILEGES_SQL = `
+SELECT 'privilege' AS kind, n.nspname AS schema,
+       CASE WHEN c.relkind = 'S' THEN NULL ELSE c.relname END AS tbl,
+       coalesce(r.rolname, 'PUBLIC') || ' on ' || CASE WHEN c.relkind = 'S' THEN 'sequence ' ELSE 'table ' END || c.relname AS name,
+       string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN ' (grantable)' ELSE '' END, ', ' ORDER BY a.privilege_type) AS definition,
+       format('%s ON %s %I.%I TO %s', string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type), CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+              n.nspname, c.relname, coalesce(quote_ident(r.rolname), 'PUBLIC')) AS create_sql,
+       NULL::boolean AS valid
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a
+  LEFT JOIN pg_roles r ON r.oid = a.grantee
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition AND a.grantee <> c.relowner
+   AND ${notExtensionMember("pg_class", "c.oid")}
+ GROUP BY n.nspname, c.relname, c.relkind, r.rolname
+UNION ALL
+SELECT 'privilege', n.nspname, NULL, coalesce(r.rolname, 'PUBLIC') || ' on schema ' || n.nspname,
+       string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN ' (grantable)' ELSE '' END, ', ' ORDER BY a.privilege_type),
+       format('%s ON SCHEMA %I TO %s', string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type), n.nspname, coalesce(quote_ident(r.rolname), 'PUBLIC')), NULL
+  FROM pg_namespace n
+ CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+  LEFT JOIN pg_roles r ON r.oid = a.grantee
+ WHERE n.nspname = 'public' AND a.grantee <> n.nspowner
+ GROUP BY n.nspname, r.rolname
+UNION ALL
+SELECT 'privilege', '', NULL, coalesce(r.rolname, 'PUBLIC') || ' on database',
+       string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN ' (grantable)' ELSE '' END, ', ' ORDER BY a.privilege_type),
+       format('%s ON DATABASE %%DATABASE%% TO %s', string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type), coalesce(quote_ident(r.rolname), 'PUBLIC')), NULL
+  FROM pg_database d
+ CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+  LEFT JOIN pg_roles r ON r.oid = a.grantee
+ WHERE d.datname = current_database() AND a.grantee <> d.datdba
+ GROUP BY r.rolname
+`;
+
+/** Every user object of the connected database, and (unless told not to) its privileges. */
+export async function introspectSchema(client: pg.ClientBase, options: { privileges?: boolean } = {}): Promise<SchemaObject[]> {
+  const sql = options.privileges === false ? INTROSPECT_SQL : `${INTROSPECT_SQL} UNION ALL ${PRIVILEGES_SQL}`;
+  const { rows } = await client.query<{ kind: SchemaObjectKind; schema: string; tbl: string | null; name: string; definition: string | null; create_sql: string | null; valid: boolean | null }>(sql);
   return rows.map((r) => ({
     kind: r.kind,
     schema: r.schema,
@@ -132,13 +173,17 @@ export function objectKey(o: Pick<SchemaObject, "kind" | "schema" | "table" | "n
 }
 
 /** The object's qualified name for people: `public.market_data.idx_market_data_timestamp`. */
-export function objectName(o: Pick<SchemaObject, "schema" | "table" | "name">): string {
+export function objectName(o: Pick<SchemaObject, "kind" | "schema" | "table" | "name">): string {
+  if (o.kind === "privilege") return o.name; // "crypto_app on table market_data"
   return `${o.schema}.${o.table ? `${o.table}.` : ""}${o.name}`;
 }
 
+/** Stands for the live database's name in the fixes of database privileges (filled in by drift.ts). */
+export const DATABASE_PLACEHOLDER = "%DATABASE%";
+
 /** Extensions the roles bootstrap creates in every environment's database (read from its SQL, not listed by hand). */
 export function bootstrapExtensions(spec: Spec): string[] {
-  const sql = bootstrapSql(spec, { owner: "x", app: "x", readonly: "x" });
+  const sql = privilegesSql(spec);
   return [...sql.matchAll(/CREATE EXTENSION IF NOT EXISTS "?([a-z_0-9]+)"?/gi)].map((m) => m[1]!);
 }
 
@@ -182,11 +227,15 @@ export async function expectedSchema(endpoint: PostgresEndpoint, spec: Spec, opt
     await admin.query(`CREATE DATABASE ${sqlIdent(name)}${owner} TEMPLATE template0`);
     phases.create = lap();
     try {
+      // The roles' privileges, from the same SQL as every environment's bootstrap (where the
+      // roles exist: with per-role logins; a URL target's lone login has no roles to compare).
+      if (options.perRoleLogins) await withPg(endpoint.config("admin", name), (c) => c.query(privilegesSql({ ...spec, postgres: { ...spec.postgres, database: name } })));
       const { objects, migrations } = await withPg(endpoint.config(options.perRoleLogins ? "owner" : "admin", name), async (client) => {
-        const { migrate } = await migrateModule;
+        const { migrate, MIGRATIONS_TABLE } = await migrateModule;
         const ran = await migrate(client, { direction: "up" });
+        if (options.perRoleLogins) await client.query(postMigrationSql(spec, MIGRATIONS_TABLE));
         phases.migrate = lap();
-        const introspected = await introspectSchema(client);
+        const introspected = await introspectSchema(client, { privileges: options.perRoleLogins });
         phases.introspect = lap();
         return { objects: introspected, migrations: ran };
       });
@@ -257,7 +306,7 @@ export function compareSchemas(expected: SchemaObject[], live: SchemaObject[]): 
     if (parent && !exp.has(parent)) continue; // folded into the extra table
     drifts.push({ difference: "extra", kind: a.kind, name: objectName(a), actual: a.definition || a.kind, fix: fixExtra(a) });
   }
-  const order: SchemaObjectKind[] = ["schema", "extension", "type", "table", "column", "constraint", "index", "trigger", "function", "sequence"];
+  const order: SchemaObjectKind[] = ["schema", "extension", "type", "table", "column", "constraint", "index", "trigger", "function", "sequence", "privilege"];
   return drifts.sort((x, y) => order.indexOf(x.kind) - order.indexOf(y.kind) || x.name.localeCompare(y.name));
 }
 
@@ -279,8 +328,13 @@ function sqlIdentLoose(name: string): string {
 }
 const RESERVED = new Set(["timestamp", "user", "order", "group", "table", "select", "where", "from", "to", "default", "check", "primary", "references", "unique"]);
 
+/** Privileges are declared by lib/db/roles.ts, not by migrations. */
+const ALSO_ROLES = " — or, if the change is wanted, declare it in privilegesSql (lib/db/roles.ts)";
+
 function fixMissing(o: SchemaObject): string {
   switch (o.kind) {
+    case "privilege":
+      return `GRANT ${o.createSql};`;
     case "index":
       return `${(o.createSql ?? "").replace(/^CREATE (UNIQUE )?INDEX /, "CREATE $1INDEX CONCURRENTLY ")};`;
     case "constraint":
@@ -300,7 +354,13 @@ function fixMissing(o: SchemaObject): string {
   }
 }
 
+/** `REVOKE ALL ON TABLE public.t FROM role` for a privilege object. */
+function revokeAll(o: SchemaObject): string {
+  return `REVOKE ALL${(o.createSql ?? "").replace(/^[A-Z, ]+ ON /, " ON ").replace(/ TO (\S+)$/, " FROM $1")};`;
+}
+
 function fixExtra(o: SchemaObject): string {
+  if (o.kind === "privilege") return revokeAll(o) + ALSO_ROLES;
   const drop = (() => {
     switch (o.kind) {
       case "index":
@@ -330,6 +390,8 @@ function fixExtra(o: SchemaObject): string {
 
 function fixChanged(e: SchemaObject, a: SchemaObject): string {
   switch (e.kind) {
+    case "privilege":
+      return `${revokeAll(a)} GRANT ${e.createSql};${ALSO_ROLES}`;
     case "column":
       return `ALTER TABLE ${tableOf(e)} ALTER COLUMN ${sqlIdentLoose(e.name)} … until it is \`${e.definition}\` (TYPE / SET|DROP NOT NULL / SET|DROP DEFAULT)${ALSO_MIGRATION}`;
     case "constraint":
