@@ -39,7 +39,9 @@ function dumpScript(options: { badRow?: boolean; cutInsideCopy?: boolean } = {})
     "CREATE TABLE public.big (id bigint NOT NULL, note text, CONSTRAINT big_id_positive CHECK (id > 0));\n",
     "CREATE SEQUENCE public.big_id_seq;\n",
     "CREATE TABLE public.empty (id integer);\n",
-    'CREATE TABLE public."Odd Name" (v text);\n\n',
+    'CREATE TABLE public."Odd Name" (v text);\n',
+    // After the preamble, a line like the one dropped from it is the function's, kept as written.
+    "CREATE FUNCTION public.kept() RETURNS text LANGUAGE sql AS $$ SELECT '\nSET transaction_timeout = 0;\n'::text $$;\n\n",
     "--\n-- Data for Name: big; Type: TABLE DATA\n--\n\n",
     "COPY public.big (id, note) FROM stdin;\n",
     options.cutInsideCopy ? big.slice(0, big.length / 2) : big,
@@ -115,6 +117,7 @@ describeBackups("loading a dump's rows over several sessions", () => {
     expect(totals).toEqual({ n: BIG_ROWS, s: String((BIG_ROWS * (BIG_ROWS + 1)) / 2) });
     expect(await query(database, "SELECT note FROM public.big WHERE id IN (8, 9) ORDER BY id")).toEqual([{ note: "a\tb\\c" }, { note: "\\." }]);
     expect(await query(database, 'SELECT v FROM public."Odd Name"')).toEqual([{ v: "plain" }]);
+    expect(await query(database, "SELECT public.kept() AS body")).toEqual([{ body: "\nSET transaction_timeout = 0;\n" }]);
     // psql ran the data section's setval and the post-data, after the rows.
     expect(await query(database, "SELECT nextval('public.big_id_seq')::int AS n")).toEqual([{ n: BIG_ROWS + 1 }]);
     expect((await query(database, "SELECT indexname FROM pg_indexes WHERE tablename = 'big' ORDER BY 1")).map((r) => r.indexname)).toEqual(["big_note", "big_pkey"]);

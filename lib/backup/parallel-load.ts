@@ -21,7 +21,7 @@ import { finished } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { StartedProcess } from "../pgtools/process.js";
-import { canonicalName, COPY_HEADER, incompatibleLinesFor } from "./sql-stream.js";
+import { canonicalName, COPY_HEADER, incompatibleLinesFor, isPreambleLine } from "./sql-stream.js";
 
 export interface ParallelLoadArgs {
   /** The script, as it streams out of gunzip or pg_restore. */
@@ -62,6 +62,8 @@ export async function loadScriptInParallel(args: ParallelLoadArgs): Promise<Para
 /** One load: the script's phase, psql's input, the COPY sessions and the block being spread. */
 class ParallelLoader {
   private phase: Phase = "pre-data";
+  /** Before the first statement that is not a SET, a comment or `\restrict`. */
+  private inPreamble = true;
   private readonly incompatible: Set<string>;
   private readonly dropped: string[] = [];
   /** The preamble's settings, replayed on each COPY session (client_encoding, search_path…). */
@@ -150,10 +152,15 @@ class ParallelLoader {
         } else if (COPY_HEADER.test(line)) {
           await flush();
           await this.startBlock(line);
-        } else if (this.incompatible.has(line)) {
-          this.dropped.push(line);
+        } else if (this.inPreamble && isPreambleLine(line)) {
+          // Only the preamble's lines are edited or replayed (a function body may hold anything).
+          if (this.incompatible.has(line)) this.dropped.push(line);
+          else {
+            if (line.startsWith("SET ") || line.startsWith("SELECT pg_catalog.set_config(")) this.settings.push(line);
+            toPsql.push(line, "\n");
+          }
         } else {
-          if (line.startsWith("SET ") || line.startsWith("SELECT pg_catalog.set_config(")) this.settings.push(line);
+          this.inPreamble = false;
           toPsql.push(line, "\n");
         }
       } else if (COPY_HEADER.test(line)) {

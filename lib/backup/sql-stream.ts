@@ -22,7 +22,7 @@ export const INCOMPATIBLE_PREAMBLE_LINES: readonly { line: string; sinceMajor: n
 export const COPY_HEADER = /^COPY ((?:"(?:[^"]|"")*"|[^\s."]+)(?:\.(?:"(?:[^"]|"")*"|[^\s."]+))?) .*FROM stdin;$/;
 
 /** Lines that may appear in a dump's preamble. */
-function isPreambleLine(line: string): boolean {
+export function isPreambleLine(line: string): boolean {
   return line === "" || line.startsWith("--") || line.startsWith("SET ") || line.startsWith("SELECT pg_catalog.set_config(") || /^\\(restrict|unrestrict) /.test(line);
 }
 
