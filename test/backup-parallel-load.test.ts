@@ -40,8 +40,10 @@ function dumpScript(options: { badRow?: boolean; cutInsideCopy?: boolean } = {})
     "CREATE SEQUENCE public.big_id_seq;\n",
     "CREATE TABLE public.empty (id integer);\n",
     'CREATE TABLE public."Odd Name" (v text);\n',
-    // After the preamble, a line like the one dropped from it is the function's, kept as written.
-    "CREATE FUNCTION public.kept() RETURNS text LANGUAGE sql AS $$ SELECT '\nSET transaction_timeout = 0;\n'::text $$;\n\n",
+    // Lines inside a function body, a string or a comment are the script's text, not statements:
+    // one like the preamble line that is dropped, one like a COPY header, one like \connect.
+    "CREATE FUNCTION public.kept() RETURNS text LANGUAGE sql AS $_$ SELECT '\nSET transaction_timeout = 0;\nCOPY public.big (id, note) FROM stdin;\n\\connect other\n'::text $_$;\n",
+    "/* a comment over lines\nCOPY public.empty (id) FROM stdin;\n*/\n\n",
     "--\n-- Data for Name: big; Type: TABLE DATA\n--\n\n",
     "COPY public.big (id, note) FROM stdin;\n",
     options.cutInsideCopy ? big.slice(0, big.length / 2) : big,
@@ -117,14 +119,14 @@ describeBackups("loading a dump's rows over several sessions", () => {
     expect(totals).toEqual({ n: BIG_ROWS, s: String((BIG_ROWS * (BIG_ROWS + 1)) / 2) });
     expect(await query(database, "SELECT note FROM public.big WHERE id IN (8, 9) ORDER BY id")).toEqual([{ note: "a\tb\\c" }, { note: "\\." }]);
     expect(await query(database, 'SELECT v FROM public."Odd Name"')).toEqual([{ v: "plain" }]);
-    expect(await query(database, "SELECT public.kept() AS body")).toEqual([{ body: "\nSET transaction_timeout = 0;\n" }]);
+    expect(await query(database, "SELECT public.kept() AS body")).toEqual([{ body: "\nSET transaction_timeout = 0;\nCOPY public.big (id, note) FROM stdin;\n\\connect other\n" }]);
     // psql ran the data section's setval and the post-data, after the rows.
     expect(await query(database, "SELECT nextval('public.big_id_seq')::int AS n")).toEqual([{ n: BIG_ROWS + 1 }]);
     expect((await query(database, "SELECT indexname FROM pg_indexes WHERE tablename = 'big' ORDER BY 1")).map((r) => r.indexname)).toEqual(["big_note", "big_pkey"]);
   });
 
   it("finds the end of each block whatever splits it: 1- to 7-byte chunks of a small script", async () => {
-    const script = dumpScript().replace(/COPY public\.big \(id, note\) FROM stdin;\n[\s\S]*?\n\\\.\n/, "COPY public.big (id, note) FROM stdin;\n1\tone\n2\t\\\\.\n3\tthree\n\\.\n");
+    const script = dumpScript().replace(/(TABLE DATA\n--\n\nCOPY public\.big \(id, note\) FROM stdin;\n)[\s\S]*?\n\\\.\n/, (_all, header: string) => `${header}1\tone\n2\t\\\\.\n3\tthree\n\\.\n`);
     for (const size of [1, 2, 3, 5, 7]) {
       const { database, result, error } = await load(chunked(script, size));
       expect(error, `chunks of ${size}`).toBeUndefined();

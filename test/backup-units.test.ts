@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { manifestChecksum, parseManifest, sealManifest, manifestText, type ManifestBody } from "../lib/backup/manifest.js";
 import { onlyKnownRestoreErrors } from "../lib/backup/postgres-restore.js";
 import { isoWeek, planRetention, scheduleLine, type BackupEntry } from "../lib/backup/retention.js";
-import { CompatibilityFilter, TableDataFilter } from "../lib/backup/sql-stream.js";
+import { CompatibilityFilter, SqlLineTracker, TableDataFilter } from "../lib/backup/sql-stream.js";
 import { CliError, EXIT } from "../lib/cli.js";
 import { resolvePgTool } from "../lib/pgtools/resolve.js";
 import { parsePgVersion, psqlSupportsRestrict } from "../lib/pgtools/version.js";
@@ -61,6 +61,33 @@ async function through(transform: NodeJS.ReadWriteStream, input: string, chunk =
   for (let i = 0; i < bytes.length; i += chunk) pieces.push(bytes.subarray(i, i + chunk));
   return text(Readable.from(pieces).pipe(transform as NodeJS.ReadWriteStream) as unknown as Readable);
 }
+
+describe("SqlLineTracker", () => {
+  /** Which lines of a script start at its top level. */
+  const topLevel = (script: string) => {
+    const tracker = new SqlLineTracker();
+    return script.split("\n").map((line) => tracker.line(line));
+  };
+
+  it("follows strings, quoted identifiers, dollar-quoted bodies and nested block comments across lines", () => {
+    const script = [
+      "SELECT 'a", // opens a string
+      "it''s still the string'; SELECT 1;",
+      'CREATE TABLE "odd', // opens a quoted identifier
+      'name"" too" (v int);',
+      "CREATE FUNCTION f() RETURNS int AS $body$", // opens a dollar-quoted body
+      "COPY public.t (a) FROM stdin;",
+      "SELECT $$ inner $$; $body$ LANGUAGE sql;",
+      "/* outer /* nested */", // still inside the outer comment
+      "COPY public.t (a) FROM stdin; */ SELECT 2;",
+      "SELECT E'a\\'", // an escaped quote: the E-string goes on
+      "b'; SELECT $1, a$b$c FROM t; -- $$ in a comment opens nothing",
+      "COPY public.t (a) FROM stdin;",
+      "\\connect other",
+    ].join("\n");
+    expect(topLevel(script)).toEqual([true, false, true, false, true, false, false, true, false, true, false, true, true]);
+  });
+});
 
 describe("CompatibilityFilter", () => {
   it("drops exactly `SET transaction_timeout = 0;` from the preamble for a 16 server, nothing else", async () => {

@@ -21,7 +21,7 @@ import { finished } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { StartedProcess } from "../pgtools/process.js";
-import { canonicalName, COPY_HEADER, incompatibleLinesFor, isPreambleLine } from "./sql-stream.js";
+import { canonicalName, COPY_HEADER, incompatibleLinesFor, isPreambleLine, SqlLineTracker } from "./sql-stream.js";
 
 export interface ParallelLoadArgs {
   /** The script, as it streams out of gunzip or pg_restore. */
@@ -64,6 +64,8 @@ class ParallelLoader {
   private phase: Phase = "pre-data";
   /** Before the first statement that is not a SET, a comment or `\restrict`. */
   private inPreamble = true;
+  /** Where each line of the statements starts: at the top level, or inside a literal or comment. */
+  private readonly lexer = new SqlLineTracker();
   private readonly incompatible: Set<string>;
   private readonly dropped: string[] = [];
   /** The preamble's settings, replayed on each COPY session (client_encoding, search_path…). */
@@ -145,6 +147,10 @@ class ParallelLoader {
       if (newline < 0) break;
       const line = data.toString("utf8", at, newline);
       at = newline + 1;
+      if (!this.lexer.line(line)) {
+        toPsql.push(line, "\n"); // inside a string, a function body or a comment: not a statement of the script
+        continue;
+      }
       if (this.phase === "pre-data") {
         if (/^\\(connect|c) /.test(line)) {
           this.phase = "post-data"; // another database: psql follows the script alone

@@ -228,3 +228,73 @@ export function canonicalName(name: string): string {
     .map((part) => (part.startsWith('"') && part.endsWith('"') ? part.slice(1, -1).replace(/""/g, '"') : part))
     .join(".");
 }
+
+type LexState = { kind: "top" } | { kind: "quote"; escapes: boolean } | { kind: "ident" } | { kind: "dollar"; tag: string } | { kind: "comment"; depth: number };
+
+/**
+ * Follows a SQL script line by line, as psql's lexer does, to tell whether a line begins outside
+ * every string, quoted identifier, dollar-quoted body and block comment. A line that reads like a
+ * COPY header or a `\connect` inside a function body is then the function's, not the script's.
+ */
+export class SqlLineTracker {
+  private state: LexState = { kind: "top" };
+
+  /** Whether `line` starts at the script's top level; then moves past it. */
+  line(line: string): boolean {
+    const atTop = this.state.kind === "top";
+    if (atTop && line.startsWith("\\")) return true; // a psql meta-command: no SQL to follow
+    let i = 0;
+    while (i < line.length) {
+      const state = this.state;
+      const c = line[i]!;
+      if (state.kind === "top") {
+        if (c === "-" && line[i + 1] === "-") return atTop; // the rest is a comment
+        if (c === "/" && line[i + 1] === "*") {
+          this.state = { kind: "comment", depth: 1 };
+          i += 2;
+        } else if (c === "'") {
+          const prefix = line[i - 1];
+          this.state = { kind: "quote", escapes: (prefix === "E" || prefix === "e") && !/[A-Za-z0-9_]/.test(line[i - 2] ?? "") };
+          i++;
+        } else if (c === '"') {
+          this.state = { kind: "ident" };
+          i++;
+        } else if (c === "$" && !/[A-Za-z0-9_$]/.test(line[i - 1] ?? "")) {
+          const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(line.slice(i));
+          if (tag) {
+            this.state = { kind: "dollar", tag: tag[0] };
+            i += tag[0].length;
+          } else i++;
+        } else i++;
+      } else if (state.kind === "quote") {
+        if (state.escapes && c === "\\") i += 2;
+        else if (c === "'" && line[i + 1] === "'") i += 2;
+        else {
+          if (c === "'") this.state = { kind: "top" };
+          i++;
+        }
+      } else if (state.kind === "ident") {
+        if (c === '"' && line[i + 1] === '"') i += 2;
+        else {
+          if (c === '"') this.state = { kind: "top" };
+          i++;
+        }
+      } else if (state.kind === "dollar") {
+        const end = line.indexOf(state.tag, i);
+        if (end < 0) break;
+        this.state = { kind: "top" };
+        i = end + state.tag.length;
+      } else {
+        if (c === "/" && line[i + 1] === "*") {
+          state.depth++;
+          i += 2;
+        } else if (c === "*" && line[i + 1] === "/") {
+          state.depth--;
+          if (state.depth === 0) this.state = { kind: "top" };
+          i += 2;
+        } else i++;
+      }
+    }
+    return atTop;
+  }
+}
