@@ -130,6 +130,17 @@ describe("TableDataFilter", () => {
     expect(out.trimEnd().endsWith("-- rows public.notes=2\nCOMMIT;")).toBe(true);
   });
 
+  it("takes no COPY header from inside a function body: the table's rows come from its real block", async () => {
+    const withFunction = DUMP17.replace(
+      "CREATE TABLE",
+      "CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $$ SELECT '\nCOPY public.notes (id, body) FROM stdin;\n9\tnot a row\n'::text $$;\nCREATE TABLE",
+    );
+    const out = await through(make(), withFunction);
+    expect(out).not.toContain("not a row");
+    expect(out).toContain("BEGIN;\nCOPY public.notes (id, body) FROM stdin;\n1\tSET transaction_timeout = 0;\n2\tsecond row\n\\.\n");
+    expect(out.trimEnd().endsWith("-- rows public.notes=2\nCOMMIT;")).toBe(true);
+  });
+
   it("refuses a dump that ends inside a COPY block, so no COMMIT is written", async () => {
     const cut = DUMP17.slice(0, DUMP17.indexOf("2\tsecond row"));
     await expect(through(make(), cut)).rejects.toThrow(/truncated/);

@@ -131,6 +131,7 @@ export class TableDataFilter extends Transform {
   private pending: Buffer = Buffer.alloc(0);
   readonly rows = new Map<string, number>();
   readonly dropped: string[] = [];
+  private readonly lexer = new SqlLineTracker();
 
   constructor(private readonly options: TableDataFilterOptions) {
     super();
@@ -186,6 +187,8 @@ export class TableDataFilter extends Transform {
 
   /** A line outside COPY data. */
   private line(line: string, out: string[]): void {
+    // A line inside a string, a function body or a comment is never a COPY header or a setval.
+    if (!this.lexer.line(line)) return;
     if (this.state === "preamble") {
       if (isPreambleLine(line)) {
         if (this.incompatible.has(line)) this.dropped.push(line);
