@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * Runs a command — `node bin/cpi.mjs NAME [args]` runs scripts/NAME.ts — as an ES module
- * bundled by esbuild into .build/commands/NAME/ (git-ignored). tsx's loader costs about half a second per
- * start on a 2-core machine, more than the whole of `verify`; a bundle starts like plain Node.
+ * bundled by esbuild into .build/commands/NAME/ (git-ignored). tsx's loader costs about half a
+ * second per start on a 2-core machine, more than the whole of `verify`; a bundle starts like
+ * plain Node.
  * The bundle is rebuilt (about 0.1 s) whenever a source under scripts/ or lib/ is newer, so
  * what runs is always the code in the tree. Dependencies stay in node_modules (not bundled).
  */

@@ -9,6 +9,7 @@ import "./support/docker.js";
 import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { gunzipSync, gzipSync } from "node:zlib";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -123,6 +124,25 @@ describeDocker("backup and restore: refusals and failures leave everything as it
     const restore = await runCli("restore", ["--env", env().env, "--from", dir, "--yes", "--json"]);
     expect(restore.code, restore.stderr).toBe(1);
     expect(restore.stderr).toContain(`restore check failed: row counts differ from the manifest: market_data ${expected - 1} (backup: ${expected})`);
+    await expectUntouched();
+  });
+
+  it("a dump whose rows the server refuses (resealed): the load fails naming the constraint, not the file, and the live data is intact", async () => {
+    const dir = copy("refused-row");
+    const gz = path.join(dir, "postgres.sql.gz");
+    const sql = gunzipSync(readFileSync(gz)).toString("utf8");
+    // The first market_data row gets negative prices (all four, so only ck_market_data_prices_nonnegative refuses it).
+    const block = sql.indexOf("COPY public.market_data ");
+    const rowStart = sql.indexOf("\n", block) + 1;
+    const fields = sql.slice(rowStart, sql.indexOf("\n", rowStart)).split("\t");
+    for (const price of [3, 4, 5, 6]) fields[price] = "-1.00000000";
+    writeFileSync(gz, gzipSync(sql.slice(0, rowStart) + fields.join("\t") + sql.slice(sql.indexOf("\n", rowStart))));
+    const entry = await hashFile(gz);
+    reseal(dir, (m) => ({ ...m, files: m.files.map((f) => (f.name === entry.name ? entry : f)) }));
+    const restore = await runCli("restore", ["--env", env().env, "--from", dir, "--yes", "--json"]);
+    expect(restore.code, restore.stderr).toBe(2);
+    expect(restore.stderr).toContain("ck_market_data_prices_nonnegative");
+    expect(restore.stderr).not.toContain("not a complete gzip stream");
     await expectUntouched();
   });
 

@@ -50,6 +50,13 @@ const END_OF_DATA = Buffer.from("\\.\n");
 
 type Phase = "pre-data" | "data" | "rows" | "post-data";
 
+/** The script stopped inside a COPY block: cut short, or its source failed (which then says why). */
+export class ScriptEndedEarly extends Error {
+  constructor() {
+    super("the dump ends inside a COPY block (it is truncated)");
+  }
+}
+
 export async function loadScriptInParallel(args: ParallelLoadArgs): Promise<ParallelLoadResult> {
   const loader = new ParallelLoader(args);
   try {
@@ -109,7 +116,7 @@ class ParallelLoader {
       }
       carry = await this.consume(data);
     }
-    if (this.phase === "rows") throw new Error("the dump ends inside a COPY block (it is truncated)");
+    if (this.phase === "rows") throw new ScriptEndedEarly();
     if (carry.length) await this.consume(Buffer.concat([carry, Buffer.from("\n")]));
     this.args.psql.child.stdin!.end();
     await this.args.psql.exited;
@@ -202,9 +209,9 @@ class ParallelLoader {
       block.turn = (block.turn + 1) % block.copies.length;
       block.bytes = 0;
     }
-    const copy = (block.copies[block.turn] ??= startCopy(this.sessions[block.turn]!, block.statement));
+    const copy = (block.copies[block.turn] ??= new Copy(this.sessions[block.turn]!, block.statement));
     block.bytes += rows.length;
-    if (!copy.stream.write(rows)) await Promise.race([once(copy.stream, "drain"), copy.failed, this.psqlFailed]);
+    await copy.write(rows, this.psqlFailed);
   }
 
   /** The block's rows are all sent: each session ends its COPY; the servers' counts are summed. */
@@ -213,9 +220,7 @@ class ParallelLoader {
     const table = (this.spread[canonicalName(block.table)] ??= { rows: 0, copies: 0 });
     for (const copy of block.copies) {
       if (!copy) continue;
-      copy.stream.end();
-      await Promise.race([finished(copy.stream), copy.failed]);
-      table.rows += (copy.stream as Writable & { rowCount?: number }).rowCount ?? 0;
+      table.rows += await copy.end();
       table.copies++;
     }
     this.block = undefined;
@@ -259,22 +264,45 @@ class ParallelLoader {
   }
 
   async close(): Promise<void> {
-    for (const copy of this.block?.copies ?? []) copy?.stream.destroy();
+    for (const copy of this.block?.copies ?? []) if (copy && !copy.stream.destroyed) copy.stream.destroy();
     await Promise.all(this.sessions.map((c) => c.end().catch(() => undefined)));
   }
 }
 
-/** A `COPY … FROM STDIN` of one session, and its failure (the server refused a row, the session dropped). */
-interface Copy {
-  stream: Writable;
-  failed: Promise<never>;
-}
+/**
+ * A `COPY … FROM STDIN` on one session. Its first error (the server refusing a row, the session
+ * dropping) is kept: after it, pg-copy-streams has let go of the connection, and any further
+ * write or end would only raise a TypeError of its own in place of the real reason.
+ */
+class Copy {
+  readonly stream: Writable;
+  /** Rejects with the first error. */
+  readonly failed: Promise<never>;
+  private error?: Error;
 
-function startCopy(session: pg.Client, statement: string): Copy {
-  const stream = session.query(copyFrom(statement));
-  const failed = new Promise<never>((_, reject) => stream.once("error", reject));
-  failed.catch(() => undefined);
-  return { stream, failed };
+  constructor(session: pg.Client, statement: string) {
+    this.stream = session.query(copyFrom(statement));
+    this.failed = new Promise<never>((_, reject) =>
+      this.stream.on("error", (error: Error) => {
+        this.error ??= error;
+        reject(this.error);
+      }),
+    );
+    this.failed.catch(() => undefined);
+  }
+
+  async write(rows: Buffer, alsoFailed: Promise<never>): Promise<void> {
+    if (this.error) throw this.error;
+    if (!this.stream.write(rows)) await Promise.race([once(this.stream, "drain"), this.failed, alsoFailed]);
+  }
+
+  /** Ends the COPY; resolves with the rows the server acknowledged. */
+  async end(): Promise<number> {
+    if (this.error) throw this.error;
+    this.stream.end();
+    await Promise.race([finished(this.stream), this.failed]);
+    return (this.stream as Writable & { rowCount?: number }).rowCount ?? 0;
+  }
 }
 
 /** Lines of pg_dump's data section other than COPY blocks. */

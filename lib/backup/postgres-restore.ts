@@ -33,7 +33,7 @@ import { connectionArgs, resolvePgTool, type PgTool } from "../pgtools/resolve.j
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
-import { loadScriptInParallel } from "./parallel-load.js";
+import { loadScriptInParallel, ScriptEndedEarly } from "./parallel-load.js";
 import { CompatibilityFilter, splitPreamble, TableDataFilter } from "./sql-stream.js";
 
 /** What a dump file is, from its first bytes. */
@@ -403,24 +403,31 @@ async function loadInParallel(
         })
       : startProcess({ file: "gzip", args: ["-dc", file], env: process.env }, { what: `gzip -dc ${path.basename(file)}`, stdio: ["ignore", "pipe", "pipe"] });
     const script = output?.pipe ? createReadStream(output.pipe, { highWaterMark: 256 * 1024 }) : source.child.stdout!;
+    // pg_restore failing before it opens the pipe leaves the reader waiting: released once it exits.
+    const release = () => void output?.cleanup();
+    source.exited.then(release, release);
     const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
       what: `psql (${psqlTool.location})`,
       stdio: ["pipe", "pipe", "pipe"],
     });
-    try {
-      const [loaded] = await Promise.all([
-        loadScriptInParallel({ script, psql, serverMajor, connections, connect: () => connectTo(local.pgConfig(database)) }),
-        source.exited,
-      ]);
+    const loading = loadScriptInParallel({ script, psql, serverMajor, connections, connect: () => connectTo(local.pgConfig(database)) });
+    loading.catch(() => source.kill()); // a failed load stops its source (which may be waiting to write)
+    const [load, read] = await Promise.allSettled([loading, source.exited]);
+    if (load.status === "fulfilled" && read.status === "fulfilled") {
       const tool = `${restoreTool ? `${toolLabel(restoreTool)} script → ` : "gzip -dc → "}${toolLabel(psqlTool)}, rows over ${connections} COPY sessions`;
-      return { tool, dropped: loaded.dropped, copied: Object.fromEntries(Object.entries(loaded.spread).map(([table, { rows }]) => [table, rows])) };
-    } catch (error) {
-      await Promise.all([source.kill(), psql.kill()]);
-      // The source's own failure (a cut gzip, pg_restore refusing the archive) says more than what followed from it.
-      const sourceError = await source.exited.then(() => undefined, (e: Error) => e);
-      if (sourceError && kind === "sql.gz") throw new CliError(`${path.basename(file)} is not a complete gzip stream (truncated or damaged): ${sourceError.message}`, EXIT.ERROR);
-      throw sourceError ?? (await psql.exited.then(() => undefined, (e: Error) => e)) ?? error;
+      return { tool, dropped: load.value.dropped, copied: Object.fromEntries(Object.entries(load.value.spread).map(([table, { rows }]) => [table, rows])) };
     }
+    await Promise.all([source.kill(), psql.kill()]);
+    // The load's own failure (a refused row, psql's error) is the reason, unless all it saw was its
+    // input ending early: then the source's failure (a cut gzip, pg_restore refusing the archive) is.
+    const loadError = load.status === "rejected" ? (load.reason as Error) : undefined;
+    if (loadError && !(loadError instanceof ScriptEndedEarly)) throw loadError;
+    if (read.status === "rejected") {
+      const sourceError = read.reason as Error;
+      if (kind === "sql.gz") throw new CliError(`${path.basename(file)} is not a complete gzip stream (truncated or damaged): ${sourceError.message}`, EXIT.ERROR);
+      throw sourceError;
+    }
+    throw loadError;
   } finally {
     await output?.cleanup();
     await staged?.cleanup();
