@@ -8,7 +8,8 @@ import "./support/docker.js";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import pg from "pg";
@@ -180,9 +181,20 @@ describeBackups("loading a dump's rows over several sessions", () => {
     expect(result!.spread["public.big"]).toEqual({ rows: BIG_ROWS, copies: 1 });
   });
 
-  it("a docker-run tool's output pipe: a reader still waiting for a tool that never opened it is released by cleanup", async () => {
+  it("a docker-run tool's output pipe: folders of processes that are gone are swept, and a reader still waiting for a tool that never opened it is released by cleanup", async () => {
     const tool = await resolvePgTool("pg_dump", { minMajor: 16, reason: "the server is PostgreSQL 16" }, localEnvironment(env().env).tools);
+    // Pipe folders of a process that is gone (a SIGKILLed backup) are swept; a live one's are kept.
+    const exited = spawn("true");
+    await once(exited, "close");
+    const deadOnes = mkdtempSync(path.join(os.tmpdir(), `cpi-pipe-${exited.pid}-`));
+    const liveOnes = mkdtempSync(path.join(os.tmpdir(), `cpi-pipe-${process.ppid}-`));
     const output = await tool.outputPipe();
+    if (tool.source === "docker-run") {
+      expect(existsSync(deadOnes), "a dead process's pipe folder").toBe(false);
+      expect(existsSync(liveOnes), "a live process's pipe folder").toBe(true);
+    }
+    rmSync(deadOnes, { recursive: true, force: true });
+    rmSync(liveOnes, { recursive: true, force: true });
     if (tool.source !== "docker-run") {
       expect(output).toMatchObject({ path: "-", pipe: undefined }); // direct tools write to stdout
       return;

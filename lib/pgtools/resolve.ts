@@ -21,6 +21,7 @@ import { CliError, EXIT } from "../cli.js";
 import { findDockerBinary, probeEngine, START_DOCKERD, type EngineStatus } from "../docker/engine.js";
 import { OFFLINE_IMAGES } from "../docker/images.js";
 import { ephemeralRoot } from "../env/paths.js";
+import { processAlive } from "../env/processes.js";
 import { writeFileAtomic } from "../fs.js";
 import { parsePgVersion, shortVersion, type PgVersion } from "./version.js";
 
@@ -121,9 +122,13 @@ export interface PgTool {
 /** The tool's stdout, as is. */
 const STDOUT_OUTPUT: ToolOutput = { path: "-", cleanup: async () => undefined };
 
+/** Folders of named pipes carry the pid of the process that made them: `cpi-pipe-<pid>-<random>`. */
+const PIPE_DIR = /^cpi-pipe-(\d+)-/;
+
 /** A named pipe in a new 0700 folder, bind-mounted into a `docker run` container. */
 async function namedPipeOutput(): Promise<ToolOutput> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "cpi-pipe-"));
+  sweepPipeFolders();
+  const dir = mkdtempSync(path.join(os.tmpdir(), `cpi-pipe-${process.pid}-`));
   const pipe = path.join(dir, "output");
   await run("mkfifo", ["-m", "600", pipe], { timeout: 10_000 });
   return {
@@ -141,6 +146,21 @@ async function namedPipeOutput(): Promise<ToolOutput> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Removes the pipe folders of processes that are gone (a SIGKILLed backup or restore cannot clean up). */
+function sweepPipeFolders(): void {
+  let names: string[];
+  try {
+    names = readdirSync(os.tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(PIPE_DIR.exec(name)?.[1]);
+    if (!pid || pid === process.pid || processAlive(pid)) continue;
+    rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+  }
 }
 
 /** Label of the short-lived `docker run` containers of the tools. */
