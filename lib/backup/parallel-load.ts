@@ -12,7 +12,9 @@
  *
  * psql runs everything but the rows, in the script's order, with ON_ERROR_STOP. Only the data
  * section is spread: a COPY met after the first post-data statement (a script not in pg_dump's
- * order), or any script that switches database (`\connect`), goes through psql as written.
+ * order), or any script that switches database (`\connect`), goes through psql as written. Lines
+ * inside strings, function bodies and comments are told apart as psql's lexer does
+ * (SqlLineTracker): a function may hold a line that reads like a COPY header.
  */
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
@@ -39,7 +41,7 @@ export interface ParallelLoadArgs {
 export interface ParallelLoadResult {
   /** Preamble lines dropped as unknown to this server. */
   dropped: string[];
-  /** Each table whose rows were spread: rows (the servers' COPY counts, summed) and the COPY commands they went through. */
+  /** Each table whose rows were spread: its rows (the servers' COPY counts, summed) and COPYs. */
   spread: Record<string, { rows: number; copies: number }>;
 }
 
