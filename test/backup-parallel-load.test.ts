@@ -12,13 +12,13 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
-import pg from "pg";
 import { beforeAll, expect, it } from "vitest";
-import { localEnvironment } from "../lib/backup/local-env.js";
+import { localEnvironment, type LocalEnvironment } from "../lib/backup/local-env.js";
 import { loadScriptInParallel, type ParallelLoadResult } from "../lib/backup/parallel-load.js";
-import { withPg } from "../lib/db/clients.js";
+import { psqlArgs } from "../lib/backup/postgres-restore.js";
+import { connectPg, withPg } from "../lib/db/clients.js";
 import { startProcess } from "../lib/pgtools/process.js";
-import { connectionArgs, resolvePgTool, type PgTool } from "../lib/pgtools/resolve.js";
+import { resolvePgTool, type PgTool } from "../lib/pgtools/resolve.js";
 import { describeBackups } from "./support/docker.js";
 import { useEphemeralEnvironment } from "./support/embedded.js";
 
@@ -74,30 +74,22 @@ function chunked(text: string, size: number): Readable {
 describeBackups("loading a dump's rows over several sessions", () => {
   const env = useEphemeralEnvironment();
   let psqlTool: PgTool;
-  let admin: { user: string; password: string };
+  let local: LocalEnvironment;
 
   beforeAll(async () => {
-    const local = localEnvironment(env().env);
-    admin = local.pgAdmin;
+    local = localEnvironment(env().env);
     psqlTool = await resolvePgTool("psql", { minMajor: 9, reason: "it runs the script" }, local.tools);
   });
 
   const config = (database: string) => env().connections.postgresConfig("admin", database);
 
+  /** The loader as a restore runs it: its psql arguments, its sessions (connectPg). */
   async function load(script: Readable, connections = 2): Promise<{ database: string; result?: ParallelLoadResult; error?: Error }> {
     const database = `load_${randomBytes(4).toString("hex")}`;
     await withPg(config("postgres"), (c) => c.query(`CREATE DATABASE ${database}`));
-    const psql = startProcess(
-      psqlTool.command(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", ...connectionArgs(psqlTool, admin.user, database)], { password: admin.password, stdin: true }),
-      { what: "psql", stdio: ["pipe", "pipe", "pipe"] },
-    );
-    const connect = async () => {
-      const client = new pg.Client(config(database));
-      await client.connect();
-      return client;
-    };
+    const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, local, database), { password: local.pgAdmin.password, stdin: true }), { what: "psql", stdio: ["pipe", "pipe", "pipe"] });
     try {
-      return { database, result: await loadScriptInParallel({ script, psql, connect, connections, serverMajor: 16 }) };
+      return { database, result: await loadScriptInParallel({ script, psql, connect: () => connectPg(config(database)), connections, serverMajor: 16 }) };
     } catch (error) {
       await psql.kill();
       return { database, error: error as Error };

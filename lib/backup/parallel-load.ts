@@ -30,7 +30,7 @@ export interface ParallelLoadArgs {
   script: Readable;
   /** psql on the new database, with ON_ERROR_STOP; stdin and stdout piped. */
   psql: StartedProcess;
-  /** A new session on the new database (one per COPY connection). */
+  /** A new session on the new database (one per COPY connection), e.g. connectPg's. */
   connect(): Promise<pg.Client>;
   /** COPY connections (default 2, the cores this toolkit is measured on). */
   connections?: number;
@@ -234,7 +234,6 @@ class ParallelLoader {
     for (let i = 0; i < count; i++) {
       const client = await this.args.connect();
       this.sessions.push(client);
-      client.on("error", () => undefined); // a dropped session fails its COPY, reported there
       for (const setting of this.settings) await client.query(setting);
       await client.query("SET synchronous_commit = off");
     }

@@ -23,13 +23,13 @@ import type { Readable, Writable } from "node:stream";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import pg from "pg";
+import type pg from "pg";
 import { CliError, EXIT } from "../cli.js";
-import { withPg } from "../db/clients.js";
+import { connectPg, withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations } from "../db/migrate.js";
 import { bootstrapSql, sqlIdent, sqlLiteral } from "../db/roles.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
-import { connectionArgs, resolvePgTool, type PgTool } from "../pgtools/resolve.js";
+import { connectionArgs, resolvePgTool, type PgCommand, type PgTool } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
@@ -339,7 +339,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
  * too long to find in the dump's head falls back to filtering the stream in Node.
  */
 async function loadSql(tool: PgTool, local: LocalEnvironment, file: string, kind: DumpKind, database: string, serverMajor: number, onProgress?: (p: LoadProgress) => void): Promise<string[]> {
-  const psqlCommand = tool.command(psqlArgs(tool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } });
+  const psqlCommand = loadingPsql(tool, local, database);
   const what = `psql (${tool.location})`;
   const split = splitPreamble(await dumpHead(file, kind, 256 * 1024), serverMajor);
   if (!split) {
@@ -406,11 +406,11 @@ async function loadInParallel(
     // pg_restore failing before it opens the pipe leaves the reader waiting: released once it exits.
     const release = () => void output?.cleanup();
     source.exited.then(release, release);
-    const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
+    const psql = startProcess(loadingPsql(psqlTool, local, database), {
       what: `psql (${psqlTool.location})`,
       stdio: ["pipe", "pipe", "pipe"],
     });
-    const loading = loadScriptInParallel({ script, psql, serverMajor, connections, connect: () => connectTo(local.pgConfig(database)) });
+    const loading = loadScriptInParallel({ script, psql, serverMajor, connections, connect: () => connectPg(local.pgConfig(database)) });
     loading.catch(() => source.kill()); // a failed load stops its source (which may be waiting to write)
     const [load, read] = await Promise.allSettled([loading, source.exited]);
     if (load.status === "fulfilled" && read.status === "fulfilled") {
@@ -439,13 +439,13 @@ function toolLabel(tool: PgTool): string {
   return `${tool.name} ${shortVersion(tool.version)} (${tool.location})`;
 }
 
-async function connectTo(config: pg.ClientConfig): Promise<pg.Client> {
-  const client = new pg.Client(config);
-  await client.connect();
-  return client;
+/** psql loading a whole dump into the new database (no commit waits for its WAL flush: a failed load is dropped anyway). */
+function loadingPsql(tool: PgTool, local: LocalEnvironment, database: string): PgCommand {
+  return tool.command(psqlArgs(tool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } });
 }
 
-function psqlArgs(tool: PgTool, local: LocalEnvironment, database: string): string[] {
+/** psql as every restore runs it: no psqlrc, quiet, stopping at the first error. */
+export function psqlArgs(tool: PgTool, local: LocalEnvironment, database: string): string[] {
   return ["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", ...connectionArgs(tool, local.pgAdmin.user, database)];
 }
 

@@ -2,8 +2,12 @@
 import pg from "pg";
 import { Redis, type RedisOptions } from "ioredis";
 
-// NUMERIC and BIGINT stay strings: exact values, no float rounding.
-export async function withPg<T>(config: pg.ClientConfig, work: (client: pg.Client) => Promise<T>): Promise<T> {
+/**
+ * A connected client with a bounded connect (10 s unless the config says otherwise), for work
+ * that outlives one callback (COPY sessions); the caller ends it. A dropped connection does not
+ * throw out of the event loop: it fails the query in progress, which reports it.
+ */
+export async function connectPg(config: pg.ClientConfig): Promise<pg.Client> {
   const client = new pg.Client({ connectionTimeoutMillis: 10_000, ...config });
   client.on("error", () => undefined);
   try {
@@ -16,6 +20,12 @@ export async function withPg<T>(config: pg.ClientConfig, work: (client: pg.Clien
     }
     throw error;
   }
+  return client;
+}
+
+// NUMERIC and BIGINT stay strings: exact values, no float rounding.
+export async function withPg<T>(config: pg.ClientConfig, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await connectPg(config);
   try {
     return await work(client);
   } finally {

@@ -22,6 +22,7 @@ import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
+import { connectPg } from "./clients.js";
 
 /** A sample cryptocurrency: the guide's BTC first, then well-known coins. */
 export interface SampleCryptocurrency {
@@ -554,12 +555,7 @@ async function enterBulkMode(client: pg.ClientBase, plan: PlannedSymbol[]): Prom
 function sameLogin(client: pg.ClientBase): (() => Promise<pg.Client>) | undefined {
   if (!(client instanceof pg.Client)) return undefined;
   const ssl = (client as unknown as { connectionParameters?: { ssl?: pg.ClientConfig["ssl"] } }).connectionParameters?.ssl;
-  return async () => {
-    const extra = new pg.Client({ host: client.host, port: client.port, user: client.user, password: client.password, database: client.database, ssl, connectionTimeoutMillis: 10_000 });
-    extra.on("error", () => undefined); // a dropped connection fails its COPY, which is reported
-    await extra.connect();
-    return extra;
-  };
+  return () => connectPg({ host: client.host, port: client.port, user: client.user, password: client.password, database: client.database, ssl });
 }
 
 /**
