@@ -10,7 +10,7 @@ import { backupId } from "../backup/files.js";
 import { resourceName } from "../docker/containers.js";
 import { awsIdentifiers, restoredIdentifiers, snapshotNames } from "../aws/snapshots.js";
 import { shellQuote } from "../backup/retention.js";
-import type { Spec } from "../spec/schema.js";
+import { rpoObjectiveSeconds, type Spec } from "../spec/schema.js";
 import type { PhaseName } from "./report.js";
 
 export interface AwsPlanStep {
@@ -173,11 +173,11 @@ export function awsDrillPlan(spec: Spec, now = new Date()): AwsDrillPlan {
     env: spec.env,
     region,
     identifiers: ids,
-    objectives: { rtoSeconds: spec.dr.rtoSeconds, rpoSeconds: spec.dr.rpoSeconds },
+    objectives: { rtoSeconds: spec.dr.rtoSeconds, rpoSeconds: rpoObjectiveSeconds(spec) },
     steps,
     measure: [
       `RTO = time from DRILL_T0 (phase 4) to the end of verification; objective dr.rtoSeconds = ${spec.dr.rtoSeconds} s.`,
-      `RPO = last acknowledged marker write before DRILL_T0 − newest marker (max(timestamp)) on the restored instance; objective dr.rpoSeconds = ${spec.dr.rpoSeconds} s.`,
+      `RPO = last acknowledged marker write before DRILL_T0 − newest marker (max(timestamp)) on the restored instance; objective dr.rpoSeconds = ${rpoObjectiveSeconds(spec)} s.`,
       `Snapshots bound the RPO by the time since the last snapshot; RDS point-in-time recovery (restore-db-instance-to-point-in-time --use-latest-restorable-time) lowers it to about 5 minutes for PostgreSQL.`,
     ],
   };

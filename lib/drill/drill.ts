@@ -35,7 +35,7 @@ import { envPaths, ephemeralRoot } from "../env/paths.js";
 import { resolveTarget } from "../env/target.js";
 import { ensureDir } from "../fs.js";
 import { loadSpec, specHash } from "../spec/load.js";
-import type { Spec } from "../spec/schema.js";
+import { rpoObjectiveSeconds, type Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { verifyEnvironment } from "../verify/verify.js";
 import { ensureDrillCoin, insertMarkerRow, postgresMarkers, redisMarkers, removeMarkers, setMarkerKey, startMarkerWriter, type AcknowledgedWrites, type MarkerWriter, type PresentMarkers } from "./markers.js";
@@ -160,9 +160,9 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     status: "error",
     exitCode: EXIT.ERROR,
     reasons: [],
-    objectives: { rtoSeconds: spec.dr.rtoSeconds, rpoSeconds: spec.dr.rpoSeconds },
+    objectives: { rtoSeconds: spec.dr.rtoSeconds, rpoSeconds: rpoObjectiveSeconds(spec) },
     rto: { objectiveSeconds: spec.dr.rtoSeconds, ok: false },
-    rpo: { objectiveSeconds: spec.dr.rpoSeconds, ok: false },
+    rpo: { objectiveSeconds: rpoObjectiveSeconds(spec), ok: false },
     phases: PHASES.map((p, i): PhaseRecord => ({ number: i + 1, name: p.name, title: p.title, status: "skipped", detail: "not reached" })),
     settings: { rows: resolved.rows, format: resolved.format, writeSeconds: resolved.writeSeconds, writeIntervalMs: resolved.writeIntervalMs, keep: options.keep === true },
     machine: { cpus: os.cpus().length, node: process.version, toolkit: toolkitVersion() },
@@ -377,7 +377,7 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     const postgres = storeRecovery(writes.postgres, present.postgres, backupDoneAt);
     const redis = storeRecovery(writes.redis, present.redis, backupDoneAt);
     const worst = [postgres.rpoSeconds, redis.rpoSeconds].some((s) => s === undefined) ? undefined : Math.max(postgres.rpoSeconds!, redis.rpoSeconds!);
-    report.rpo = { seconds: worst, objectiveSeconds: spec.dr.rpoSeconds, ok: worst !== undefined && worst <= spec.dr.rpoSeconds, postgres, redis };
+    report.rpo = { seconds: worst, objectiveSeconds: rpoObjectiveSeconds(spec), ok: worst !== undefined && worst <= rpoObjectiveSeconds(spec), postgres, redis };
     for (const [name, store] of [["PostgreSQL", postgres], ["Redis", redis]] as const) {
       if (store.present === 0) report.reasons.push(`${name}: no drill write survived the restore, not even the marker written before the backup`);
       else if (!store.contiguous) report.reasons.push(`${name}: the restored writes have gaps (${store.present} present up to the newest): the backup is not one consistent point in time`);
@@ -385,7 +385,7 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
   }
   if (recovered) {
     if (!report.rto.ok) report.reasons.push(`RTO ${rtoSeconds!.toFixed(1)} s is above the objective dr.rtoSeconds = ${spec.dr.rtoSeconds} s`);
-    if (report.rpo.seconds !== undefined && !report.rpo.ok) report.reasons.push(`RPO ${report.rpo.seconds.toFixed(1)} s is above the objective dr.rpoSeconds = ${spec.dr.rpoSeconds} s`);
+    if (report.rpo.seconds !== undefined && !report.rpo.ok) report.reasons.push(`RPO ${report.rpo.seconds.toFixed(1)} s is above the objective dr.rpoSeconds = ${report.rpo.objectiveSeconds} s`);
   }
   report.status = report.reasons.length === 0 && recovered ? "pass" : reachedDisaster && !options.signal?.aborted ? "fail" : "error";
   report.exitCode = report.status === "pass" ? EXIT.OK : report.status === "fail" ? EXIT.PROBLEM : EXIT.ERROR;

@@ -138,6 +138,10 @@ export const schema = z.strictObject({
       redisMemoryPercent: percent.default(90),
       redisHitRatePercent: percent.default(70),
       redisEvictionsPerSecond: z.number().min(0, { error: "must be 0 or more" }).default(100),
+      /** WAL waiting to be archived for longer than this is a failing check (verify, monitor). */
+      archiveLagSeconds: seconds.default(300),
+      /** The newest base backup older than this is a failing check; default: a day plus two hours of slack for the daily schedule. */
+      backupMaxAgeHours: z.number({ error: "expected a number of hours" }).positive({ error: "must be above 0 hours" }).default(26),
     })
     .prefault({}),
   /** Backup policy (guide: Backup & Recovery). */
@@ -151,13 +155,25 @@ export const schema = z.strictObject({
       dir: z.string().min(1).default("backups"),
       /** AWS automated backups / snapshot retention, days. */
       retentionDays: count("days").min(1, { error: "must be 1-35" }).max(35, { error: "must be 1-35 (AWS limit)" }).default(7),
+      /** Base backups (physical, BASE_BACKUP) kept by `backup prune`; WAL older than the oldest kept one is deleted. */
+      keepBase: count("base backups").min(1, { error: "keep at least 1" }).max(100, { error: "at most 100" }).default(7),
+      /** Continuous WAL archiving for point-in-time recovery (embedded and Docker; RDS always archives). */
+      archive: z
+        .strictObject({
+          /** archive_mode = on, archive_library = basic_archive, wal_level = replica. */
+          enabled: z.boolean({ error: "expected true or false" }).default(true),
+          /** archive_timeout: a WAL segment is archived at least this often while there are writes; bounds the RPO. */
+          timeoutSeconds: count("seconds").min(1, { error: "must be at least 1 second" }).max(3600, { error: "at most 3600 s (one hour)" }).default(60),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /** Disaster-recovery objectives checked by `npm run drill`. */
   dr: z
     .strictObject({
       rtoSeconds: seconds.default(300),
-      rpoSeconds: seconds.default(86400),
+      /** Default: backup.archive.timeoutSeconds when archiving is on, else one day (a daily backup); see rpoObjectiveSeconds. */
+      rpoSeconds: seconds.optional(),
     })
     .prefault({}),
   /** Images of the Docker target; the ci stack uses the offline tags built by `npm run images`. */
@@ -217,3 +233,17 @@ export const schema = z.strictObject({
 export type SpecInput = z.input<typeof schema>;
 /** The parsed spec, with the guide's defaults filled in and the environment's name. */
 export type Spec = z.output<typeof schema> & { env: string };
+
+/** RDS uploads transaction logs for point-in-time recovery every five minutes. */
+const RDS_LOG_UPLOAD_SECONDS = 300;
+
+/**
+ * The drill's RPO objective: `dr.rpoSeconds`, or what the backup policy promises: the archive
+ * timeout on the local targets (a day, the daily backup, without archiving), RDS's log upload
+ * interval on AWS.
+ */
+export function rpoObjectiveSeconds(spec: Spec): number {
+  if (spec.dr.rpoSeconds !== undefined) return spec.dr.rpoSeconds;
+  if (spec.target === "aws") return RDS_LOG_UPLOAD_SECONDS;
+  return spec.backup.archive.enabled ? spec.backup.archive.timeoutSeconds : 86_400;
+}
