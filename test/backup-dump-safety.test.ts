@@ -50,7 +50,7 @@ describeBackups("restore: only a sound database of this project is swapped in, a
   };
   const sideDatabases = () =>
     withPg(env().connections.postgresConfig("admin", "postgres"), async (c) => {
-      const { rows } = await c.query("SELECT datname FROM pg_database WHERE datname LIKE '%\\_\\_restore\\_%' OR datname LIKE '%\\_\\_old\\_%' OR datname LIKE 'cpi\\_scratch\\_%'");
+      const { rows } = await c.query("SELECT datname FROM pg_database WHERE datname LIKE '%\\_\\_restore\\_%' OR datname LIKE '%\\_\\_old\\_%'");
       return rows.map((r: { datname: string }) => r.datname);
     });
   const expectUntouched = async () => {
@@ -96,7 +96,7 @@ describeBackups("restore: only a sound database of this project is swapped in, a
       expect(restore.json.error.message).toMatch(message);
     }
     await expectUntouched();
-  });
+  }, 240_000);
 
   it.each([
     ["\\! (shell)", `\\! touch MARKER`],
@@ -117,7 +117,7 @@ describeBackups("restore: only a sound database of this project is swapped in, a
     expect(restore.json.error.message).toMatch(/contains a psql meta-command .*a dump is data/);
     expect(existsSync(marker)).toBe(false);
     await expectUntouched();
-  });
+  }, 120_000);
 
   it("the same in a .sql.gz, and in a single-table restore: refused, nothing runs", async () => {
     rmSync(marker, { force: true });
@@ -134,7 +134,7 @@ describeBackups("restore: only a sound database of this project is swapped in, a
     expect(table.json.error.message).toMatch(/contains a psql meta-command/);
     expect(existsSync(marker)).toBe(false);
     await expectUntouched();
-  });
+  }, 240_000);
 
   it("server-side escapes are refused by the server (the load runs as the schema owner, not a superuser)", async () => {
     rmSync(marker, { force: true });
@@ -151,7 +151,7 @@ describeBackups("restore: only a sound database of this project is swapped in, a
     }
     expect(existsSync(marker)).toBe(false);
     await expectUntouched();
-  });
+  }, 240_000);
 
   it("what the owner could change outside the loaded database: DROP DATABASE of the live one fails, ALTER DATABASE … SET is refused and put back", async () => {
     const { database } = env().spec.postgres;
@@ -166,7 +166,7 @@ describeBackups("restore: only a sound database of this project is swapped in, a
     expect(await settings()).toBe(settingsBefore);
     await withPg(env().connections.postgresConfig("owner"), async (c) => expect((await c.query("SHOW work_mem")).rows[0].work_mem).not.toBe("64kB"));
     await expectUntouched();
-  });
+  }, 240_000);
 
   it("a line that looks like a meta-command inside a string is data: the guide's dump with such a comment loads, and nothing runs", async () => {
     rmSync(marker, { force: true });
@@ -179,7 +179,7 @@ describeBackups("restore: only a sound database of this project is swapped in, a
     const comment = await withPg(env().connections.postgresConfig("owner"), async (c) => (await c.query("SELECT obj_description('public.market_data'::regclass) AS c")).rows[0].c);
     expect(comment).toBe(`candles\n\\! touch ${marker}\n`);
     expect((await fingerprint(env().connections)).postgres).toEqual(before.postgres);
-  });
+  }, 120_000);
 
   it("a custom archive is loaded by pg_restore over a connection: a meta-command in its contents is SQL text, never run", async () => {
     rmSync(marker, { force: true });
@@ -192,5 +192,5 @@ describeBackups("restore: only a sound database of this project is swapped in, a
     expect(existsSync(marker)).toBe(false);
     await withPg(env().connections.postgresConfig("owner"), (c) => c.query("COMMENT ON TABLE public.predictions IS NULL"));
     expect((await fingerprint(env().connections)).postgres).toEqual(before.postgres);
-  });
+  }, 180_000);
 });

@@ -34,7 +34,7 @@ import { CliError, EXIT } from "../cli.js";
 import { connectPg, withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations, MIGRATIONS_TABLE } from "../db/migrate.js";
 import { bootstrapSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
-import { bootstrapExtensions, SCRATCH_PREFIX } from "../drift/schema.js";
+import { bootstrapExtensions } from "../drift/schema.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
 import { connectionArgs, resolvePgTool, type PgCommand, type PgTool } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
@@ -308,19 +308,28 @@ async function restoreSharedState(client: pg.ClientBase, database: string, owner
   const db = sqlIdent(database);
   const role = sqlIdent(owner);
   const target = (s: { inDatabase: boolean; forRole: boolean }) => (s.inDatabase && s.forRole ? `ROLE ${role} IN DATABASE ${db}` : s.inDatabase ? `DATABASE ${db}` : `ROLE ${role}`);
-  for (const scope of [...after.settings, ...before.settings]) await client.query(`ALTER ${target(scope)} RESET ALL`);
-  for (const scope of before.settings) {
-    for (const setting of scope.config) {
-      const at = setting.indexOf("=");
-      await client.query(`ALTER ${target(scope)} SET ${sqlIdent(setting.slice(0, at))} TO ${sqlLiteral(setting.slice(at + 1))}`);
+  const differs = (k: keyof SharedState) => JSON.stringify(before[k]) !== JSON.stringify(after[k]);
+  if (differs("settings")) {
+    for (const scope of [...after.settings, ...before.settings]) await client.query(`ALTER ${target(scope)} RESET ALL`);
+    for (const scope of before.settings) {
+      for (const setting of scope.config) {
+        const at = setting.indexOf("=");
+        await client.query(`ALTER ${target(scope)} SET ${sqlIdent(setting.slice(0, at))} TO ${sqlLiteral(setting.slice(at + 1))}`);
+      }
     }
   }
-  const grantee = (g: string) => (g === "PUBLIC" ? "PUBLIC" : sqlIdent(g));
-  for (const g of new Set([...after.acl, ...before.acl].map((a) => a.grantee))) await client.query(`REVOKE ALL ON DATABASE ${db} FROM ${grantee(g)} CASCADE`);
-  for (const a of before.acl) await client.query(`GRANT ${a.privilege} ON DATABASE ${db} TO ${grantee(a.grantee)}${a.grantable ? " WITH GRANT OPTION" : ""}`);
-  await client.query(`ALTER DATABASE ${db} WITH CONNECTION LIMIT ${Number(before.database.connlimit)} ALLOW_CONNECTIONS ${before.database.allowconn}`);
-  await client.query(`COMMENT ON DATABASE ${db} IS ${before.database.comment === null ? "NULL" : sqlLiteral(before.database.comment)}`);
-  await client.query(`ALTER ROLE ${role} WITH CONNECTION LIMIT ${Number(before.role.connlimit)} VALID UNTIL ${sqlLiteral(before.role.validuntil ?? "infinity")}`);
+  if (differs("acl")) {
+    const grantee = (g: string) => (g === "PUBLIC" ? "PUBLIC" : sqlIdent(g));
+    for (const g of new Set([...after.acl, ...before.acl].map((a) => a.grantee))) await client.query(`REVOKE ALL ON DATABASE ${db} FROM ${grantee(g)} CASCADE`);
+    for (const a of before.acl) await client.query(`GRANT ${a.privilege} ON DATABASE ${db} TO ${grantee(a.grantee)}${a.grantable ? " WITH GRANT OPTION" : ""}`);
+  }
+  if (differs("database")) {
+    await client.query(`ALTER DATABASE ${db} WITH CONNECTION LIMIT ${Number(before.database.connlimit)} ALLOW_CONNECTIONS ${before.database.allowconn}`);
+    await client.query(`COMMENT ON DATABASE ${db} IS ${before.database.comment === null ? "NULL" : sqlLiteral(before.database.comment)}`);
+  }
+  if (differs("role")) {
+    await client.query(`ALTER ROLE ${role} WITH CONNECTION LIMIT ${Number(before.role.connlimit)} VALID UNTIL ${sqlLiteral(before.role.validuntil ?? "infinity")}`);
+  }
 }
 
 /** The parts of two shared states that differ, for the message. */
@@ -331,11 +340,10 @@ function sharedChanges(before: SharedState, after: SharedState): string[] {
 /**
  * The public tables each prefix of this code's migrations makes: element i holds the tables after
  * the first i+1 migrations. Derived for real, as drift derives its reference: the migrations run
- * one by one as the schema owner in a scratch database on the same server, which is then dropped.
+ * one by one as the schema owner in a scratch database `name` on the same server, then dropped.
  */
-async function tablesByMigration(local: LocalEnvironment): Promise<string[][]> {
+async function tablesByMigration(local: LocalEnvironment, name: string): Promise<string[][]> {
   const { spec, connections } = local.opened;
-  const name = `${SCRATCH_PREFIX}${Math.floor(Date.now() / 1000)}_${randomBytes(3).toString("hex")}`;
   const { migrate } = await import("../db/migrate.js");
   return withPg(local.pgConfig("postgres"), async (admin) => {
     await admin.query(`CREATE DATABASE ${sqlIdent(name)} OWNER ${sqlIdent(spec.postgres.user)} TEMPLATE template0`);
@@ -387,7 +395,8 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     await withPg(local.pgConfig("postgres"), (c) => c.query(`DROP DATABASE IF EXISTS ${sqlIdent(names.restore)} WITH (FORCE)`)).catch(() => undefined);
   };
   // What a database of this project holds, derived from the migrations while the dump loads.
-  const expectedTables = tablesByMigration(local);
+  // Its name matches the restore's: one a killed restore leaves is dropped by the next.
+  const expectedTables = tablesByMigration(local, `${names.restore}_migrations`);
   expectedTables.catch(() => undefined);
   try {
     // Owner, grants and default privileges of the spec's roles, as `up` gives the live database.
@@ -454,6 +463,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
       discard,
     };
   } catch (error) {
+    await expectedTables.catch(() => undefined); // its scratch database is dropped before the process can end
     await discard();
     throw error;
   }
