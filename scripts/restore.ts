@@ -59,7 +59,7 @@ function describe(r: RestoreReport): string {
   if (r.postgres) {
     const rows = Object.entries(r.postgres.tables).map(([t, n]) => `${t} ${n.toLocaleString("en-US")}`).join(", ");
     lines.push(`  postgres  ${rows}  [${r.postgres.tool}]${r.verified ? "; row counts match the manifest" : ""}`);
-    if (r.postgres.droppedLines.length) lines.push(`            skipped ${[...new Set(r.postgres.droppedLines)].join(" ")} (unknown to this server's version)`);
+    if (r.postgres.droppedLines.length) lines.push(`            left out of the load: ${[...new Set(r.postgres.droppedLines)].join(" ")} (unknown to this server's version, or an extension's comment only its superuser owner may set)`);
   }
   if (r.redis) lines.push(`  redis     ${r.redis.keys.toLocaleString("en-US")} keys (${r.redis.keysLoaded} loaded, ${r.redis.keysExpiredOnLoad} expired since the backup)${r.redis.aofRewritten ? "; AOF rewritten" : ""}`);
   if (r.aws) lines.push(`  aws       RDS ${r.aws.rds.instanceIdentifier} (${r.aws.rds.status}), ElastiCache ${r.aws.elasticache.replicationGroupId} (${r.aws.elasticache.status})${r.aws.redisAuthTokenFile ? `; AUTH token in ${r.aws.redisAuthTokenFile} (0600)` : ""}`);

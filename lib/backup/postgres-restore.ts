@@ -20,9 +20,9 @@
  * same SET on each of its connections, its errors are accepted only when every one of them is
  * exactly that known error. ON_ERROR_STOP / any other error still fails the restore.
  */
-import { closeSync, createReadStream, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import path from "node:path";
@@ -32,11 +32,13 @@ import { createGunzip } from "node:zlib";
 import type pg from "pg";
 import { CliError, EXIT } from "../cli.js";
 import { connectPg, withPg } from "../db/clients.js";
-import { appliedMigrations, knownMigrations, MIGRATIONS_TABLE } from "../db/migrate.js";
+import { appliedMigrations, knownMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from "../db/migrate.js";
+import { ephemeralRoot } from "../env/paths.js";
+import { writeFileAtomic } from "../fs.js";
 import { bootstrapSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
 import { bootstrapExtensions } from "../drift/schema.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
-import { connectionArgs, resolvePgTool, type PgCommand, type PgTool } from "../pgtools/resolve.js";
+import { connectionArgs, resolvePgTool, type PgCommand, type PgTool, type StagedFile } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
@@ -187,7 +189,7 @@ function nameLoadErrors(file: string): (error: unknown) => never {
       throw new CliError(
         `${path.basename(file)} contains a psql meta-command (\\! \\o \\copy \\i \\connect \\setenv …); a dump is data, and restore runs none of them: refused, nothing was changed`,
         EXIT.ERROR,
-        "a dump from pg_dump has none besides its own \\restrict / \\unrestrict lines; load a script you wrote yourself with psql, not restore",
+        "a dump from pg_dump has none besides its own \\restrict / \\unrestrict lines (pg_dump --create adds \\connect: dump without --create); load a script you wrote yourself with psql, not restore",
       );
     }
     throw error;
@@ -282,7 +284,7 @@ function sideNames(database: string): { restore: string; old: string; pattern: s
 interface SharedState {
   settings: { inDatabase: boolean; forRole: boolean; config: string[] }[];
   acl: { grantee: string; privilege: string; grantable: boolean }[];
-  database: { connlimit: number; allowconn: boolean; comment: string | null };
+  database: { connlimit: number; allowconn: boolean; istemplate: boolean; comment: string | null };
   role: { connlimit: number; validuntil: string | null };
 }
 
@@ -294,7 +296,7 @@ async function sharedState(client: pg.ClientBase, database: string, owner: strin
                      WHERE (s.setdatabase = d.oid AND s.setrole IN (0, r.oid)) OR (s.setdatabase = 0 AND s.setrole = r.oid)), '[]'::json),
        'acl', coalesce((SELECT json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, 'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY 1, 2)
                  FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a), '[]'::json),
-       'database', json_build_object('connlimit', d.datconnlimit, 'allowconn', d.datallowconn, 'comment', shobj_description(d.oid, 'pg_database')),
+       'database', json_build_object('connlimit', d.datconnlimit, 'allowconn', d.datallowconn, 'istemplate', d.datistemplate, 'comment', shobj_description(d.oid, 'pg_database')),
        'role', json_build_object('connlimit', r.rolconnlimit, 'validuntil', r.rolvaliduntil::text)
      )::text AS state
      FROM pg_database d, pg_roles r WHERE d.datname = $1 AND r.rolname = $2`,
@@ -324,7 +326,7 @@ async function restoreSharedState(client: pg.ClientBase, database: string, owner
     for (const a of before.acl) await client.query(`GRANT ${a.privilege} ON DATABASE ${db} TO ${grantee(a.grantee)}${a.grantable ? " WITH GRANT OPTION" : ""}`);
   }
   if (differs("database")) {
-    await client.query(`ALTER DATABASE ${db} WITH CONNECTION LIMIT ${Number(before.database.connlimit)} ALLOW_CONNECTIONS ${before.database.allowconn}`);
+    await client.query(`ALTER DATABASE ${db} WITH CONNECTION LIMIT ${Number(before.database.connlimit)} ALLOW_CONNECTIONS ${before.database.allowconn} IS_TEMPLATE ${before.database.istemplate}`);
     await client.query(`COMMENT ON DATABASE ${db} IS ${before.database.comment === null ? "NULL" : sqlLiteral(before.database.comment)}`);
   }
   if (differs("role")) {
@@ -334,7 +336,7 @@ async function restoreSharedState(client: pg.ClientBase, database: string, owner
 
 /** The parts of two shared states that differ, for the message. */
 function sharedChanges(before: SharedState, after: SharedState): string[] {
-  return (Object.keys(before) as (keyof SharedState)[]).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k])).map((k) => ({ settings: "settings (ALTER DATABASE/ROLE … SET)", acl: "privileges on the database", database: "connection limit, connections allowed or comment", role: "connection limit or expiry of the role" })[k]);
+  return (Object.keys(before) as (keyof SharedState)[]).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k])).map((k) => ({ settings: "settings (ALTER DATABASE/ROLE … SET)", acl: "privileges on the database", database: "connection limit, connections allowed, template flag or comment", role: "connection limit or expiry of the role" })[k]);
 }
 
 /**
@@ -342,7 +344,30 @@ function sharedChanges(before: SharedState, after: SharedState): string[] {
  * the first i+1 migrations. Derived for real, as drift derives its reference: the migrations run
  * one by one as the schema owner in a scratch database `name` on the same server, then dropped.
  */
-async function tablesByMigration(local: LocalEnvironment, name: string): Promise<string[][]> {
+async function tablesByMigration(local: LocalEnvironment, serverMajor: number, name: string): Promise<string[][]> {
+  // The answer depends only on the migrations' text and the server's major: kept on disk by both,
+  // so only the first restore after a change of either pays for the scratch run.
+  const hash = createHash("sha256").update(`postgres ${serverMajor}\n`);
+  for (const m of knownMigrations()) hash.update(`${m}\n`).update(readFileSync(path.join(MIGRATIONS_DIR, `${m}.ts`)));
+  const key = hash.digest("hex");
+  const cacheFile = path.join(ephemeralRoot(), "restore-tables-by-migration.json");
+  let cache: Record<string, string[][]> = {};
+  try {
+    cache = JSON.parse(readFileSync(cacheFile, "utf8"));
+  } catch {
+    cache = {};
+  }
+  if (Array.isArray(cache[key])) return cache[key]!;
+  const steps = await migrateInScratch(local, name);
+  try {
+    writeFileAtomic(cacheFile, JSON.stringify({ [key]: steps }) + "\n", 0o600);
+  } catch {
+    // a cache only
+  }
+  return steps;
+}
+
+async function migrateInScratch(local: LocalEnvironment, name: string): Promise<string[][]> {
   const { spec, connections } = local.opened;
   const { migrate } = await import("../db/migrate.js");
   return withPg(local.pgConfig("postgres"), async (admin) => {
@@ -395,8 +420,12 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     await withPg(local.pgConfig("postgres"), (c) => c.query(`DROP DATABASE IF EXISTS ${sqlIdent(names.restore)} WITH (FORCE)`)).catch(() => undefined);
   };
   // What a database of this project holds, derived from the migrations while the dump loads.
+  const presetExtensions = bootstrapExtensions(spec);
+  // pg_restore's tool, staging and list while the new database is bootstrapped.
+  const archive = options.kind === "custom" ? prepareArchive(local, file, options.manifest, server.major, presetExtensions) : undefined;
+  archive?.catch(() => undefined);
   // Its name matches the restore's: one a killed restore leaves is dropped by the next.
-  const expectedTables = tablesByMigration(local, `${names.restore}_migrations`);
+  const expectedTables = tablesByMigration(local, server.major, `${names.restore}_migrations`);
   expectedTables.catch(() => undefined);
   try {
     // Owner, grants and default privileges of the spec's roles, as `up` gives the live database.
@@ -407,7 +436,6 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     /** What loaded the dump, for the report: "psql 15.18 (/usr/bin/psql)". */
     let tool: string;
     let droppedLines: string[] = [];
-    const presetExtensions = bootstrapExtensions(spec);
     const stopWatching = watchLoad(local, names.restore, options.progress, options.manifest?.postgres?.tables);
     // A superuser session on the live database during the load: the owner, whom the dump runs as,
     // owns that database too, and DROP DATABASE … WITH (FORCE) cannot end a superuser's session.
@@ -419,16 +447,17 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
         guard = await connectPg(local.pgConfig(database));
         before = await sharedState(guard, database, spec.postgres.user);
       }
-      if (options.kind === "custom") {
-        const pgRestore = await resolvePgRestore(local, file, options.manifest, server.major);
-        droppedLines = await runPgRestore(pgRestore, local, file, names.restore, server.major, options.jobs ?? 2, presetExtensions, options.onProgress);
-        tool = `${toolLabel(pgRestore)}, --jobs ${options.jobs ?? 2}`;
+      if (archive) {
+        const prepared = await archive;
+        droppedLines = await runPgRestore(prepared, local, file, names.restore, server.major, options.jobs ?? 2, options.onProgress);
+        tool = `${toolLabel(prepared.tool)}, --jobs ${options.jobs ?? 2}`;
       } else {
         const psql = await resolvePsql(local);
-        droppedLines = await loadPlainSql(psql, local, file, options.kind, names.restore, server.major, presetExtensions, options.onProgress);
+        droppedLines = await loadPlainSql(psql, local, file, options.kind === "sql.gz" ? "sql.gz" : "sql", names.restore, server.major, presetExtensions, options.onProgress);
         tool = toolLabel(psql);
       }
     } finally {
+      await archive?.then((a) => a.cleanup(), () => undefined);
       await stopWatching();
       // The owner may change its own role (its password, settings): back to what `up` set.
       await withPg(local.pgConfig(names.restore), (c) => c.query(bootstrap)).catch(() => undefined);
@@ -463,6 +492,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
       discard,
     };
   } catch (error) {
+    await archive?.then((a) => a.cleanup(), () => undefined);
     await expectedTables.catch(() => undefined); // its scratch database is dropped before the process can end
     await discard();
     throw error;
@@ -527,43 +557,55 @@ async function restoreList(tool: PgTool, staged: { path: string; mount?: string 
   return { list: kept.join("\n"), dropped };
 }
 
-async function runPgRestore(
-  tool: PgTool,
-  local: LocalEnvironment,
-  file: string,
-  database: string,
-  serverMajor: number,
-  jobs: number,
-  presetExtensions: string[],
-  onProgress?: (p: LoadProgress) => void,
-): Promise<string[]> {
+/** A custom archive made ready for pg_restore: the tool, the archive and its edited list where the tool sees them. */
+interface PreparedArchive {
+  tool: PgTool;
+  staged: StagedFile;
+  stagedList: StagedFile;
+  /** TOC entries left out (see restoreList). */
+  dropped: string[];
+  cleanup(): Promise<void>;
+}
+
+/** Resolves pg_restore, stages the archive and writes its list: done while the new database is made. */
+async function prepareArchive(local: LocalEnvironment, file: string, manifest: Manifest | undefined, serverMajor: number, presetExtensions: string[]): Promise<PreparedArchive> {
+  const tool = await resolvePgRestore(local, file, manifest, serverMajor);
   const staged = await tool.stageFile(file);
   const work = mkdtempSync(path.join(os.tmpdir(), "cpi-restore-"));
-  let stagedList: Awaited<ReturnType<PgTool["stageFile"]>> | undefined;
+  let stagedList: StagedFile | undefined;
+  const cleanup = async () => {
+    await stagedList?.cleanup();
+    await staged.cleanup();
+    rmSync(work, { recursive: true, force: true });
+  };
   try {
     const { list, dropped } = await restoreList(tool, staged, presetExtensions);
     const listFile = path.join(work, "toc.list");
     writeFileSync(listFile, list, { mode: 0o644 });
     stagedList = await tool.stageFile(listFile);
-    // A newer pg_restore sends settings an older server rejects, once per connection: those errors
-    // (and only those) are accepted, so --exit-on-error cannot be used then.
-    const tolerant = tool.version.major > serverMajor && serverMajor < 17;
-    const owner = ownerLogin(local);
-    const args = [...connectionArgs(tool, owner.user, database), `--jobs=${jobs}`, `--use-list=${stagedList.path}`, ...(tolerant ? [] : ["--exit-on-error"]), staged.path];
-    const totalBytes = statSync(file).size;
-    const restore = startProcess(tool.command(args, { password: owner.password, files: [staged, stagedList], env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
-      what: `pg_restore (${tool.location})`,
-      stdio: ["ignore", "ignore", "pipe"],
-      accept: (code, stderr) => tolerant && code === 1 && onlyKnownRestoreErrors(stderr, serverMajor),
-    });
-    await restore.exited;
-    onProgress?.({ bytesRead: totalBytes, totalBytes });
-    return dropped;
-  } finally {
-    await stagedList?.cleanup();
-    await staged.cleanup();
-    rmSync(work, { recursive: true, force: true });
+    return { tool, staged, stagedList, dropped, cleanup };
+  } catch (error) {
+    await cleanup();
+    throw error;
   }
+}
+
+async function runPgRestore(archive: PreparedArchive, local: LocalEnvironment, file: string, database: string, serverMajor: number, jobs: number, onProgress?: (p: LoadProgress) => void): Promise<string[]> {
+  const { tool, staged, stagedList } = archive;
+  // A newer pg_restore sends settings an older server rejects, once per connection: those errors
+  // (and only those) are accepted, so --exit-on-error cannot be used then.
+  const tolerant = tool.version.major > serverMajor && serverMajor < 17;
+  const owner = ownerLogin(local);
+  const args = [...connectionArgs(tool, owner.user, database), `--jobs=${jobs}`, `--use-list=${stagedList.path}`, ...(tolerant ? [] : ["--exit-on-error"]), staged.path];
+  const totalBytes = statSync(file).size;
+  const restore = startProcess(tool.command(args, { password: owner.password, files: [staged, stagedList], env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
+    what: `pg_restore (${tool.location})`,
+    stdio: ["ignore", "ignore", "pipe"],
+    accept: (code, stderr) => tolerant && code === 1 && onlyKnownRestoreErrors(stderr, serverMajor),
+  });
+  await restore.exited;
+  onProgress?.({ bytesRead: totalBytes, totalBytes });
+  return archive.dropped;
 }
 
 /**
