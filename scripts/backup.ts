@@ -3,7 +3,7 @@
  * Runbook: back up an environment (the guide's "Backup & Recovery", made safe and verifiable).
  *   1. hold the environment's lock;
  *   2. PostgreSQL: pg_dump (a version at least the server's: PG_BIN, PATH, or the Docker image)
- *      of one snapshot, plain SQL + gzip -6 as in the guide, or --format custom (zstd);
+ *      of one snapshot, pg_dump's custom format (zstd), or --format sql: plain SQL + gzip -6 as in the guide;
  *      Redis: BGSAVE, wait for it, copy dump.rdb, check it;
  *   3. write manifest.json (versions, migration head, rows per table, keys, sha256 per file)
  *      and publish the folder with one rename.
@@ -21,11 +21,11 @@ import { humanBytes } from "../lib/spec/units.js";
 await runCommand({
   name: "backup",
   summary: "Back up an environment: PostgreSQL (pg_dump) + Redis (RDB) into one verified folder; AWS: snapshots.",
-  usage: "[--env NAME] [--table T] [--format sql|custom] [--level N] [--out DIR] [--json] | --list | --prune [--dry-run] | --schedule",
+  usage: "[--env NAME] [--table T] [--format custom|sql] [--level N] [--out DIR] [--json] | --list | --prune [--dry-run] | --schedule",
   flags: {
     env: ENV_FLAG,
     table: { type: "string", help: "one table of the public schema (PostgreSQL only), e.g. market_data" },
-    format: { type: "string", help: "sql: plain SQL + gzip (the guide's); custom: pg_dump's format, zstd (faster)", choices: ["sql", "custom"], default: "sql" },
+    format: { type: "string", help: "custom: pg_dump's format, zstd, restored with pg_restore --jobs; sql: plain SQL + gzip (the guide's .sql.gz)", choices: ["custom", "sql"], default: "custom" },
     level: { type: "string", help: `compression level: gzip 1-9 (default ${DEFAULT_LEVEL.sql}), zstd 1-19 (default ${DEFAULT_LEVEL.custom})` },
     out: { type: "string", help: "folder that receives the backup folder (default: <backup.dir>/<env> in the project)" },
     list: { type: "boolean", help: "list this environment's backups" },
@@ -36,7 +36,7 @@ await runCommand({
   details: [
     "Examples:",
     "  npm run backup -- --env dev",
-    "  npm run backup -- --env dev --format custom",
+    "  npm run backup -- --env dev --format sql                  # the guide's .sql.gz",
     "  npm run backup -- --env dev --table market_data",
     "  npm run backup -- --env dev --prune --dry-run",
     "  npm run -s backup -- --env dev --schedule                 # the line for crontab -e",
@@ -82,7 +82,7 @@ await runCommand({
       };
     }
 
-    const format = (ctx.flags.format ?? "sql") as DumpFormat;
+    const format = (ctx.flags.format ?? "custom") as DumpFormat;
     const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
     const result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
     return { data: { ok: true, dir: result.dir, bytes: result.bytes, seconds: result.seconds, manifest: result.manifest }, human: describe(env, result) };

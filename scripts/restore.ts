@@ -3,7 +3,9 @@
  * Runbook: restore an environment from a backup (the guide's "Restore", made safe).
  *   1. verify the backup: manifest, every file's size and sha256, the RDB (nothing touched yet);
  *   2. refuse a backup from a newer schema, and a target holding data unless --yes;
- *   3. PostgreSQL into a new database, row counts checked, then swapped in by renaming
+ *   3. PostgreSQL into a new database (as the schema owner; pg_restore --jobs for a custom archive,
+ *      one psql in restricted mode for plain SQL), checked (migrations a known prefix, the tables
+ *      they make, row counts against the manifest), then swapped in by renaming
  *      (the old data stays intact until that moment); --table replaces one table in one transaction;
  *   4. Redis: stopped, RDB placed, started with appendonly no, AOF rewritten, keys checked.
  * `--check` only verifies. AWS environments: new RDS and ElastiCache resources from the snapshots.
@@ -23,7 +25,7 @@ await runCommand({
     from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom" },
     table: { type: "string", help: "replace only this table's rows (one transaction; the rest is untouched)" },
     yes: { type: "boolean", help: "replace data that is there (refused without it)" },
-    jobs: { type: "string", help: "connections that load rows at once (default 2; 1 = one psql/pg_restore stream)" },
+    jobs: { type: "string", help: "pg_restore --jobs for a custom archive (default 2); a plain SQL dump is one psql stream" },
     check: { type: "boolean", help: "only verify the backup (manifest, sizes, sha256, RDB); change nothing" },
   },
   details: [
@@ -57,7 +59,7 @@ function describe(r: RestoreReport): string {
   if (r.postgres) {
     const rows = Object.entries(r.postgres.tables).map(([t, n]) => `${t} ${n.toLocaleString("en-US")}`).join(", ");
     lines.push(`  postgres  ${rows}  [${r.postgres.tool}]${r.verified ? "; row counts match the manifest" : ""}`);
-    if (r.postgres.droppedLines.length) lines.push(`            skipped ${[...new Set(r.postgres.droppedLines)].join(" ")} (unknown to this server's version)`);
+    if (r.postgres.droppedLines.length) lines.push(`            left out of the load: ${[...new Set(r.postgres.droppedLines)].join(" ")} (unknown to this server's version, or an extension's comment only its superuser owner may set)`);
   }
   if (r.redis) lines.push(`  redis     ${r.redis.keys.toLocaleString("en-US")} keys (${r.redis.keysLoaded} loaded, ${r.redis.keysExpiredOnLoad} expired since the backup)${r.redis.aofRewritten ? "; AOF rewritten" : ""}`);
   if (r.aws) lines.push(`  aws       RDS ${r.aws.rds.instanceIdentifier} (${r.aws.rds.status}), ElastiCache ${r.aws.elasticache.replicationGroupId} (${r.aws.elasticache.status})${r.aws.redisAuthTokenFile ? `; AUTH token in ${r.aws.redisAuthTokenFile} (0600)` : ""}`);

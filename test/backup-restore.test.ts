@@ -44,7 +44,7 @@ describeDocker("backup and restore: embedded environment", () => {
     await run("sh", ["-c", `"$DOCKER" run --rm --network host --log-driver none -e PGPASSWORD --entrypoint pg_dump "$IMAGE" -h 127.0.0.1 -p "$PORT" -U "$OWNER" "$DB" > "$FILE"`], {
       env: { ...process.env, DOCKER: dockerBinary(), IMAGE: OFFLINE_IMAGES.postgres, PORT: String(spec.postgres.port), OWNER: spec.postgres.user, DB: spec.postgres.database, FILE: plainDump, PGPASSWORD: connections.credentials.postgres.ownerPassword },
     });
-    const made = await runCli("backup", ["--env", env().env, "--out", out, "--json"]);
+    const made = await runCli("backup", ["--env", env().env, "--out", out, "--format", "sql", "--json"]);
     expect(made.code, made.stderr).toBe(0);
     full = { dir: made.json.dir, manifest: made.json.manifest };
   });
@@ -53,7 +53,7 @@ describeDocker("backup and restore: embedded environment", () => {
     rmSync(path.dirname(plainDump), { recursive: true, force: true });
   });
 
-  it("writes one folder: gzip'd plain SQL (the guide's format), the RDB and a manifest, 0600 files in a 0700 folder", () => {
+  it("--format sql writes one folder: gzip'd plain SQL (the guide's format), the RDB and a manifest, 0600 files in a 0700 folder", () => {
     const { dir, manifest } = full;
     expect(readdirSync(out)).toEqual([path.basename(dir)]);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
@@ -98,21 +98,22 @@ describeDocker("backup and restore: embedded environment", () => {
     expect((await fingerprint(connections)).redis).toEqual(original.redis);
   });
 
-  it("round trip (custom format, zstd) into a fresh environment: no --yes needed for an empty target", async () => {
-    const made = await runCli("backup", ["--env", env().env, "--out", out, "--format", "custom", "--json"]);
+  it("round trip (custom format, zstd: the default) into a fresh environment with pg_restore --jobs: no --yes needed for an empty target", async () => {
+    const made = await runCli("backup", ["--env", env().env, "--out", out, "--json"]);
     expect(made.code, made.stderr).toBe(0);
     expect(made.json.manifest.postgres).toMatchObject({ format: "custom", file: "postgres.dump" });
     expect(made.json.manifest.postgres.compression).toMatch(/^zstd:/);
     let fresh: StartedEmbeddedEnvironment | undefined;
     try {
       fresh = await new EmbeddedEnvironment("dev").withEphemeral().start();
-      const restored = await runCli("restore", ["--env", fresh.env, "--from", made.json.dir, "--json"]);
+      const restored = await runCli("restore", ["--env", fresh.env, "--from", made.json.dir, "--jobs", "3", "--json"]);
       expect(restored.code, restored.stderr).toBe(0);
+      expect(restored.json.postgres.tool).toMatch(/^pg_restore 1[6-9]\.\d+ .*--jobs 3$/);
       expect(await fingerprint(fresh.connections)).toEqual(original);
     } finally {
       await fresh?.destroy();
     }
-  });
+  }, 180_000);
 
   it("single table: --table market_data backs up and restores that table alone, in one transaction", async () => {
     const made = await runCli("backup", ["--env", env().env, "--out", out, "--table", "market_data", "--json"]);
@@ -135,7 +136,11 @@ describeDocker("backup and restore: embedded environment", () => {
     expect(readFileSync(plainDump, "utf8")).toContain("SET transaction_timeout = 0;");
     const restored = await runCli("restore", ["--env", env().env, "--from", plainDump, "--yes", "--json"]);
     expect(restored.code, restored.stderr).toBe(0);
-    expect(restored.json).toMatchObject({ verified: false, source: "external dump", postgres: { droppedLines: ["SET transaction_timeout = 0;"] } });
+    expect(restored.json).toMatchObject({
+      verified: false,
+      source: "external dump",
+      postgres: { droppedLines: ["SET transaction_timeout = 0;", "COMMENT ON EXTENSION pg_stat_statements IS 'track planning and execution statistics of all SQL statements executed';"] },
+    });
     expect((await fingerprint(env().connections)).postgres).toEqual(original.postgres);
   });
 });

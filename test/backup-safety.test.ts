@@ -51,7 +51,7 @@ describeDocker("backup and restore: refusals and failures leave everything as it
     await requireOfflineImages();
     await seedSample(env().connections, 1500);
     before = await fingerprint(env().connections);
-    const made = await runCli("backup", ["--env", env().env, "--out", out, "--json"]);
+    const made = await runCli("backup", ["--env", env().env, "--out", out, "--format", "sql", "--json"]);
     expect(made.code, made.stderr).toBe(0);
     good = made.json.dir;
   });

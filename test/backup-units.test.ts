@@ -10,9 +10,9 @@ import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { afterAll, describe, expect, it } from "vitest";
 import { manifestChecksum, parseManifest, sealManifest, manifestText, type ManifestBody } from "../lib/backup/manifest.js";
-import { onlyKnownRestoreErrors } from "../lib/backup/postgres-restore.js";
+import { archiveMinMajor, onlyKnownRestoreErrors } from "../lib/backup/postgres-restore.js";
 import { isoWeek, planRetention, scheduleLine, type BackupEntry } from "../lib/backup/retention.js";
-import { CompatibilityFilter, SqlLineTracker, TableDataFilter } from "../lib/backup/sql-stream.js";
+import { RestrictedDumpStream, TableDataFilter } from "../lib/backup/sql-stream.js";
 import { CliError, EXIT } from "../lib/cli.js";
 import { resolvePgTool } from "../lib/pgtools/resolve.js";
 import { parsePgVersion, psqlSupportsRestrict } from "../lib/pgtools/version.js";
@@ -34,19 +34,30 @@ const DUMP17 = [
   "SET client_encoding = 'UTF8';",
   "SELECT pg_catalog.set_config('search_path', '', false);",
   "",
+  "ALTER SCHEMA public OWNER TO crypto_user;",
+  "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public;",
+  "COMMENT ON EXTENSION pg_stat_statements IS 'track planning and execution statistics of all SQL statements executed';",
+  "",
   "CREATE TABLE public.notes (id integer, body text);",
   "CREATE TABLE public.other (id integer);",
+  "",
+  "--",
+  "-- Data for Name: notes; Type: TABLE DATA; Schema: public; Owner: crypto_user",
+  "--",
   "",
   "COPY public.notes (id, body) FROM stdin;",
   "1\tSET transaction_timeout = 0;",
   "2\tsecond row",
   "\\.",
   "",
+  "-- Data for Name: other; Type: TABLE DATA; Schema: public; Owner: crypto_user",
   "COPY public.other (id) FROM stdin;",
   "7",
   "\\.",
   "",
+  "-- Name: notes_id_seq; Type: SEQUENCE SET; Schema: public; Owner: crypto_user",
   "SELECT pg_catalog.setval('public.notes_id_seq', 2, true);",
+  "-- Name: other_id_seq; Type: SEQUENCE SET; Schema: public; Owner: crypto_user",
   "SELECT pg_catalog.setval('public.other_id_seq', 7, true);",
   "ALTER TABLE ONLY public.notes ADD CONSTRAINT notes_pkey PRIMARY KEY (id);",
   "",
@@ -62,50 +73,72 @@ async function through(transform: NodeJS.ReadWriteStream, input: string, chunk =
   return text(Readable.from(pieces).pipe(transform as NodeJS.ReadWriteStream) as unknown as Readable);
 }
 
-describe("SqlLineTracker", () => {
-  /** Which lines of a script start at its top level. */
-  const topLevel = (script: string) => {
-    const tracker = new SqlLineTracker();
-    return script.split("\n").map((line) => tracker.line(line));
+describe("RestrictedDumpStream", () => {
+  const KEY = "ourkey0123456789";
+  const stream = (serverMajor = 16, presetExtensions = ["pg_stat_statements"]) => new RestrictedDumpStream({ serverMajor, key: KEY, presetExtensions });
+  /** The dump as psql must get it: ours around it, its own \restrict lines and the dropped ones empty. */
+  const expected = (dump: string, blank: string[]) => {
+    let body = dump.replace("\\restrict abcDEF123\n", "\n").replace("\\unrestrict abcDEF123\n", "\n");
+    for (const line of blank) body = body.replace(`${line}\n`, "\n");
+    return `\\restrict ${KEY}\n${body}\n\\unrestrict ${KEY}\n`;
   };
 
-  it("follows strings, quoted identifiers, dollar-quoted bodies and nested block comments across lines", () => {
-    const script = [
-      "SELECT 'a", // opens a string
-      "it''s still the string'; SELECT 1;",
-      'CREATE TABLE "odd', // opens a quoted identifier
-      'name"" too" (v int);',
-      "CREATE FUNCTION f() RETURNS int AS $body$", // opens a dollar-quoted body
-      "COPY public.t (a) FROM stdin;",
-      "SELECT $$ inner $$; $body$ LANGUAGE sql;",
-      "/* outer /* nested */", // still inside the outer comment
-      "COPY public.t (a) FROM stdin; */ SELECT 2;",
-      "SELECT E'a\\'", // an escaped quote: the E-string goes on
-      "b'; SELECT $1, a$b$c FROM t; -- $$ in a comment opens nothing",
-      "COPY public.t (a) FROM stdin;",
-      "\\connect other",
-    ].join("\n");
-    expect(topLevel(script)).toEqual([true, false, true, false, true, false, false, true, false, true, false, true, true]);
-  });
-});
-
-describe("CompatibilityFilter", () => {
-  it("drops exactly `SET transaction_timeout = 0;` from the preamble for a 16 server, nothing else", async () => {
-    const filter = new CompatibilityFilter(16);
+  it("frames the dump with our key, blanks its own \\restrict / \\unrestrict, the known incompatible SET and the preset extension's comment", async () => {
+    const filter = stream();
     const out = await through(filter, DUMP17);
-    expect(out).toBe(DUMP17.replace("SET transaction_timeout = 0;\n", ""));
-    expect(filter.dropped).toEqual(["SET transaction_timeout = 0;"]);
-    // The same text inside COPY data is data: it stays.
+    const comment = "COMMENT ON EXTENSION pg_stat_statements IS 'track planning and execution statistics of all SQL statements executed';";
+    expect(out).toBe(expected(DUMP17, ["SET transaction_timeout = 0;", comment]));
+    expect(filter.dropped).toEqual(["SET transaction_timeout = 0;", comment]);
+    // The same text inside COPY data is data: it stays. Line numbers stay (blanks, not removals).
     expect(out).toContain("1\tSET transaction_timeout = 0;\n");
+    const copyLine = (text: string) => text.split("\n").indexOf("COPY public.notes (id, body) FROM stdin;");
+    expect(copyLine(out)).toBe(copyLine(DUMP17) + 1);
   });
 
-  it("passes a dump through unchanged for a server that knows the setting", async () => {
-    expect(await through(new CompatibilityFilter(17), DUMP17)).toBe(DUMP17);
+  it("leaves the incompatible line for a server that knows it, and a comment on an extension the target does not have", async () => {
+    const filter = stream(17, []);
+    expect(await through(filter, DUMP17)).toBe(expected(DUMP17, []));
+    expect(filter.dropped).toEqual([]);
   });
 
   it("does not touch a line that only resembles the known one", async () => {
     const input = DUMP17.replace("SET transaction_timeout = 0;", "SET transaction_timeout = 5;");
-    expect(await through(new CompatibilityFilter(16), input)).toBe(input);
+    expect(await through(stream(16, []), input)).toBe(expected(input, []));
+  });
+
+  it("keeps every other \\restrict / \\unrestrict (psql then refuses them): a second one, one mid-dump, one with another key, one followed by SQL", async () => {
+    const cases = [
+      DUMP17.replace("CREATE TABLE public.other", "\\unrestrict abcDEF123\n\\! id\nCREATE TABLE public.other"),
+      DUMP17.replace("\\unrestrict abcDEF123", "\\unrestrict otherKEY"),
+      DUMP17.replace("\\unrestrict abcDEF123\n", "\\unrestrict abcDEF123\n\\! id\n"),
+      DUMP17.replace("SET statement_timeout = 0;", "\\restrict second\nSET statement_timeout = 0;"),
+    ];
+    for (const input of cases) {
+      const out = await through(stream(), input);
+      expect(out.startsWith(`\\restrict ${KEY}\n`)).toBe(true);
+      expect(out.endsWith(`\n\\unrestrict ${KEY}\n`)).toBe(true);
+      expect(out.match(/^\\(un)?restrict (?!ourkey)/gm)?.length ?? 0).toBeGreaterThan(0);
+    }
+  });
+
+  it("a dump without \\restrict (an older pg_dump) is framed all the same; its text passes as is", async () => {
+    const old = DUMP17.replace("\\restrict abcDEF123\n", "").replace("\\unrestrict abcDEF123\n", "");
+    expect(await through(stream(17, []), old, 4096)).toBe(`\\restrict ${KEY}\n${old}\n\\unrestrict ${KEY}\n`);
+  });
+});
+
+describe("archiveMinMajor", () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), "cpi-archive-"));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  it("reads the archive version from a custom dump's header: 1.16 needs pg_restore 17, 1.15 16", () => {
+    const file = (minor: number) => {
+      const f = path.join(root, `v${minor}.dump`);
+      writeFileSync(f, Buffer.concat([Buffer.from("PGDMP"), Buffer.from([1, minor, 0]), Buffer.alloc(32)]));
+      return f;
+    };
+    expect(archiveMinMajor(file(16))).toBe(17);
+    expect(archiveMinMajor(file(15))).toBe(16);
+    expect(archiveMinMajor(file(14))).toBe(0);
   });
 });
 
@@ -115,6 +148,7 @@ describe("TableDataFilter", () => {
       tables: ["public.notes"],
       sequences: ["public.notes_id_seq"],
       serverMajor: 16,
+      key: "tablekey",
       header: "BEGIN;\n",
       footer: (rows) => `-- rows ${[...rows].map(([t, n]) => `${t}=${n}`).join(",")}\nCOMMIT;\n`,
     });
@@ -127,7 +161,9 @@ describe("TableDataFilter", () => {
     expect(out).not.toContain("ALTER TABLE");
     expect(out).not.toContain("public.other");
     expect(out).not.toMatch(/^SET transaction_timeout/m);
-    expect(out.trimEnd().endsWith("-- rows public.notes=2\nCOMMIT;")).toBe(true);
+    expect(out.trimEnd().endsWith("-- rows public.notes=2\nCOMMIT;\n\n\\unrestrict tablekey")).toBe(true);
+    expect(out.startsWith("\\restrict tablekey\n")).toBe(true);
+    expect(out).not.toContain("abcDEF123");
   });
 
   it("takes no COPY header from inside a function body: the table's rows come from its real block", async () => {
@@ -138,7 +174,7 @@ describe("TableDataFilter", () => {
     const out = await through(make(), withFunction);
     expect(out).not.toContain("not a row");
     expect(out).toContain("BEGIN;\nCOPY public.notes (id, body) FROM stdin;\n1\tSET transaction_timeout = 0;\n2\tsecond row\n\\.\n");
-    expect(out.trimEnd().endsWith("-- rows public.notes=2\nCOMMIT;")).toBe(true);
+    expect(out.trimEnd().endsWith("-- rows public.notes=2\nCOMMIT;\n\n\\unrestrict tablekey")).toBe(true);
   });
 
   it("refuses a dump that ends inside a COPY block, so no COMMIT is written", async () => {

@@ -26,7 +26,7 @@ import { snapshotRedis } from "./redis.js";
 
 export interface BackupOptions {
   env: string;
-  /** sql (default, the guide's gzip'd plain SQL) or custom (pg_dump's own format, zstd). */
+  /** custom (default: pg_dump's own format, zstd; restored with pg_restore --jobs) or sql (the guide's gzip'd plain SQL). */
   format?: DumpFormat;
   /** Compression level: gzip 1-9 (default 6) or zstd 1-19 (default 1). */
   level?: number;
@@ -69,7 +69,7 @@ export function isAwsEnvironment(env: string): boolean {
 }
 
 export async function backupEnvironment(options: BackupOptions): Promise<BackupResult> {
-  const format = options.format ?? "sql";
+  const format = options.format ?? "custom";
   if (options.level !== undefined) {
     const [min, max] = LEVEL_RANGE[format];
     if (!Number.isInteger(options.level) || options.level < min || options.level > max) {

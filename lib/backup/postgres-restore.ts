@@ -1,40 +1,50 @@
 /**
  * PostgreSQL restore, in two shapes:
  *
- * - Whole database: the dump is loaded into a NEW database next to the live one, checked (row
- *   counts against the manifest, migrations known to this code), and only then swapped in by
- *   renaming (connections to the old one are refused and terminated first; both renames commit
- *   together). A failed load or check drops the new database and leaves the live one untouched.
- *   A toolkit backup (it has a manifest) loads with its rows spread over COPY sessions
- *   (parallel-load.ts); a dump made elsewhere goes through one psql, or pg_restore --jobs.
+ * - Whole database: the dump is loaded into a NEW database next to the live one, checked (a
+ *   database of this project: its migrations a known, non-empty prefix of this code's, the tables
+ *   those migrations make, row counts against the manifest), and only then swapped in by renaming
+ *   (connections to the old one are refused and terminated first; both renames commit together).
+ *   A failed load or check drops the new database and leaves the live one untouched. A custom
+ *   archive loads with `pg_restore --jobs`; a plain `.sql`/`.sql.gz` dump goes through one psql.
  * - Tables (`--table`, or a single-table backup): the table's rows are replaced inside ONE
  *   transaction in the live database (DELETE, COPY from the dump, setval, then row-count and
  *   foreign-key checks, then COMMIT). A failure, or a dump that ends early, commits nothing.
  *
+ * A dump is data: it is loaded as the schema owner (no superuser: the server refuses COPY …
+ * PROGRAM, untrusted languages and extensions, file access), and psql reads it in restricted mode
+ * (`\restrict` with a random key of this run, sql-stream.ts), so no meta-command of the dump runs.
+ *
  * Dumps made by a newer pg_dump than the server are accepted: for psql, the known incompatible
- * preamble lines are filtered out of the stream (sql-stream.ts); for pg_restore, which sends the
+ * preamble lines are left out of the stream (sql-stream.ts); for pg_restore, which sends the
  * same SET on each of its connections, its errors are accepted only when every one of them is
  * exactly that known error. ON_ERROR_STOP / any other error still fails the restore.
  */
-import { closeSync, createReadStream, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { execFile } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
+import { promisify } from "node:util";
 import { createGunzip } from "node:zlib";
 import type pg from "pg";
 import { CliError, EXIT } from "../cli.js";
 import { connectPg, withPg } from "../db/clients.js";
-import { appliedMigrations, knownMigrations } from "../db/migrate.js";
-import { bootstrapSql, sqlIdent, sqlLiteral } from "../db/roles.js";
+import { appliedMigrations, knownMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from "../db/migrate.js";
+import { ephemeralRoot } from "../env/paths.js";
+import { writeFileAtomic } from "../fs.js";
+import { bootstrapSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
+import { bootstrapExtensions } from "../drift/schema.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
-import { connectionArgs, resolvePgTool, type PgCommand, type PgTool } from "../pgtools/resolve.js";
+import { connectionArgs, resolvePgTool, type PgCommand, type PgTool, type StagedFile } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
-import { loadScriptInParallel, ScriptEndedEarly } from "./parallel-load.js";
-import { CompatibilityFilter, splitPreamble, TableDataFilter } from "./sql-stream.js";
+import { RestrictedDumpStream, restrictKey, TableDataFilter } from "./sql-stream.js";
+
+const run = promisify(execFile);
 
 /** What a dump file is, from its first bytes. */
 export type DumpKind = "sql" | "sql.gz" | "custom";
@@ -64,25 +74,21 @@ export function detectDumpKind(file: string): DumpKind {
   return "sql";
 }
 
-/** The first bytes of a plain or gzip SQL dump, decompressed (to see whether it has `\restrict`). */
-async function dumpHead(file: string, kind: DumpKind, bytes = 16 * 1024): Promise<string> {
-  const source = createReadStream(file, { start: 0, end: kind === "sql" ? bytes - 1 : 64 * 1024 - 1 });
-  const stream: Readable = kind === "sql.gz" ? source.pipe(createGunzip()) : source;
-  const chunks: Buffer[] = [];
-  let length = 0;
+/**
+ * The lowest pg_restore major that reads a custom archive, from its header (`PGDMP`, then the
+ * archive version): 1.16 is written by pg_dump 17 (pg_restore 16 and older refuse it), 1.15 by 16.
+ */
+export function archiveMinMajor(file: string): number {
+  const head = Buffer.alloc(8);
+  const fd = openSync(file, "r");
   try {
-    for await (const chunk of stream) {
-      chunks.push(chunk as Buffer);
-      length += (chunk as Buffer).length;
-      if (length >= bytes) break;
-    }
-  } catch {
-    // a cut-off gzip member: what was read is enough
+    readSync(fd, head, 0, head.length, 0);
   } finally {
-    source.destroy();
+    closeSync(fd);
   }
-  // Decoded once: a character split between chunks cannot shift the byte offsets computed from it.
-  return Buffer.concat(chunks).toString("utf8");
+  if (head.subarray(0, 5).toString("latin1") !== "PGDMP" || head[5] !== 1) return 0;
+  const minor = head[6]!;
+  return minor >= 16 ? 17 + (minor - 16) : minor === 15 ? 16 : 0;
 }
 
 async function serverInfo(client: pg.ClientBase): Promise<{ version: string; major: number }> {
@@ -91,25 +97,33 @@ async function serverInfo(client: pg.ClientBase): Promise<{ version: string; maj
   return { version, major };
 }
 
-/** The psql for this dump: one that understands `\restrict` when the dump uses it. */
-async function resolvePsql(local: LocalEnvironment, file: string, kind: DumpKind): Promise<PgTool> {
-  const restricted = kind === "custom" || /^\\restrict /m.test(await dumpHead(file, kind));
+/**
+ * The psql that loads dumps: one that knows `\restrict`, whatever the dump holds, since the load
+ * runs in restricted mode. An older psql is refused (not worked around with a filter: only psql's
+ * own lexer knows where a meta-command starts).
+ */
+async function resolvePsql(local: LocalEnvironment): Promise<PgTool> {
   return resolvePgTool(
     "psql",
     {
       minMajor: 9,
-      reason: restricted ? "the dump uses \\restrict (pg_dump from August 2025 on)" : "it runs the dump's SQL",
-      refuse: (v) => (restricted && !psqlSupportsRestrict(v) ? `${shortVersion(v)} does not know \\restrict (needs 13.22, 14.19, 15.14, 16.10, 17.6 or newer)` : undefined),
+      reason: "it reads the dump in restricted mode (\\restrict), so that the dump can run no psql meta-command",
+      refuse: (v) => (!psqlSupportsRestrict(v) ? `${shortVersion(v)} does not know \\restrict (needs 13.22, 14.19, 15.14, 16.10, 17.6 or newer)` : undefined),
     },
     local.tools,
   );
 }
 
-/** pg_restore able to read the archive: at least the pg_dump that wrote it, and the server. */
-async function resolvePgRestore(local: LocalEnvironment, manifest: Manifest | undefined, serverMajor: number): Promise<PgTool> {
-  const dumpMajor = manifest?.postgres?.pgDump.major ?? serverMajor;
+/** pg_restore able to read the archive: at least the pg_dump that wrote it (its header says), and the server. */
+async function resolvePgRestore(local: LocalEnvironment, file: string, manifest: Manifest | undefined, serverMajor: number): Promise<PgTool> {
+  const dumpMajor = Math.max(manifest?.postgres?.pgDump.major ?? 0, archiveMinMajor(file));
   const minMajor = Math.max(dumpMajor, serverMajor);
-  return resolvePgTool("pg_restore", { minMajor, reason: `the archive was written by pg_dump ${dumpMajor}` }, local.tools);
+  return resolvePgTool("pg_restore", { minMajor, reason: dumpMajor > serverMajor ? `the archive was written by pg_dump ${dumpMajor}` : `the server is PostgreSQL ${serverMajor}` }, local.tools);
+}
+
+/** The schema owner's login: every dump loads as it (never as a superuser). */
+function ownerLogin(local: LocalEnvironment): { user: string; password: string } {
+  return { user: local.opened.spec.postgres.user, password: local.opened.connections.credentials.postgres.ownerPassword };
 }
 
 /**
@@ -162,11 +176,22 @@ async function streamInto(source: Readable, transforms: (NodeJS.ReadWriteStream 
   }
 }
 
-/** gunzip errors name the file: a cut or damaged .gz is refused (and was never half-committed). */
-function nameGzipErrors(file: string): (error: unknown) => never {
+/**
+ * Load errors in the operator's terms: gunzip's name the file (a cut or damaged .gz, or one that
+ * is not gzip at all), and psql's refusal of a meta-command says that the dump tried to run one.
+ */
+function nameLoadErrors(file: string): (error: unknown) => never {
   return (error) => {
     const code = (error as { code?: unknown }).code;
-    if (typeof code === "string" && code.startsWith("Z_")) throw new CliError(`${path.basename(file)} is not a complete gzip stream (truncated or damaged: ${(error as Error).message})`, EXIT.ERROR);
+    const message = String((error as Error).message);
+    if (typeof code === "string" && code.startsWith("Z_")) throw new CliError(`${path.basename(file)} is not a complete gzip stream (truncated or damaged: ${message})`, EXIT.ERROR);
+    if (/backslash commands are restricted|\\unrestrict: wrong key/.test(message)) {
+      throw new CliError(
+        `${path.basename(file)} contains a psql meta-command (\\! \\o \\copy \\i \\connect \\setenv …); a dump is data, and restore runs none of them: refused, nothing was changed`,
+        EXIT.ERROR,
+        "a dump from pg_dump has none besides its own \\restrict / \\unrestrict lines (pg_dump --create adds \\connect: dump without --create); load a script you wrote yourself with psql, not restore",
+      );
+    }
     throw error;
   };
 }
@@ -192,7 +217,7 @@ export interface PreparedDatabaseRestore {
   /** Rows per table in the restored database (checked against the manifest when there is one). */
   tables: Record<string, number>;
   migrationHead: string | null;
-  /** Lines of the dump dropped as incompatible with this server. */
+  /** Lines of the dump left out as incompatible with this server (or not the owner's to run). */
   droppedLines: string[];
   seconds: number;
   /** Renames the restored database into place and drops the old one. */
@@ -204,10 +229,7 @@ export interface PreparedDatabaseRestore {
 export interface DatabaseRestoreOptions {
   kind: DumpKind;
   manifest?: Manifest;
-  /**
-   * Connections that load rows at once (default 2). A toolkit backup's rows are spread over them
-   * (parallel-load.ts); an external custom-format dump gets `pg_restore --jobs` this many.
-   */
+  /** `pg_restore --jobs` for a custom archive (default 2); a plain SQL dump is one psql stream. */
   jobs?: number;
   onProgress?: (p: LoadProgress) => void;
   /** Progress lines while the server loads (rows copied, indexes built), about once a second. */
@@ -253,6 +275,122 @@ function sideNames(database: string): { restore: string; old: string; pattern: s
   return { restore: `${base}__restore_${tag}`, old: `${base}__old_${tag}`, pattern: `${base}\\_\\_restore\\_%|${base}\\_\\_old\\_%` };
 }
 
+/**
+ * What the load's role (the schema owner) could change outside the database it loads into: the
+ * live database's settings, privileges, connection limit, flags and comment, and the owner role's
+ * own settings, connection limit and expiry. Taken before and after the load: a dump that changed
+ * any of it is refused, and what it changed is put back (restoreSharedState).
+ */
+interface SharedState {
+  settings: { inDatabase: boolean; forRole: boolean; config: string[] }[];
+  acl: { grantee: string; privilege: string; grantable: boolean }[];
+  database: { connlimit: number; allowconn: boolean; istemplate: boolean; comment: string | null };
+  role: { connlimit: number; validuntil: string | null };
+}
+
+async function sharedState(client: pg.ClientBase, database: string, owner: string): Promise<SharedState> {
+  const { rows } = await client.query(
+    `SELECT json_build_object(
+       'settings', coalesce((SELECT json_agg(json_build_object('inDatabase', s.setdatabase <> 0, 'forRole', s.setrole <> 0, 'config', s.setconfig) ORDER BY s.setdatabase, s.setrole)
+                      FROM pg_db_role_setting s
+                     WHERE (s.setdatabase = d.oid AND s.setrole IN (0, r.oid)) OR (s.setdatabase = 0 AND s.setrole = r.oid)), '[]'::json),
+       'acl', coalesce((SELECT json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, 'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY 1, 2)
+                 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a), '[]'::json),
+       'database', json_build_object('connlimit', d.datconnlimit, 'allowconn', d.datallowconn, 'istemplate', d.datistemplate, 'comment', shobj_description(d.oid, 'pg_database')),
+       'role', json_build_object('connlimit', r.rolconnlimit, 'validuntil', r.rolvaliduntil::text)
+     )::text AS state
+     FROM pg_database d, pg_roles r WHERE d.datname = $1 AND r.rolname = $2`,
+    [database, owner],
+  );
+  return JSON.parse(String(rows[0].state)) as SharedState;
+}
+
+/** Puts back what sharedState() saw before the load (run as a superuser). */
+async function restoreSharedState(client: pg.ClientBase, database: string, owner: string, before: SharedState, after: SharedState): Promise<void> {
+  const db = sqlIdent(database);
+  const role = sqlIdent(owner);
+  const target = (s: { inDatabase: boolean; forRole: boolean }) => (s.inDatabase && s.forRole ? `ROLE ${role} IN DATABASE ${db}` : s.inDatabase ? `DATABASE ${db}` : `ROLE ${role}`);
+  const differs = (k: keyof SharedState) => JSON.stringify(before[k]) !== JSON.stringify(after[k]);
+  if (differs("settings")) {
+    for (const scope of [...after.settings, ...before.settings]) await client.query(`ALTER ${target(scope)} RESET ALL`);
+    for (const scope of before.settings) {
+      for (const setting of scope.config) {
+        const at = setting.indexOf("=");
+        await client.query(`ALTER ${target(scope)} SET ${sqlIdent(setting.slice(0, at))} TO ${sqlLiteral(setting.slice(at + 1))}`);
+      }
+    }
+  }
+  if (differs("acl")) {
+    const grantee = (g: string) => (g === "PUBLIC" ? "PUBLIC" : sqlIdent(g));
+    for (const g of new Set([...after.acl, ...before.acl].map((a) => a.grantee))) await client.query(`REVOKE ALL ON DATABASE ${db} FROM ${grantee(g)} CASCADE`);
+    for (const a of before.acl) await client.query(`GRANT ${a.privilege} ON DATABASE ${db} TO ${grantee(a.grantee)}${a.grantable ? " WITH GRANT OPTION" : ""}`);
+  }
+  if (differs("database")) {
+    await client.query(`ALTER DATABASE ${db} WITH CONNECTION LIMIT ${Number(before.database.connlimit)} ALLOW_CONNECTIONS ${before.database.allowconn} IS_TEMPLATE ${before.database.istemplate}`);
+    await client.query(`COMMENT ON DATABASE ${db} IS ${before.database.comment === null ? "NULL" : sqlLiteral(before.database.comment)}`);
+  }
+  if (differs("role")) {
+    await client.query(`ALTER ROLE ${role} WITH CONNECTION LIMIT ${Number(before.role.connlimit)} VALID UNTIL ${sqlLiteral(before.role.validuntil ?? "infinity")}`);
+  }
+}
+
+/** The parts of two shared states that differ, for the message. */
+function sharedChanges(before: SharedState, after: SharedState): string[] {
+  return (Object.keys(before) as (keyof SharedState)[]).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k])).map((k) => ({ settings: "settings (ALTER DATABASE/ROLE … SET)", acl: "privileges on the database", database: "connection limit, connections allowed, template flag or comment", role: "connection limit or expiry of the role" })[k]);
+}
+
+/**
+ * The public tables each prefix of this code's migrations makes: element i holds the tables after
+ * the first i+1 migrations. Derived for real, as drift derives its reference: the migrations run
+ * one by one as the schema owner in a scratch database `name` on the same server, then dropped.
+ */
+async function tablesByMigration(local: LocalEnvironment, serverMajor: number, name: string): Promise<string[][]> {
+  // The answer depends only on the migrations' text and the server's major: kept on disk by both,
+  // so only the first restore after a change of either pays for the scratch run.
+  const hash = createHash("sha256").update(`postgres ${serverMajor}\n`);
+  for (const m of knownMigrations()) hash.update(`${m}\n`).update(readFileSync(path.join(MIGRATIONS_DIR, `${m}.ts`)));
+  const key = hash.digest("hex");
+  const cacheFile = path.join(ephemeralRoot(), "restore-tables-by-migration.json");
+  let cache: Record<string, string[][]> = {};
+  try {
+    cache = JSON.parse(readFileSync(cacheFile, "utf8"));
+  } catch {
+    cache = {};
+  }
+  if (Array.isArray(cache[key])) return cache[key]!;
+  const steps = await migrateInScratch(local, name);
+  try {
+    writeFileAtomic(cacheFile, JSON.stringify({ [key]: steps }) + "\n", 0o600);
+  } catch {
+    // a cache only
+  }
+  return steps;
+}
+
+async function migrateInScratch(local: LocalEnvironment, name: string): Promise<string[][]> {
+  const { spec, connections } = local.opened;
+  const { migrate } = await import("../db/migrate.js");
+  return withPg(local.pgConfig("postgres"), async (admin) => {
+    await admin.query(`CREATE DATABASE ${sqlIdent(name)} OWNER ${sqlIdent(spec.postgres.user)} TEMPLATE template0`);
+    try {
+      await withPg(local.pgConfig(name), (c) => c.query(privilegesSql({ ...spec, postgres: { ...spec.postgres, database: name } })));
+      return await withPg(connections.postgresConfig("owner", name), async (client) => {
+        const steps: string[][] = [];
+        for (let i = 0; i < knownMigrations().length; i++) {
+          await migrate(client, { direction: "up", count: 1 });
+          const { rows } = await client.query(
+            `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1`,
+          );
+          steps.push(rows.map((r: { relname: string }) => r.relname));
+        }
+        return steps;
+      });
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${sqlIdent(name)} WITH (FORCE)`).catch(() => undefined);
+    }
+  });
+}
+
 export async function prepareDatabaseRestore(local: LocalEnvironment, file: string, options: DatabaseRestoreOptions): Promise<PreparedDatabaseRestore> {
   const started = Date.now();
   const { spec, connections } = local.opened;
@@ -281,40 +419,67 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
   const discard = async () => {
     await withPg(local.pgConfig("postgres"), (c) => c.query(`DROP DATABASE IF EXISTS ${sqlIdent(names.restore)} WITH (FORCE)`)).catch(() => undefined);
   };
+  // What a database of this project holds, derived from the migrations while the dump loads.
+  const presetExtensions = bootstrapExtensions(spec);
+  // pg_restore's tool, staging and list while the new database is bootstrapped.
+  const archive = options.kind === "custom" ? prepareArchive(local, file, options.manifest, server.major, presetExtensions) : undefined;
+  archive?.catch(() => undefined);
+  // Its name matches the restore's: one a killed restore leaves is dropped by the next.
+  const expectedTables = tablesByMigration(local, server.major, `${names.restore}_migrations`);
+  expectedTables.catch(() => undefined);
   try {
     // Owner, grants and default privileges of the spec's roles, as `up` gives the live database.
     const { ownerPassword, appPassword, readonlyPassword } = connections.credentials.postgres;
-    await withPg(local.pgConfig(names.restore), (c) =>
-      c.query(bootstrapSql({ ...spec, postgres: { ...spec.postgres, database: names.restore } }, { owner: ownerPassword, app: appPassword, readonly: readonlyPassword })),
-    );
-    options.log(`postgres: loading the dump into a new database ${names.restore}`);
+    const bootstrap = bootstrapSql({ ...spec, postgres: { ...spec.postgres, database: names.restore } }, { owner: ownerPassword, app: appPassword, readonly: readonlyPassword });
+    await withPg(local.pgConfig(names.restore), (c) => c.query(bootstrap));
+    options.log(`postgres: loading the dump into a new database ${names.restore}, as ${spec.postgres.user}`);
     /** What loaded the dump, for the report: "psql 15.18 (/usr/bin/psql)". */
     let tool: string;
     let droppedLines: string[] = [];
-    /** Rows the server acknowledged per table loaded over COPY sessions. */
-    let copied: Record<string, number> = {};
     const stopWatching = watchLoad(local, names.restore, options.progress, options.manifest?.postgres?.tables);
+    // A superuser session on the live database during the load: the owner, whom the dump runs as,
+    // owns that database too, and DROP DATABASE … WITH (FORCE) cannot end a superuser's session.
+    const liveExists = await withPg(local.pgConfig("postgres"), async (c) => (await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [database])).rowCount === 1);
+    let guard: pg.Client | undefined;
+    let before: SharedState | undefined;
     try {
-      if (options.manifest && options.kind !== "sql" && (options.jobs ?? 2) > 1) {
-        // A toolkit backup: pg_dump's script, in pg_dump's order, so its rows can be spread.
-        const loaded = await loadInParallel(local, file, options.kind, names.restore, server.major, options.manifest, options.jobs ?? 2);
-        tool = loaded.tool;
-        droppedLines = loaded.dropped;
-        copied = loaded.copied;
-      } else if (options.kind === "custom") {
-        const pgRestore = await resolvePgRestore(local, options.manifest, server.major);
-        await runPgRestore(pgRestore, local, file, names.restore, server.major, options.jobs ?? 2, options.onProgress);
-        tool = toolLabel(pgRestore);
+      if (liveExists) {
+        guard = await connectPg(local.pgConfig(database));
+        before = await sharedState(guard, database, spec.postgres.user);
+      }
+      if (archive) {
+        const prepared = await archive;
+        droppedLines = await runPgRestore(prepared, local, file, names.restore, server.major, options.jobs ?? 2, options.onProgress);
+        tool = `${toolLabel(prepared.tool)}, --jobs ${options.jobs ?? 2}`;
       } else {
-        const psql = await resolvePsql(local, file, options.kind);
-        droppedLines = await loadSql(psql, local, file, options.kind, names.restore, server.major, options.onProgress);
+        const psql = await resolvePsql(local);
+        droppedLines = await loadPlainSql(psql, local, file, options.kind === "sql.gz" ? "sql.gz" : "sql", names.restore, server.major, presetExtensions, options.onProgress);
         tool = toolLabel(psql);
       }
     } finally {
+      await archive?.then((a) => a.cleanup(), () => undefined);
       await stopWatching();
+      // The owner may change its own role (its password, settings): back to what `up` set.
+      await withPg(local.pgConfig(names.restore), (c) => c.query(bootstrap)).catch(() => undefined);
+      try {
+        const after = guard && before ? await sharedState(guard, database, spec.postgres.user) : undefined;
+        const changed = before && after ? sharedChanges(before, after) : [];
+        if (changed.length) {
+          await restoreSharedState(guard!, database, spec.postgres.user, before!, after!);
+          const fixed = sharedChanges(before!, await sharedState(guard!, database, spec.postgres.user));
+          throw new CliError(
+            `restore refused: the dump changed what lies outside the database it loads into: ${changed.join("; ")} of the live database ${database} or of role ${spec.postgres.user}` +
+              (fixed.length ? `; NOT all put back: ${fixed.join("; ")}` : "; put back as it was"),
+            EXIT.PROBLEM,
+            "a dump from pg_dump changes nothing outside its own database: check where this one came from",
+          );
+        }
+      } finally {
+        await guard?.end().catch(() => undefined);
+      }
     }
-    if (droppedLines.length) options.log(`postgres: dropped ${droppedLines.length} line(s) PostgreSQL ${server.major} does not know: ${[...new Set(droppedLines)].join(" ")}`);
-    const checked = await withPg(local.pgConfig(names.restore), (c) => checkRestoredDatabase(c, options.manifest, copied));
+    if (droppedLines.length) options.log(`postgres: left out ${droppedLines.length} line(s) of the dump: ${[...new Set(droppedLines)].join(" ")}`);
+    const checked = await withPg(local.pgConfig(names.restore), async (c) => checkRestoredDatabase(c, options.manifest, await expectedTables));
     return {
       database: names.restore,
       serverVersion: server.version,
@@ -327,111 +492,31 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
       discard,
     };
   } catch (error) {
+    await archive?.then((a) => a.cleanup(), () => undefined);
+    await expectedTables.catch(() => undefined); // its scratch database is dropped before the process can end
     await discard();
     throw error;
   }
 }
 
 /**
- * Plain SQL into psql. The edited preamble (known-incompatible lines out) is written to a 0600
- * temp file; bash then feeds psql that file followed by the rest of the dump straight from gunzip
- * (pipefail: a truncated gzip fails the load), so the dump never passes through Node. A preamble
- * too long to find in the dump's head falls back to filtering the stream in Node.
+ * Plain SQL (.sql, or .sql.gz through gunzip) into ONE psql, as the schema owner, in restricted
+ * mode: the stream starts with `\restrict KEY` and ends with `\unrestrict KEY` (RestrictedDumpStream).
  */
-async function loadSql(tool: PgTool, local: LocalEnvironment, file: string, kind: DumpKind, database: string, serverMajor: number, onProgress?: (p: LoadProgress) => void): Promise<string[]> {
-  const psqlCommand = loadingPsql(tool, local, database);
-  const what = `psql (${tool.location})`;
-  const split = splitPreamble(await dumpHead(file, kind, 256 * 1024), serverMajor);
-  if (!split) {
-    const filter = new CompatibilityFilter(serverMajor);
-    const psql = startProcess(psqlCommand, { what, stdio: ["pipe", "ignore", "pipe"] });
-    await streamInto(readWithProgress(file, onProgress), kind === "sql.gz" ? [createGunzip(), filter] : [filter], psql).catch(nameGzipErrors(file));
-    return filter.dropped;
-  }
-  const work = mkdtempSync(path.join(os.tmpdir(), "cpi-restore-"));
-  const preamble = path.join(work, "preamble.sql");
-  writeFileSync(preamble, split.preamble, { mode: 0o600 });
-  try {
-    const script = kind === "sql.gz" ? `cat "$1" && gzip -dc "$2" | tail -c +"$3"` : `cat "$1" && tail -c +"$3" "$2"`;
-    const feeder = startProcess({ file: "bash", args: ["-o", "pipefail", "-c", script, "restore-feed", preamble, file, String(split.restOffset + 1)], env: process.env }, {
-      what: `reading ${path.basename(file)}`,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const psql = startProcess(psqlCommand, { what, stdio: [feeder.child.stdout!, "ignore", "pipe"] });
-    feeder.child.stdout!.destroy(); // psql holds its own copy of the pipe
-    const totalBytes = statSync(file).size;
-    try {
-      await Promise.all([feeder.exited, psql.exited]);
-    } catch (error) {
-      await Promise.all([feeder.kill(), psql.kill()]);
-      const feedError = await feeder.exited.then(() => undefined, (e: Error) => e);
-      if (feedError && /gzip|unexpected end|crc|format/i.test(feedError.message)) {
-        throw new CliError(`${path.basename(file)} is not a complete gzip stream (truncated or damaged): ${feedError.message}`, EXIT.ERROR);
-      }
-      throw (await psql.exited.then(() => undefined, (e: Error) => e)) ?? feedError ?? error;
-    }
-    onProgress?.({ bytesRead: totalBytes, totalBytes });
-    return split.dropped;
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-}
-
-/**
- * A toolkit backup's script (gunzip's output, or pg_restore's script of the archive) through
- * loadScriptInParallel: psql runs the statements, `connections` sessions load the rows.
- */
-async function loadInParallel(
+async function loadPlainSql(
+  tool: PgTool,
   local: LocalEnvironment,
   file: string,
-  kind: "sql.gz" | "custom",
+  kind: "sql" | "sql.gz",
   database: string,
   serverMajor: number,
-  manifest: Manifest,
-  connections: number,
-): Promise<{ tool: string; dropped: string[]; copied: Record<string, number> }> {
-  const psqlTool = await resolvePsql(local, file, kind);
-  const restoreTool = kind === "custom" ? await resolvePgRestore(local, manifest, serverMajor) : undefined;
-  const staged = restoreTool ? await restoreTool.stageFile(file) : undefined;
-  const output = restoreTool ? await restoreTool.outputPipe() : undefined;
-  try {
-    // pg_restore with --file writes the archive as a script and never connects.
-    const source = restoreTool
-      ? startProcess(restoreTool.command([`--file=${output!.path}`, staged!.path], { password: "", files: [staged!, output!] }), {
-          what: `pg_restore (${restoreTool.location})`,
-          stdio: ["ignore", "pipe", "pipe"],
-        })
-      : startProcess({ file: "gzip", args: ["-dc", file], env: process.env }, { what: `gzip -dc ${path.basename(file)}`, stdio: ["ignore", "pipe", "pipe"] });
-    const script = output?.pipe ? createReadStream(output.pipe, { highWaterMark: 256 * 1024 }) : source.child.stdout!;
-    // pg_restore failing before it opens the pipe leaves the reader waiting: released once it exits.
-    const release = () => void output?.cleanup();
-    source.exited.then(release, release);
-    const psql = startProcess(loadingPsql(psqlTool, local, database), {
-      what: `psql (${psqlTool.location})`,
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    const loading = loadScriptInParallel({ script, psql, serverMajor, connections, connect: () => connectPg(local.pgConfig(database)) });
-    loading.catch(() => source.kill()); // a failed load stops its source (which may be waiting to write)
-    const [load, read] = await Promise.allSettled([loading, source.exited]);
-    if (load.status === "fulfilled" && read.status === "fulfilled") {
-      const tool = `${restoreTool ? `${toolLabel(restoreTool)} script → ` : "gzip -dc → "}${toolLabel(psqlTool)}, rows over ${connections} COPY sessions`;
-      return { tool, dropped: load.value.dropped, copied: Object.fromEntries(Object.entries(load.value.spread).map(([table, { rows }]) => [table, rows])) };
-    }
-    await Promise.all([source.kill(), psql.kill()]);
-    // The load's own failure (a refused row, psql's error) is the reason, unless all it saw was its
-    // input ending early: then the source's failure (a cut gzip, pg_restore refusing the archive) is.
-    const loadError = load.status === "rejected" ? (load.reason as Error) : undefined;
-    if (loadError && !(loadError instanceof ScriptEndedEarly)) throw loadError;
-    if (read.status === "rejected") {
-      const sourceError = read.reason as Error;
-      if (kind === "sql.gz") throw new CliError(`${path.basename(file)} is not a complete gzip stream (truncated or damaged): ${sourceError.message}`, EXIT.ERROR);
-      throw sourceError;
-    }
-    throw loadError;
-  } finally {
-    await output?.cleanup();
-    await staged?.cleanup();
-  }
+  presetExtensions: string[],
+  onProgress?: (p: LoadProgress) => void,
+): Promise<string[]> {
+  const filter = new RestrictedDumpStream({ serverMajor, key: restrictKey(), presetExtensions });
+  const psql = startProcess(loadingPsql(tool, local, database), { what: `psql (${tool.location})`, stdio: ["pipe", "ignore", "pipe"] });
+  await streamInto(readWithProgress(file, onProgress), kind === "sql.gz" ? [createGunzip(), filter] : [filter], psql).catch(nameLoadErrors(file));
+  return filter.dropped;
 }
 
 /** "pg_restore 17.12 (docker run IMAGE)". */
@@ -441,62 +526,101 @@ function toolLabel(tool: PgTool): string {
 
 /** psql loading a whole dump into the new database (no commit waits for its WAL flush: a failed load is dropped anyway). */
 function loadingPsql(tool: PgTool, local: LocalEnvironment, database: string): PgCommand {
-  return tool.command(psqlArgs(tool, local, database), { password: local.pgAdmin.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } });
+  const owner = ownerLogin(local);
+  return tool.command(psqlArgs(tool, owner.user, database), { password: owner.password, stdin: true, env: { PGOPTIONS: "-c synchronous_commit=off" } });
 }
 
 /** psql as every restore runs it: no psqlrc, quiet, stopping at the first error. */
-export function psqlArgs(tool: PgTool, local: LocalEnvironment, database: string): string[] {
-  return ["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", ...connectionArgs(tool, local.pgAdmin.user, database)];
-}
-
-async function runPgRestore(tool: PgTool, local: LocalEnvironment, file: string, database: string, serverMajor: number, jobs: number, onProgress?: (p: LoadProgress) => void): Promise<void> {
-  const staged = await tool.stageFile(file);
-  // A newer pg_restore sends settings an older server rejects, once per connection: those errors
-  // (and only those) are accepted, so --exit-on-error cannot be used then.
-  const tolerant = tool.version.major > serverMajor && serverMajor < 17;
-  const args = [
-    ...connectionArgs(tool, local.pgAdmin.user, database),
-    `--jobs=${jobs}`,
-    ...(tolerant ? [] : ["--exit-on-error"]),
-    staged.path,
-  ];
-  const totalBytes = statSync(file).size;
-  try {
-    const restore = startProcess(tool.command(args, { password: local.pgAdmin.password, files: [staged], env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
-      what: `pg_restore (${tool.location})`,
-      stdio: ["ignore", "ignore", "pipe"],
-      accept: (code, stderr) => tolerant && code === 1 && onlyKnownRestoreErrors(stderr, serverMajor),
-    });
-    await restore.exited;
-    onProgress?.({ bytesRead: totalBytes, totalBytes });
-  } finally {
-    await staged.cleanup();
-  }
+export function psqlArgs(tool: PgTool, user: string, database: string): string[] {
+  return ["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", ...connectionArgs(tool, user, database)];
 }
 
 /**
- * Row counts against the manifest; migrations known to this code. `copied` holds the rows the
- * server acknowledged per COPY into a plain (unpartitioned) table of the new database, which
- * nothing else writes to: those are its row counts, and counting them again is skipped.
+ * The archive's table of contents minus the entries the owner may not run: COMMENT ON EXTENSION
+ * of the extensions the roles bootstrap created (only their owner, a superuser, may comment).
+ * Returns the list for `pg_restore -L`, and the entries left out.
  */
-async function checkRestoredDatabase(client: pg.ClientBase, manifest: Manifest | undefined, copied: Record<string, number> = {}): Promise<{ tables: Record<string, number>; head: string | null }> {
-  const expected = manifest?.postgres?.tables ?? {};
-  const { rows } = await client.query(
-    `SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1`,
-  );
-  const kinds = new Map((rows as { relname: string; relkind: string }[]).map((r) => [r.relname, r.relkind]));
-  const tables: Record<string, number> = {};
-  for (const table of new Set([...kinds.keys(), ...Object.keys(expected)])) {
-    if (!kinds.has(table)) throw new CliError(`restore check failed: table ${table} of the backup is missing after the load`, EXIT.PROBLEM);
-    const acknowledged = kinds.get(table) === "r" ? copied[`public.${table}`] : undefined;
-    tables[table] = acknowledged ?? Number((await client.query(`SELECT count(*) AS n FROM public.${sqlIdent(table)}`)).rows[0].n);
+async function restoreList(tool: PgTool, staged: { path: string; mount?: string }, presetExtensions: string[]): Promise<{ list: string; dropped: string[] }> {
+  const command = tool.command(["--list", staged.path], { password: "", files: [staged] });
+  const { stdout } = await run(command.file, command.args, { env: command.env, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }).catch((error: { stderr?: string; message: string }) => {
+    throw new CliError(`pg_restore --list (${tool.location}) failed: ${(error.stderr || error.message).trim().split("\n").slice(-3).join(" | ")}`, EXIT.ERROR);
+  });
+  const dropped: string[] = [];
+  const kept = stdout.split("\n").filter((line) => {
+    const match = /^\d+; \d+ \d+ COMMENT - EXTENSION (\S+)/.exec(line);
+    if (match && presetExtensions.includes(match[1]!)) {
+      dropped.push(`COMMENT ON EXTENSION ${match[1]}`);
+      return false;
+    }
+    return true;
+  });
+  return { list: kept.join("\n"), dropped };
+}
+
+/** A custom archive made ready for pg_restore: the tool, the archive and its edited list where the tool sees them. */
+interface PreparedArchive {
+  tool: PgTool;
+  staged: StagedFile;
+  stagedList: StagedFile;
+  /** TOC entries left out (see restoreList). */
+  dropped: string[];
+  cleanup(): Promise<void>;
+}
+
+/** Resolves pg_restore, stages the archive and writes its list: done while the new database is made. */
+async function prepareArchive(local: LocalEnvironment, file: string, manifest: Manifest | undefined, serverMajor: number, presetExtensions: string[]): Promise<PreparedArchive> {
+  const tool = await resolvePgRestore(local, file, manifest, serverMajor);
+  const staged = await tool.stageFile(file);
+  const work = mkdtempSync(path.join(os.tmpdir(), "cpi-restore-"));
+  let stagedList: StagedFile | undefined;
+  const cleanup = async () => {
+    await stagedList?.cleanup();
+    await staged.cleanup();
+    rmSync(work, { recursive: true, force: true });
+  };
+  try {
+    const { list, dropped } = await restoreList(tool, staged, presetExtensions);
+    const listFile = path.join(work, "toc.list");
+    writeFileSync(listFile, list, { mode: 0o644 });
+    stagedList = await tool.stageFile(listFile);
+    return { tool, staged, stagedList, dropped, cleanup };
+  } catch (error) {
+    await cleanup();
+    throw error;
   }
-  const wrong = Object.entries(expected).filter(([t, n]) => tables[t] !== n);
-  if (wrong.length) {
-    throw new CliError(`restore check failed: row counts differ from the manifest: ${wrong.map(([t, n]) => `${t} ${tables[t]} (backup: ${n})`).join(", ")}`, EXIT.PROBLEM);
+}
+
+async function runPgRestore(archive: PreparedArchive, local: LocalEnvironment, file: string, database: string, serverMajor: number, jobs: number, onProgress?: (p: LoadProgress) => void): Promise<string[]> {
+  const { tool, staged, stagedList } = archive;
+  // A newer pg_restore sends settings an older server rejects, once per connection: those errors
+  // (and only those) are accepted, so --exit-on-error cannot be used then.
+  const tolerant = tool.version.major > serverMajor && serverMajor < 17;
+  const owner = ownerLogin(local);
+  const args = [...connectionArgs(tool, owner.user, database), `--jobs=${jobs}`, `--use-list=${stagedList.path}`, ...(tolerant ? [] : ["--exit-on-error"]), staged.path];
+  const totalBytes = statSync(file).size;
+  const restore = startProcess(tool.command(args, { password: owner.password, files: [staged, stagedList], env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
+    what: `pg_restore (${tool.location})`,
+    stdio: ["ignore", "ignore", "pipe"],
+    accept: (code, stderr) => tolerant && code === 1 && onlyKnownRestoreErrors(stderr, serverMajor),
+  });
+  await restore.exited;
+  onProgress?.({ bytesRead: totalBytes, totalBytes });
+  return archive.dropped;
+}
+
+/**
+ * Whether the restored database is a database of this project, before anything is swapped in:
+ * its migrations are a non-empty prefix of this code's (none at all is not "known": a dump that
+ * creates nothing would otherwise replace good data with nothing), the tables those migrations
+ * make are all there, and its row counts match the manifest when there is one.
+ */
+async function checkRestoredDatabase(client: pg.ClientBase, manifest: Manifest | undefined, tablesAfter: string[][]): Promise<{ tables: Record<string, number>; head: string | null }> {
+  const known = knownMigrations();
+  const noHint = "restore a backup made by `npm run backup`, or a pg_dump of an environment of this project; nothing was changed";
+  if (!(await client.query("SELECT to_regclass($1) IS NOT NULL AS present", [`public.${MIGRATIONS_TABLE}`])).rows[0].present) {
+    throw new CliError(`restore check failed: the dump is not a database of this project: it has no ${MIGRATIONS_TABLE} table (the migrations' record)`, EXIT.PROBLEM, noHint);
   }
   const applied = await appliedMigrations(client);
-  const known = knownMigrations();
   const unknown = applied.filter((m) => !known.includes(m));
   if (unknown.length) {
     throw new CliError(
@@ -504,6 +628,29 @@ async function checkRestoredDatabase(client: pg.ClientBase, manifest: Manifest |
       EXIT.PROBLEM,
       "restore with the version of the toolkit that made the backup, or update this checkout",
     );
+  }
+  if (!applied.length) throw new CliError(`restore check failed: the dump is not a database of this project: its ${MIGRATIONS_TABLE} table records no migration`, EXIT.PROBLEM, noHint);
+  if (applied.some((m, i) => known[i] !== m)) {
+    throw new CliError(`restore check failed: the dump's migrations (${applied.join(", ")}) are not the first ${applied.length} of this code's (${known.slice(0, applied.length).join(", ")})`, EXIT.PROBLEM, noHint);
+  }
+  const { rows } = await client.query(
+    `SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1`,
+  );
+  const present = new Set((rows as { relname: string }[]).map((r) => r.relname));
+  const required = tablesAfter[applied.length - 1] ?? [];
+  const missingTables = required.filter((t) => !present.has(t));
+  if (missingTables.length) {
+    throw new CliError(`restore check failed: table(s) ${missingTables.join(", ")} that migration ${applied.at(-1)} makes are missing after the load`, EXIT.PROBLEM, noHint);
+  }
+  const expected = manifest?.postgres?.tables ?? {};
+  const tables: Record<string, number> = {};
+  for (const table of new Set([...present, ...Object.keys(expected)])) {
+    if (!present.has(table)) throw new CliError(`restore check failed: table ${table} of the backup is missing after the load`, EXIT.PROBLEM);
+    tables[table] = Number((await client.query(`SELECT count(*) AS n FROM public.${sqlIdent(table)}`)).rows[0].n);
+  }
+  const wrong = Object.entries(expected).filter(([t, n]) => tables[t] !== n);
+  if (wrong.length) {
+    throw new CliError(`restore check failed: row counts differ from the manifest: ${wrong.map(([t, n]) => `${t} ${tables[t]} (backup: ${n})`).join(", ")}`, EXIT.PROBLEM);
   }
   return { tables, head: applied.at(-1) ?? null };
 }
@@ -638,31 +785,40 @@ export async function restoreTables(
     lines.push("COMMIT;", "");
     return lines.join("\n");
   };
-  const filter = new TableDataFilter({ tables: qualified, sequences, serverMajor: server.major, header, footer });
+  const filter = new TableDataFilter({ tables: qualified, sequences, serverMajor: server.major, key: restrictKey(), header, footer });
 
-  const psqlTool = await resolvePsql(local, file, options.kind);
-  const restoreTool = options.kind === "custom" ? await resolvePgRestore(local, options.manifest, server.major) : undefined;
-  const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, local, database), { password: local.pgAdmin.password, stdin: true }), {
+  const psqlTool = await resolvePsql(local);
+  const restoreTool = options.kind === "custom" ? await resolvePgRestore(local, file, options.manifest, server.major) : undefined;
+  const owner = ownerLogin(local);
+  const psql = startProcess(psqlTool.command(psqlArgs(psqlTool, owner.user, database), { password: owner.password, stdin: true }), {
     what: `psql (${psqlTool.location})`,
     stdio: ["pipe", "ignore", "pipe"],
   });
   let label = toolLabel(psqlTool);
-  options.log(`postgres: replacing the rows of ${tables.join(", ")} in one transaction`);
+  options.log(`postgres: replacing the rows of ${tables.join(", ")} in one transaction, as ${owner.user}`);
   if (restoreTool) {
     const staged = await restoreTool.stageFile(file);
+    const output = await restoreTool.outputPipe();
     try {
-      // pg_restore writes the archive's data as SQL (no server connection); the filter keeps the table's.
-      const toSql = startProcess(restoreTool.command(["--data-only", "--file=-", staged.path], { password: "", files: [staged] }), {
+      // pg_restore writes the data of the table (and its sequences) as SQL, without connecting;
+      // the filter frames it with the transaction and its checks.
+      const selection = ["--schema=public", ...tables.map((t) => `--table=${t}`), ...sequences.map((q) => `--table=${q.slice(q.indexOf(".") + 1)}`)];
+      const toSql = startProcess(restoreTool.command(["--data-only", ...selection, `--file=${output.path}`, staged.path], { password: "", files: [staged, output] }), {
         what: `pg_restore (${restoreTool.location})`,
-        stdio: ["ignore", "pipe", "pipe"],
+        stdio: ["ignore", output.pipe ? "ignore" : "pipe", "pipe"],
       });
-      await streamInto(toSql.child.stdout!, [filter], psql, [toSql]);
+      // pg_restore failing before it opens the pipe leaves the reader waiting: released once it exits.
+      const release = () => void output.cleanup();
+      toSql.exited.then(release, release);
+      const script = output.pipe ? createReadStream(output.pipe, { highWaterMark: 256 * 1024 }) : toSql.child.stdout!;
+      await streamInto(script, [filter], psql, [toSql]).catch(nameLoadErrors(file));
     } finally {
+      await output.cleanup();
       await staged.cleanup();
     }
     label = `${toolLabel(restoreTool)} + ${label}`;
   } else {
-    await streamInto(readWithProgress(file, options.onProgress), options.kind === "sql.gz" ? [createGunzip(), filter] : [filter], psql).catch(nameGzipErrors(file));
+    await streamInto(readWithProgress(file, options.onProgress), options.kind === "sql.gz" ? [createGunzip(), filter] : [filter], psql).catch(nameLoadErrors(file));
   }
   const counts: Record<string, number> = {};
   for (const [i, t] of tables.entries()) counts[t] = filter.rows.get(qualified[i]!) ?? 0;

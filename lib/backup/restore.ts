@@ -38,7 +38,7 @@ export interface RestoreOptions {
   table?: string;
   /** Allow replacing data that is there. */
   yes?: boolean;
-  /** Connections that load rows at once (default 2): see DatabaseRestoreOptions.jobs. */
+  /** pg_restore --jobs for a custom archive (default 2): see DatabaseRestoreOptions.jobs. */
   jobs?: number;
   log?: (message: string) => void;
   progress?: (message: string) => void;
@@ -103,7 +103,7 @@ export async function restoreEnvironment(options: RestoreOptions): Promise<Resto
   } else {
     dumpFile = from;
     kind = detectDumpKind(from);
-    warnings.push("external dump: no manifest, so no checksums or row counts to check against; the migration head is checked after the load");
+    warnings.push("external dump: no manifest, so no checksums or row counts to check against; its migrations and tables are checked after the load");
   }
   if (manifest && manifest.env !== options.env) warnings.push(`backup of '${manifest.env}' restored into '${options.env}'`);
 

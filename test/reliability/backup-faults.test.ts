@@ -43,7 +43,7 @@ beforeAll(async () => {
   const env = environment();
   await fillForBackup(env.connections, 5_000);
   work = mkdtempSync(path.join(os.tmpdir(), "cpi-rel-backup-"));
-  const made = await runScript("backup", ["--env", env.env, "--out", path.join(work, "backups"), "--json"]);
+  const made = await runScript("backup", ["--env", env.env, "--out", path.join(work, "backups"), "--format", "sql", "--json"]);
   expect(made.code, made.stderr).toBe(0);
   backupDir = made.json.dir;
   // Written after the backup: a refused restore must leave it in place.
