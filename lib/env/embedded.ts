@@ -33,6 +33,7 @@ export class EmbeddedEnvironment {
   private ephemeral = false;
   private baseEnv: string;
   private lockWaitSeconds?: number;
+  private extraOverrides: Record<string, unknown> = {};
 
   /** @param env a stack name (`dev`, `ci`, …); with `withEphemeral()`, the stack to copy. */
   constructor(private readonly env: string = "dev") {
@@ -51,6 +52,12 @@ export class EmbeddedEnvironment {
     return this;
   }
 
+  /** Spec values an ephemeral copy runs with on top of the stack's (recorded with it), e.g. a shorter archive timeout for a drill. */
+  withSpecOverrides(overrides: Record<string, unknown>): this {
+    this.extraOverrides = overrides;
+    return this;
+  }
+
   /** How long to wait for another run's lock (default $CPI_LOCK_WAIT_SECONDS or 120 s; 0 fails fast). */
   withLockWait(seconds: number): this {
     this.lockWaitSeconds = seconds;
@@ -64,7 +71,7 @@ export class EmbeddedEnvironment {
     let spec: Spec;
     if (this.ephemeral) {
       env = `eph-${randomBytes(5).toString("hex")}`;
-      specOverrides = { namePrefix: `cpi-${env}`, postgres: { port: await freePort() }, redis: { port: await freePort() } };
+      specOverrides = { ...this.extraOverrides, namePrefix: `cpi-${env}`, postgres: { port: await freePort() }, redis: { port: await freePort() } };
       spec = { ...loadSpec(this.baseEnv, { overrides: specOverrides }), env };
     } else {
       spec = specOf(env); // validates before anything starts

@@ -33,6 +33,8 @@ const recordSchema = z.object({
       containers: z.object({ postgres: z.string(), redis: z.string() }),
       volumes: z.array(z.string()),
       network: z.string().optional(),
+      /** The WAL archive on the backup volume, as this host reads it (the volume's folder). */
+      archiveDir: z.string().optional(),
     })
     .optional(),
 });
