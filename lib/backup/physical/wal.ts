@@ -141,6 +141,11 @@ export function timelineOfSegment(archive: ArchiveContents, targetTli: number, s
     .reverse();
 }
 
+/** The archived segments recovery can read on its way to `targetTli` (not those of abandoned branches). */
+export function segmentsOnPath(archive: ArchiveContents, targetTli: number): ArchivedSegment[] {
+  return archive.segments.filter((s) => timelineOfSegment(archive, targetTli, s.segno).includes(s.tli));
+}
+
 /** The long page header of a segment file. */
 export interface SegmentHeader {
   magic: number;
