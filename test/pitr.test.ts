@@ -86,6 +86,24 @@ describe("point-in-time recovery (embedded)", () => {
     expect(human.stdout).toContain(`restorable window: ${earliest} to ${latest}`);
   });
 
+  it("backup without a format, where no pg_dump 16+ is found, says so and makes a physical backup", async () => {
+    const elsewhere = mkdtempSync(path.join(os.tmpdir(), "cpi-pitr-fallback-"));
+    try {
+      // Debian 12's pg_dump 15 on PATH and no Docker client: the README's fresh machine.
+      const made = await runCli("backup", ["--env", env.env, "--out", elsewhere, "--json"], { env: { DOCKER_CLI: "/nonexistent/docker", PG_BIN: "" } });
+      expect(made.code, made.stderr).toBe(0);
+      expect(made.stderr).toMatch(/no usable pg_dump.*making a physical backup instead/);
+      expect(made.json).toMatchObject({ physical: true });
+      expect(readdirSync(made.json.dir)).toContain("physical.json");
+      // An explicit format still means pg_dump, and still fails clearly.
+      const explicit = await runCli("backup", ["--env", env.env, "--out", elsewhere, "--format", "sql"], { env: { DOCKER_CLI: "/nonexistent/docker", PG_BIN: "" } });
+      expect(explicit.code).toBe(2);
+      expect(explicit.stderr).toContain("no usable pg_dump");
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it("refuses a TIME before the oldest backup or after the newest WAL, with the window", async () => {
     const before = await snapshot();
     const early = await restore(["--to", "2020-01-01T00:00:00Z"]);

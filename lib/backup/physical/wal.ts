@@ -121,24 +121,31 @@ export function latestTimeline(archive: ArchiveContents, fromTli: number, startL
   return best;
 }
 
-/** The timeline each segment number is read from, for a target timeline (newest that began by the segment's end). */
+/**
+ * The timelines a segment number may be read from on the way to `targetTli`, newest first. Each
+ * timeline of the target's history is read from its begin until the next newer timeline of the
+ * history begins (a timeline made by recovering to an earlier point can begin before its parent's
+ * own switch, so the newer begins bound it, not its own switchpoint).
+ */
 export function timelineOfSegment(archive: ArchiveContents, targetTli: number, segno: bigint, segmentBytes = DEFAULT_SEGMENT_BYTES): number[] {
   const history = archive.histories.get(targetTli) ?? [];
-  // Timeline t covers LSNs [begin(t), switchpoint(t)); the target covers [its begin, ∞).
-  const ranges: { tli: number; begin: bigint; end: bigint }[] = [];
+  const begins: { tli: number; begin: bigint }[] = [];
   let begin = 0n;
   for (const e of history) {
-    ranges.push({ tli: e.tli, begin, end: e.switchpoint });
+    begins.push({ tli: e.tli, begin });
     begin = e.switchpoint;
   }
-  ranges.push({ tli: targetTli, begin, end: 1n << 64n });
+  begins.push({ tli: targetTli, begin });
   const segStart = segno * BigInt(segmentBytes);
   const segEnd = segStart + BigInt(segmentBytes);
-  // PostgreSQL reads a segment from the newest timeline that has begun before the segment ends.
-  return ranges
-    .filter((r) => r.begin < segEnd && r.end > segStart)
-    .map((r) => r.tli)
-    .reverse();
+  const result: number[] = [];
+  let end = 1n << 64n;
+  for (let i = begins.length - 1; i >= 0; i--) {
+    const { tli, begin: b } = begins[i]!;
+    if (b < segEnd && end > segStart && b < end) result.push(tli);
+    if (b < end) end = b;
+  }
+  return result;
 }
 
 /** The archived segments recovery can read on its way to `targetTli` (not those of abandoned branches). */
@@ -190,9 +197,13 @@ export function checkChain(archive: ArchiveContents, options: { startTli: number
   const byName = new Map(archive.segments.map((s) => [s.name, s]));
   const problems: ChainProblem[] = [];
   const used: string[] = [];
+  // Like PostgreSQL, once a segment of a newer timeline was read, no older timeline's is.
+  let currentTli = 0;
   for (let segno = segmentOf(options.startLsn); segno <= options.lastSegno; segno++) {
-    const candidates = timelineOfSegment(archive, timeline, segno).map((tli) => segmentName(tli, segno));
+    const tlis = timelineOfSegment(archive, timeline, segno).filter((tli) => tli >= currentTli);
+    const candidates = (tlis.length ? tlis : [timeline]).map((tli) => segmentName(tli, segno));
     const found = candidates.find((n) => byName.has(n));
+    if (found) currentTli = parseSegmentName(found)!.tli;
     if (!found) {
       problems.push({ file: path.join(archive.dir, candidates[0]!), problem: `missing: the WAL chain from ${formatLsn(options.startLsn)} has a gap here` });
       continue;
