@@ -5,8 +5,11 @@
  * pg_stat_archiver (failing, last failed WAL) and the WAL waiting behind it; fixing the folder
  * clears both.
  */
-import { chmodSync, statSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { chmodSync, rmSync, statSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { backupRoot } from "../lib/backup/backup.js";
+import { localEnvironment } from "../lib/backup/local-env.js";
+import { takeBaseBackup } from "../lib/backup/physical/base-backup.js";
 import { withPg } from "../lib/db/clients.js";
 import { resolveTarget } from "../lib/env/target.js";
 import { loadSpec } from "../lib/spec/load.js";
@@ -16,6 +19,12 @@ import { verifyEnvironment } from "../lib/verify/verify.js";
 import { runCli, useEphemeralEnvironment } from "./support/embedded.js";
 
 const env = useEphemeralEnvironment();
+/** The environment's own backup repository (backup.dir/<env>): the freshness check reads it. */
+let backupsOut = "";
+afterAll(() => backupsOut && rmSync(backupsOut, { recursive: true, force: true }));
+beforeAll(() => {
+  backupsOut = backupRoot(env().spec, env().env);
+});
 
 const admin = () => env().connections.postgresConfig("admin");
 
@@ -63,6 +72,23 @@ describe("archiving in verify and monitor", () => {
       ["postgres.archive_lag", "ok"],
       ["postgres.archive_folder", "ok"],
     ]);
+    expect(report.checks.find((c) => c.id === "db.backup.freshness")).toMatchObject({ status: "ok", detail: expect.stringContaining("no base backup yet") });
+  });
+
+  it("backup freshness: the newest base backup's age against alerts.backupMaxAgeHours (verify and monitor)", { timeout: 120_000 }, async () => {
+    const made = await takeBaseBackup(localEnvironment(env().env), { out: backupsOut });
+    const target = resolveTarget({ env: env().env });
+    const byId = (r: Awaited<ReturnType<typeof verifyEnvironment>>) => r.checks.find((c) => c.id === "db.backup.freshness")!;
+    // The repository is the env's own (backup.dir): look there, as the commands do.
+    const fresh = await verifyEnvironment(target, target.spec, { groups: ["db"] });
+    expect(byId(fresh)).toMatchObject({ status: "ok", detail: expect.stringContaining(made.manifest.id) });
+    await new Promise((r) => setTimeout(r, 1500));
+    const strict = { ...target.spec, alerts: { ...target.spec.alerts, backupMaxAgeHours: 0.0002 } }; // 0.72 s
+    const late = await verifyEnvironment(target, strict, { groups: ["db"] });
+    expect(byId(late)).toMatchObject({ status: "fail", detail: expect.stringContaining(made.manifest.id) });
+    expect(late.exitCode).toBe(1);
+    const monitored = await monitorEnvironment(target, strict, { intervalSeconds: 0 });
+    expect(monitored.lines.find((l) => l.id === "postgres.backup_age")).toMatchObject({ status: "warn" });
   });
 
   it("an unwritable archive folder: verify and monitor exit 1 and name it; fixing it clears both", async () => {
@@ -123,7 +149,7 @@ describe("backup freshness", () => {
   it("the newest base backup's age against alerts.backupMaxAgeHours; none at all is late only once the environment is older than that", () => {
     expect(assessFreshness({ id: "b1", at: "2026-12-03T02:00:00Z" }, spec, "2026-11-01T00:00:00Z", now)).toMatchObject({ status: "ok", measured: 10 });
     expect(assessFreshness({ id: "b0", at: "2026-12-02T09:00:00Z" }, spec, "2026-11-01T00:00:00Z", now)).toMatchObject({ status: "fail", measured: 27, value: expect.stringContaining("b0") });
-    expect(assessFreshness(undefined, spec, "2026-12-03T11:00:00Z", now).status).toBe("skip");
+    expect(assessFreshness(undefined, spec, "2026-12-03T11:00:00Z", now)).toMatchObject({ status: "ok", value: expect.stringContaining("due within 25.0 h") });
     expect(assessFreshness(undefined, spec, "2026-12-01T00:00:00Z", now)).toMatchObject({ status: "fail", value: expect.stringContaining("no base backup") });
   });
 });

@@ -14,7 +14,7 @@ import { withPg, withRedis } from "../db/clients.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
-import { archivingSkipReason, assessArchiver, checkArchiveFolder, readArchiver, type Assessment } from "../verify/archive.js";
+import { archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, type Assessment } from "../verify/archive.js";
 import { errorText } from "../verify/report.js";
 import { parseInfo, redisOptions } from "../verify/redis.js";
 
@@ -224,7 +224,8 @@ async function archiveMetrics(client: pg.Client, target: Target, spec: Spec): Pr
     return [{ id: "postgres.archiver", server: "postgres", title: "WAL archiver", status: "error", value: `could not read pg_stat_archiver: ${errorText(error)}`, detail: "needs a superuser or a member of pg_monitor" }];
   }
   const folder = state.archiveMode === "off" ? undefined : await checkArchiveFolder(target, state.archiveDirectory);
-  return assessArchiver(state, spec, folder).map(assessmentLine);
+  const freshness = await freshnessOf(target, spec);
+  return [...assessArchiver(state, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentLine);
 }
 
 const ASSESSMENT_IDS: Record<Assessment["key"], string> = { archiver: "postgres.archiver", lag: "postgres.archive_lag", folder: "postgres.archive_folder", freshness: "postgres.backup_age" };

@@ -248,6 +248,21 @@ export async function checkArchiveFolder(target: Target, dir: string | undefined
   }
 }
 
+/**
+ * The newest base backup of a local environment (its backup repository, backup.dir), judged
+ * against alerts.backupMaxAgeHours; undefined for servers given by URL (their backups are RDS's).
+ */
+export async function freshnessOf(target: Target, spec: Spec): Promise<Assessment | undefined> {
+  if (target.kind === "urls") return undefined;
+  try {
+    const { listPhysical } = await import("../backup/physical/catalog.js");
+    const newest = listPhysical(target.env).backups.at(-1);
+    return assessFreshness(newest && { id: newest.id, at: newest.stopTime }, spec, openEnvironment(target.env).record.createdAt);
+  } catch (error) {
+    return { key: "freshness", title: "newest base backup", status: "error", value: `could not list the base backups: ${(error as Error).message.split("\n")[0]}`, threshold: `> ${spec.alerts.backupMaxAgeHours} h` };
+  }
+}
+
 /** A base backup as the freshness check needs it. */
 export interface BaseBackupAge {
   id: string;
@@ -267,7 +282,7 @@ export function assessFreshness(newest: BaseBackupAge | undefined, spec: Spec, e
     const ageHours = environmentCreatedAt ? (now - Date.parse(environmentCreatedAt)) / 3_600_000 : Infinity;
     return ageHours > limitHours
       ? { key: "freshness", title: "newest base backup", status: "fail", value: `no base backup, and the environment is ${environmentCreatedAt ? `${ageHours.toFixed(1)} h old` : "of unknown age"}`, threshold, hint }
-      : { key: "freshness", title: "newest base backup", status: "skip", value: `no base backup yet (the environment is ${ageHours.toFixed(1)} h old)`, threshold, hint };
+      : { key: "freshness", title: "newest base backup", status: "ok", value: `no base backup yet; the environment is ${ageHours.toFixed(1)} h old, one is due within ${(limitHours - ageHours).toFixed(1)} h`, threshold, hint };
   }
   const ageHours = (now - Date.parse(newest.at)) / 3_600_000;
   return {

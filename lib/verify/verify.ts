@@ -20,7 +20,7 @@ import { humanBytes } from "../spec/units.js";
 import { errorText, exitCodeOf, summarise, type Check, type CheckGroup, type VerifyReport } from "./report.js";
 import { parseInfo, redisOptions } from "./redis.js";
 import { checkPostgresSettings, checkRedisSettings } from "./settings.js";
-import { archiveTargetOf, archivingSkipReason, assessArchiver, checkArchiveFolder, readArchiver, type ArchiverState, type Assessment } from "./archive.js";
+import { archiveTargetOf, archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, type ArchiverState, type Assessment } from "./archive.js";
 
 export interface VerifyOptions {
   /** Which health endpoint: db, cache, or both (default). */
@@ -189,7 +189,8 @@ async function archiveChecks(target: Target, spec: Spec, archiver: ArchiverState
     return [{ id: "db.archive.archiver", group: "db", title: "WAL archiver", status: "error", detail: `could not read pg_stat_archiver / pg_ls_archive_statusdir(): ${errorText(archiver)}`, hint: "the check needs a superuser or a member of pg_monitor" }];
   }
   const folder = archiver.archiveMode === "off" ? undefined : await checkArchiveFolder(target, archiver.archiveDirectory);
-  return assessArchiver(archiver, spec, folder).map(assessmentCheck);
+  const freshness = await freshnessOf(target, spec);
+  return [...assessArchiver(archiver, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentCheck);
 }
 
 /** An archive assessment as a verify check. */
