@@ -15,27 +15,32 @@ import { backupEnvironment, backupRoot, type BackupResult } from "../lib/backup/
 import { listBackups, pruneBackups, scheduleLine } from "../lib/backup/retention.js";
 import { DEFAULT_LEVEL, type DumpFormat } from "../lib/backup/postgres-dump.js";
 import { specOf } from "../lib/env/environment.js";
+import { localEnvironment } from "../lib/backup/local-env.js";
+import { listPhysical, prunePhysical, takeBaseBackup, type PhysicalManifest } from "../lib/backup/physical/index.js";
+import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
 import { humanBytes } from "../lib/spec/units.js";
 
 await runCommand({
   name: "backup",
   summary: "Back up an environment: PostgreSQL (pg_dump) + Redis (RDB) into one verified folder; AWS: snapshots.",
-  usage: "[--env NAME] [--table T] [--format custom|sql] [--level N] [--out DIR] [--json] | --list | --prune [--dry-run] | --schedule",
+  usage: "[--env NAME] [--physical | --table T | --format custom|sql [--level N]] [--out DIR] [--json] | --list | --prune [--dry-run] | --schedule",
   flags: {
     env: ENV_FLAG,
     table: { type: "string", help: "one table of the public schema (PostgreSQL only), e.g. market_data" },
-    format: { type: "string", help: "custom: pg_dump's format, zstd, restored with pg_restore --jobs; sql: plain SQL + gzip (the guide's .sql.gz)", choices: ["custom", "sql"], default: "custom" },
+    physical: { type: "boolean", help: "a base backup made by the server (BASE_BACKUP, SHA-256 manifest, zstd) for point-in-time recovery with the WAL archive" },
+    format: { type: "string", help: "custom (default): pg_dump's format, zstd, restored with pg_restore --jobs; sql: plain SQL + gzip (the guide's .sql.gz). Without it and without a pg_dump 16+, a physical backup is made", choices: ["custom", "sql"] },
     level: { type: "string", help: `compression level: gzip 1-9 (default ${DEFAULT_LEVEL.sql}), zstd 1-19 (default ${DEFAULT_LEVEL.custom})` },
     out: { type: "string", help: "folder that receives the backup folder (default: <backup.dir>/<env> in the project)" },
     list: { type: "boolean", help: "list this environment's backups" },
-    prune: { type: "boolean", help: "delete backups beyond backup.keepDaily / backup.keepWeekly (no new backup)" },
+    prune: { type: "boolean", help: "delete backups beyond backup.keepDaily / backup.keepWeekly, base backups beyond backup.keepBase and the WAL none of the kept ones needs (no new backup)" },
     "dry-run": { type: "boolean", help: "with --prune: only say what would be deleted" },
     schedule: { type: "boolean", help: "print the crontab line (backup.schedule) that backs up and prunes" },
   },
   details: [
     "Examples:",
     "  npm run backup -- --env dev",
+    "  npm run backup -- --env dev --physical                   # base backup for restore --to TIME",
     "  npm run backup -- --env dev --format sql                  # the guide's .sql.gz",
     "  npm run backup -- --env dev --table market_data",
     "  npm run backup -- --env dev --prune --dry-run",
@@ -55,39 +60,92 @@ await runCommand({
       const line = scheduleLine(specOf(env), env, { out: ctx.flags.out });
       return { data: line, human: `# crypto-prediction-infra: back up '${env}' at "${line.schedule}" (backup.schedule), then prune\n${line.cron}` };
     }
+    if (ctx.flags.physical && (modes.length || ctx.flags.table !== undefined || ctx.flags.format !== undefined || ctx.flags.level !== undefined)) {
+      throw new CliError("--physical makes a base backup of the whole cluster; it does not go with --table, --format, --level, --list, --prune or --schedule", EXIT.USAGE);
+    }
     if (ctx.flags.list) {
       const listing = listBackups(env, backupRoot(specOf(env), env, ctx.flags.out));
+      const physical = isAwsEnvironment(env) ? undefined : listPhysical(env, ctx.flags.out);
       const rel = (d: string) => path.relative(PROJECT_DIR, d) || d;
+      const { archive: _archive, ...physicalData } = physical ?? { archive: undefined };
+      const human = [
+        `${listing.backups.length} logical backup(s) of '${env}' in ${rel(listing.root)}:`,
+        ...listing.backups.map((b) => `  ${b.id.padEnd(40)} ${b.scope.padEnd(22)} ${humanBytes(b.bytes).padStart(9)}  ${rel(b.dir)}`),
+        ...listing.unrecognised.map((u) => `  ? ${rel(u.dir)}: ${u.why}`),
+        ...(listing.partial.length ? [`  ${listing.partial.length} unfinished (.partial-…) folder(s); --prune removes them`] : []),
+      ];
+      if (physical) {
+        human.push(
+          `${physical.backups.length} base backup(s), WAL archive ${rel(physical.archiveDir)} (${physical.archive.segments.length} segment(s)):`,
+          ...physical.backups.map((b) => `  ${b.id.padEnd(40)} ends ${b.stopTime}  timeline ${b.timeline}  ${humanBytes(b.bytes).padStart(9)}  ${rel(b.dir)}`),
+          ...physical.unrecognised.map((u) => `  ? ${rel(u.dir)}: ${u.why}`),
+          physical.window ? `restorable window: ${physical.window.earliest} to ${physical.window.latest} (npm run restore -- --env ${env} --to TIME|latest)` : "restorable window: none (no base backup with archived WAL after it)",
+        );
+      }
       return {
-        data: listing,
-        human: [
-          `${listing.backups.length} backup(s) of '${env}' in ${rel(listing.root)}:`,
-          ...listing.backups.map((b) => `  ${b.id.padEnd(40)} ${b.scope.padEnd(22)} ${humanBytes(b.bytes).padStart(9)}  ${rel(b.dir)}`),
-          ...listing.unrecognised.map((u) => `  ? ${rel(u.dir)}: ${u.why}`),
-          ...(listing.partial.length ? [`  ${listing.partial.length} unfinished (.partial-…) folder(s); --prune removes them`] : []),
-        ].join("\n"),
+        data: { ...listing, physical: physical ? { ...physicalData, backups: physical.backups.map(({ manifest: _m, ...b }) => b), window: physical.window } : undefined },
+        human: human.join("\n"),
       };
     }
     if (ctx.flags.prune) {
       const report = await pruneBackups({ env, out: ctx.flags.out, dryRun: ctx.flags["dry-run"], log: ctx.log });
+      const physical = isAwsEnvironment(env) ? undefined : await prunePhysical(env, { out: ctx.flags.out, dryRun: ctx.flags["dry-run"], log: ctx.log });
       const verb = report.dryRun ? "would delete" : "deleted";
+      const walBytes = physical?.removedWal.reduce((n, w) => n + w.bytes, 0) ?? 0;
       return {
-        data: report,
+        data: { ...report, physical },
         human: [
           `${env}: keeping ${report.kept.length} backup(s) (keepDaily ${report.keepDaily}, keepWeekly ${report.keepWeekly}); ${verb} ${report.removed.length}` +
             (report.removedPartial.length ? ` and ${report.removedPartial.length} unfinished folder(s)` : ""),
           ...report.removed.map((r) => `  ${verb}: ${r.id} (${humanBytes(r.bytes)})`),
           ...report.unrecognised.map((u) => `  left alone: ${u.dir} (${u.why})`),
+          ...(physical
+            ? [
+                `${env}: keeping ${physical.kept.length} base backup(s) (keepBase ${physical.keepBase}) and the WAL from ${physical.keepWalFrom ?? "(all: no base backup)"}; ${verb} ${physical.removed.length} base backup(s) and ${physical.removedWal.length} WAL file(s) (${humanBytes(walBytes)})`,
+                ...physical.removed.map((r) => `  ${verb}: ${r.id} (${humanBytes(r.bytes)})`),
+              ]
+            : []),
         ].join("\n"),
       };
     }
 
+    if (ctx.flags.physical) return physicalBackup(env, ctx);
     const format = (ctx.flags.format ?? "custom") as DumpFormat;
     const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
-    const result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
+    let result: BackupResult;
+    try {
+      result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
+    } catch (error) {
+      // No format asked for, and no pg_dump that can dump a 16 server (Debian 12 ships 15): the server makes the backup itself.
+      const noPgDump = error instanceof CliError && /^no usable pg_dump/.test(error.message);
+      if (!noPgDump || ctx.flags.format !== undefined || ctx.flags.table !== undefined || ctx.flags.level !== undefined || isAwsEnvironment(env) || !specOf(env).backup.archive.enabled) throw error;
+      ctx.progress(`backup: ${error.message.split(";")[0]}; making a physical backup instead (BASE_BACKUP needs no client tools)`);
+      return physicalBackup(env, ctx, error.message);
+    }
     return { data: { ok: true, dir: result.dir, bytes: result.bytes, seconds: result.seconds, manifest: result.manifest }, human: describe(env, result) };
   },
 });
+
+async function physicalBackup(env: string, ctx: { flags: { out?: string }; log: (m: string) => void; progress: (m: string) => void }, instead?: string) {
+  const { dir, manifest } = await takeBaseBackup(localEnvironment(env), { out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
+  const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0);
+  return { data: { ok: true, physical: true, ...(instead ? { instead } : {}), dir, bytes, seconds: manifest.seconds, manifest }, human: describePhysical(env, dir, manifest, instead) };
+}
+
+function describePhysical(env: string, dir: string, m: PhysicalManifest, instead?: string): string {
+  const relative = path.relative(process.cwd(), dir);
+  const rel = !relative || relative.startsWith("..") ? dir : relative;
+  const size = (name: string) => humanBytes(m.files.find((f) => f.name === name)?.bytes ?? 0);
+  const p = m.postgres;
+  return [
+    ...(instead ? [`note: ${instead.split(";")[0]}: made a physical backup instead`] : []),
+    `${env}: base backup ${m.id} in ${m.seconds.toFixed(1)} s → ${rel}`,
+    `  postgres  base.tar.zst     ${size("base.tar.zst").padStart(9)}  ${p.compression} of ${humanBytes(p.tarBytes)}; WAL ${p.startLsn} … ${p.stopLsn} (timeline ${p.timeline}), system ${p.systemIdentifier}, PostgreSQL ${p.serverVersion}; schema at ${p.migrationHead ?? "no migration"}`,
+    `            backup_manifest  ${size("backup_manifest").padStart(9)}  the server's: SHA-256 of every data file`,
+    ...(m.redis ? [`  redis     ${m.redis.file.padEnd(16)} ${size(m.redis.file).padStart(9)}  ${m.redis.keys.toLocaleString("en-US")} keys, Redis ${m.redis.serverVersion}`] : []),
+    `restore with: npm run restore -- --env ${env} --to TIME|latest --yes   (window: npm run backup -- --env ${env} --list)`,
+  ].join("\n");
+}
 
 function describe(env: string, result: BackupResult): string {
   const m = result.manifest;

@@ -4,10 +4,14 @@
  * "document RTO/RPO") in one timed run that a scheduler can start and a compliance file can hold.
  *   1. prepare: a scratch copy of the environment's spec (or, --in-place --yes, the environment
  *      itself, under its lock); seed rows; a marker row and key;
- *   2. back up (npm run backup's function) while the application keeps writing;
+ *   2. back up while the application keeps writing: a base backup (PITR, where the spec archives
+ *      WAL; the scratch copy archives every second) or npm run backup's dump (--method logical);
  *   3. keep writing for a bounded time: the writes the backup cannot hold (RPO exposure);
- *   4. disaster: stop the servers, delete their data;   5. recreate from the spec;
- *   6. restore the newest backup;   7. verify (npm run verify's checks) and compare the data with
+ *   4. disaster: PITR: kill -9 of every server process and the data folders deleted (no last
+ *      flush); logical: stop the servers, delete their data;   5. recreate from the spec (PITR:
+ *      nothing to recreate, the archive and configuration survive);
+ *   6. restore: PITR: recover to the latest from the base backup and the archived WAL (restore
+ *      --to latest); logical: restore the newest backup;   7. verify (npm run verify's checks) and compare the data with
  *      the backup's manifest.
  * RTO (4 → 7) and RPO (newest acknowledged vs newest restored write) are checked against
  * dr.rtoSeconds / dr.rpoSeconds. Exit 0 pass, 1 fail, 2 could not run. AWS: --plan prints the steps.
@@ -16,7 +20,7 @@ import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
 import { awsDrillPlan, corruptBackupFile, DEFAULT_SCRATCH_ROWS, DEFAULT_WRITE_SECONDS, formatAwsPlanMarkdown, formatDrillMarkdown, formatDrillText, runDrill, type DrillHooks } from "../lib/drill/index.js";
-import type { DrillEngine } from "../lib/drill/index.js";
+import type { DrillEngine, DrillMethod } from "../lib/drill/index.js";
 import type { DumpFormat } from "../lib/backup/postgres-dump.js";
 import { specOf } from "../lib/env/environment.js";
 import { writeFileAtomic } from "../lib/fs.js";
@@ -30,7 +34,8 @@ await runCommand({
     env: ENV_FLAG,
     rows: { type: "string", help: `market_data rows to seed first (default ${DEFAULT_SCRATCH_ROWS.toLocaleString("en-US")} on a scratch copy, 0 in place)` },
     engine: { type: "string", help: "engine of the scratch copy (default embedded)", choices: ["embedded", "docker"] },
-    format: { type: "string", help: "backup format, as npm run backup --format", choices: ["sql", "custom"], default: "sql" },
+    method: { type: "string", help: "pitr: base backup + archived WAL, recovered to the latest (default where the spec archives WAL, embedded); logical: the dump of npm run backup --format", choices: ["pitr", "logical"] },
+    format: { type: "string", help: "logical drill: backup format, as npm run backup --format (default sql)", choices: ["sql", "custom"] },
     "write-seconds": { type: "string", help: `how long the application keeps writing after the backup (default ${DEFAULT_WRITE_SECONDS})` },
     keep: { type: "boolean", help: "leave the scratch environment (and its backup) up; prints how to remove it" },
     report: { type: "string", help: "also write the report as markdown to this file (atomically, 0600)" },
@@ -42,7 +47,8 @@ await runCommand({
     "By default the drill runs on a scratch copy of the environment's spec (ephemeral, free ports), removed at the end.",
     "Examples:",
     "  npm run drill -- --env dev --report drills/$(date +%F).md",
-    "  npm run drill -- --env ci --engine docker --rows 1000000 --json",
+    "  npm run drill -- --env ci --engine docker --rows 1000000 --json   # Docker: the logical drill",
+    "  npm run drill -- --env dev --method logical --format custom",
     "  npm run drill -- --env dev --keep                   # inspect the recovered copy afterwards",
     "  npm run drill -- --env dev --in-place --yes         # destroys and restores dev itself (under its lock)",
     "  npm run drill -- --env staging --plan               # AWS: the steps, not run",
@@ -91,7 +97,8 @@ await runCommand({
       inPlace: ctx.flags["in-place"],
       yes: ctx.flags.yes,
       rows,
-      format: (ctx.flags.format ?? "sql") as DumpFormat,
+      method: ctx.flags.method as DrillMethod | undefined,
+      format: ctx.flags.format as DumpFormat | undefined,
       writeSeconds,
       keep: ctx.flags.keep,
       log: ctx.log,

@@ -15,14 +15,18 @@ import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
 import { restoreEnvironment, type RestoreReport } from "../lib/backup/restore.js";
 import { verifyBackup, BackupVerificationError } from "../lib/backup/verify.js";
 import { humanBytes } from "../lib/spec/units.js";
+import { parseRecoveryTarget, recoverTo, type RecoveryReport } from "../lib/backup/physical/index.js";
 
 await runCommand({
   name: "restore",
   summary: "Restore an environment from a backup folder (verified first) or a plain pg_dump file.",
-  usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --from DIR --check",
+  usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --env NAME --to TIME|latest [--yes] | --env NAME --to-lsn LSN [--yes] | --from DIR --check",
   flags: {
     env: ENV_FLAG,
     from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom" },
+    to: { type: "string", help: "recover to TIME (ISO-8601, e.g. 2026-12-03T08:00:00Z) or latest" },
+    "to-lsn": { type: "string", help: "recover to a WAL position (e.g. 0/3000028) instead of a time" },
+    out: { type: "string", help: "with --to: the backup folder's parent holding the base backups (default: <backup.dir>/<env>)" },
     table: { type: "string", help: "replace only this table's rows (one transaction; the rest is untouched)" },
     yes: { type: "boolean", help: "replace data that is there (refused without it)" },
     jobs: { type: "string", help: "pg_restore --jobs for a custom archive (default 2); a plain SQL dump is one psql stream" },
@@ -34,9 +38,19 @@ await runCommand({
     "  npm run restore -- --env dev --from backups/dev/20251127T020000Z --yes",
     "  npm run restore -- --env dev --from backups/dev/20251127T020000Z --table market_data --yes",
     "  npm run restore -- --env dev --from backup.sql --yes          # a dump made with plain pg_dump",
+    "  npm run restore -- --env dev --to 2026-12-03T08:00:00Z --yes  # point in time: base backup + archived WAL",
+    "  npm run restore -- --env dev --to latest --yes",
+    "--to picks the newest base backup that ends before TIME, checks it (physical.json, backup_manifest, the WAL chain,",
+    "the system identifier), recovers beside the live data folder, verifies, and only then swaps it in.",
   ].join("\n"),
   async run(ctx) {
-    if (!ctx.flags.from) throw new CliError("--from is required: a backup folder or a dump file", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
+    if (ctx.flags.to !== undefined || ctx.flags["to-lsn"] !== undefined) {
+      if (ctx.flags.from !== undefined || ctx.flags.table !== undefined || ctx.flags.check) throw new CliError("--to/--to-lsn recover the whole environment from its base backups and WAL archive; they do not go with --from, --table or --check", EXIT.USAGE);
+      const target = parseRecoveryTarget(ctx.flags.to, ctx.flags["to-lsn"]);
+      const report = await recoverTo(ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
+      return { data: { ok: true, ...report }, human: describeRecovery(report) };
+    }
+    if (!ctx.flags.from) throw new CliError("--from is required: a backup folder or a dump file (or --to TIME|latest for point-in-time recovery)", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
     if (ctx.flags.check) {
       try {
         const verified = await verifyBackup(path.resolve(ctx.flags.from));
@@ -53,6 +67,17 @@ await runCommand({
     return { data: { ok: true, ...report }, human: describe(report) };
   },
 });
+
+function describeRecovery(r: RecoveryReport): string {
+  const to = r.target.time ?? (r.target.lsn ? `LSN ${r.target.lsn}` : "latest");
+  const rows = Object.entries(r.tables).map(([t, n]) => `${t} ${n.toLocaleString("en-US")}`).join(", ");
+  return [
+    `${r.env}: recovered to ${to} in ${r.seconds.toFixed(1)} s (window ${r.window.earliest} to ${r.window.latest})`,
+    `  base backup  ${r.backup.id} (ends ${r.backup.stopTime}), ${r.walSegments} archived WAL segment(s) to timeline ${r.timeline}; last transaction replayed ${r.recoveredTo ?? "(none after the backup)"}, ended at ${r.endLsn}`,
+    `  postgres     ${rows}`,
+    ...(r.redis ? [`  redis        ${r.redis.keys.toLocaleString("en-US")} keys from the base backup's RDB${r.redis.aofRewritten ? "; AOF rewritten" : ""}`] : []),
+  ].join("\n");
+}
 
 function describe(r: RestoreReport): string {
   const lines = [`${r.env}: restored ${r.source}${r.mode === "tables" ? ` (${Object.keys(r.postgres?.tables ?? {}).join(", ")} only)` : ""} in ${r.seconds.toFixed(1)} s`];

@@ -34,6 +34,8 @@ export class DockerDataStack extends pulumi.ComponentResource {
   readonly network: docker.Network;
   readonly postgresVolume: docker.Volume;
   readonly redisVolume: docker.Volume;
+  /** Archived WAL and base backups being written (lib/docker/containers.ts: POSTGRES_BACKUP_VOLUME_PATH). */
+  readonly postgresBackupVolume: docker.Volume;
   readonly postgresImage: docker.RemoteImage;
   readonly redisImage: docker.RemoteImage;
   readonly postgres: docker.Container;
@@ -72,10 +74,11 @@ export class DockerDataStack extends pulumi.ComponentResource {
           password("postgres-readonly-password"),
           password("redis-admin-password"),
           password("redis-app-password"),
+          password("postgres-backup-password"),
         ])
-        .apply(([postgresPassword, owner, app, readonly, redisPassword, redisAppPassword]) => ({
+        .apply(([postgresPassword, owner, app, readonly, redisPassword, redisAppPassword, backup]) => ({
           postgresPassword,
-          roles: { owner, app, readonly },
+          roles: { owner, app, readonly, backup },
           redisPassword,
           redisAppPassword,
         })),
@@ -98,12 +101,15 @@ export class DockerDataStack extends pulumi.ComponentResource {
     );
     this.postgresVolume = new docker.Volume(`${name}-postgres-data`, { name: resourceName(spec, "postgres-data"), labels }, child);
     this.redisVolume = new docker.Volume(`${name}-redis-data`, { name: resourceName(spec, "redis-data"), labels }, child);
+    const extra = postgresDef.plain.volumes ?? [];
+    const extraVolumes = extra.map((v) => new docker.Volume(`${name}-${v.what}`, { name: resourceName(spec, v.what), labels }, child));
+    this.postgresBackupVolume = extraVolumes[0]!;
     this.postgresImage = new docker.RemoteImage(`${name}-postgres-image`, { name: spec.images.postgres, keepLocally: true }, child);
     this.redisImage = new docker.RemoteImage(`${name}-redis-image`, { name: spec.images.redis, keepLocally: true }, child);
 
     this.postgres = new docker.Container(
       `${name}-postgres`,
-      containerArgs(postgresDef, this.postgresImage, this.postgresVolume, this.network, "postgres"),
+      containerArgs(postgresDef, this.postgresImage, this.postgresVolume, this.network, "postgres", extraVolumes),
       child,
     );
     this.redis = new docker.Container(`${name}-redis`, containerArgs(redisDef, this.redisImage, this.redisVolume, this.network, "redis"), child);
@@ -207,6 +213,8 @@ export function containerArgs(
   volume: docker.Volume,
   network: docker.Network,
   alias: string,
+  /** The definition's further volumes, in its order. */
+  extraVolumes: docker.Volume[] = [],
 ): docker.ContainerArgs {
   const d = def.plain;
   return {
@@ -224,7 +232,7 @@ export function containerArgs(
     },
     restart: "unless-stopped",
     ports: d.ports.map((p) => ({ internal: p.internal, external: p.external, ip: p.hostIp, protocol: "tcp" })),
-    volumes: [{ volumeName: volume.name, containerPath: d.dataPath }],
+    volumes: [{ volumeName: volume.name, containerPath: d.dataPath }, ...(d.volumes ?? []).map((v, i) => ({ volumeName: extraVolumes[i]!.name, containerPath: v.path }))],
     networksAdvanced: [{ name: network.name, aliases: [alias] }],
     shmSize: d.shmSizeBytes === undefined ? undefined : shmSizeMb(d.shmSizeBytes),
     labels: toLabels(d.labels),

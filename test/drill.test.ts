@@ -27,8 +27,8 @@ import { runCli, useEphemeralEnvironment } from "./support/embedded.js";
 const work = mkdtempSync(path.join(os.tmpdir(), "cpi-drill-test-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** Small and quick: the suite's drills seed 2,000 rows and write for 1 s after the backup. */
-const SMALL = ["--rows", "2000", "--write-seconds", "1"];
+/** Small and quick: the suite's drills seed 2,000 rows and write for 1 s after the backup (the logical drill: test/drill-pitr.test.ts has the point-in-time one). */
+const SMALL = ["--method", "logical", "--rows", "2000", "--write-seconds", "1"];
 
 /** Processes whose command line mentions `text` (postgres names its data folder; redis-server its port). */
 function processesMentioning(text: string): string[] {
@@ -140,7 +140,7 @@ describeBackups("drill: a scratch copy of dev's spec", () => {
     expect(report.runId).toMatch(/^\d{8}t\d{6}z-[0-9a-f]{6}$/);
     expect(report.specHash).toMatch(/^[0-9a-f]{12,64}$/);
     expect(report.subject!.env).toMatch(/^eph-/);
-    expect(report.objectives).toEqual({ rtoSeconds: 300, rpoSeconds: 86400 });
+    expect(report.objectives).toEqual({ rtoSeconds: 300, rpoSeconds: 60 }); // dev archives WAL: the RPO objective is its archive timeout
     expect(Date.parse(report.completedAt)).toBeGreaterThan(Date.parse(report.startedAt));
     expect(report.settings).toEqual({ rows: 2000, format: "sql", writeSeconds: 1, writeIntervalMs: 20, keep: true });
     expect(report.seed).toMatchObject({ rows: 2000, inserted: 2000 });
@@ -275,7 +275,7 @@ describeBackups("drill: in place", () => {
   }
 
   it("holds the environment's lock throughout, restores its data and removes its markers", { timeout: 180_000 }, async () => {
-    const child = spawn(process.execPath, [path.join(PROJECT_DIR, "bin", "cpi.mjs"), "drill", "--env", env().env, "--in-place", "--yes", "--write-seconds", "1", "--json"], { cwd: PROJECT_DIR, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [path.join(PROJECT_DIR, "bin", "cpi.mjs"), "drill", "--env", env().env, "--in-place", "--yes", "--method", "logical", "--write-seconds", "1", "--json"], { cwd: PROJECT_DIR, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));

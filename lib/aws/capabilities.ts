@@ -516,6 +516,27 @@ export function capabilities(spec: Spec): CapabilityRow[] {
     aws: applied(`RDS backupRetentionPeriod ${spec.backup.retentionDays} days with point-in-time recovery; ElastiCache snapshots ${cacheSnapshotRetentionDays(spec)} days`),
   });
 
+  const archive = spec.backup.archive;
+  const rdsArchives = applied("RDS archives on its own (automated backups upload transaction logs every 5 minutes): `restore --to TIME` is RestoreDBInstanceToPointInTime; the local archiving settings are not in the parameter group");
+  rows.push({
+    key: "backup.archive.enabled, backup.archive.timeoutSeconds",
+    value: `${archive.enabled}, ${archive.timeoutSeconds}`,
+    embedded: archive.enabled
+      ? applied(`spec.conf: wal_level = replica, archive_mode = on, archive_library = basic_archive into the environment's postgres/wal-archive, archive_timeout = ${archive.timeoutSeconds}`)
+      : applied("archive_mode = off: backups are base backups or dumps, with no point-in-time recovery"),
+    docker: archive.enabled
+      ? applied(`postgres -c archive_mode=on -c archive_library=basic_archive (directory on the WAL-archive volume) -c archive_timeout=${archive.timeoutSeconds}`)
+      : applied("postgres -c archive_mode=off"),
+    aws: rdsArchives,
+  });
+  rows.push({
+    key: "backup.keepBase, postgres.backupUser",
+    value: `${spec.backup.keepBase}, ${pg.backupUser}`,
+    embedded: applied("backup --physical (BASE_BACKUP as the backup role, replication from 127.0.0.1 only); backup --prune keeps this many and the WAL they need"),
+    docker: applied("backup --physical (BASE_BACKUP as the backup role); backup --prune keeps this many and the WAL they need"),
+    aws: unsupported("RDS takes its own automated backups (backup.retentionDays); there is no base-backup role"),
+  });
+
   const rules = awsAlarmRules(spec);
   const alarm = (specKey: string): CapabilityCell => {
     const rule = rules.find((x) => x.specKey === specKey);

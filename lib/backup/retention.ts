@@ -17,6 +17,7 @@ import type { Spec } from "../spec/schema.js";
 import { backupRoot } from "./backup.js";
 import { listBackupDirs } from "./files.js";
 import { MANIFEST_FILE, parseManifest } from "./manifest.js";
+import { PHYSICAL_MANIFEST_FILE } from "./physical/manifest.js";
 
 export interface BackupEntry {
   dir: string;
@@ -84,6 +85,7 @@ export function listBackups(env: string, root: string): BackupListing {
   const backups: BackupEntry[] = [];
   const unrecognised: { dir: string; why: string }[] = [];
   for (const dir of complete) {
+    if (existsSync(path.join(dir, PHYSICAL_MANIFEST_FILE))) continue; // a base backup: lib/backup/physical/catalog.ts lists and prunes those
     const file = path.join(dir, MANIFEST_FILE);
     if (!existsSync(file)) {
       unrecognised.push({ dir, why: `no ${MANIFEST_FILE}` });

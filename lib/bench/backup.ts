@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { backupEnvironment } from "../backup/backup.js";
 import { localEnvironment } from "../backup/local-env.js";
+import { BASE_TAR_FILE } from "../backup/physical/manifest.js";
 import { DUMP_FILE } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
 import { withPg } from "../db/clients.js";
@@ -26,7 +27,7 @@ import { throttled } from "./harness.js";
 import { failureText, GNU_TIME, shellQuote } from "./process.js";
 import { atLeast, atMost, measuredRow, skippedRow, type Row, type Target, type Unit } from "./results.js";
 
-type Variant = "guide" | "custom" | "sql";
+type Variant = "guide" | "custom" | "sql" | "physical";
 
 interface Sample {
   backupSeconds: number;
@@ -53,6 +54,11 @@ const ROWS = {
   guideSize: { id: "backup.guide.size", label: "guide's .sql.gz size", unit: "MB" },
   customSizeMb: { id: "backup.custom.size", label: "custom dump size (zstd)", unit: "MB" },
   sqlSize: { id: "backup.sql.size", label: "toolkit sql dump size (gzip -6)", unit: "MB" },
+  physicalBackup: { id: "backup.physical.backup", label: "toolkit backup --physical (BASE_BACKUP, SHA-256 manifest, zstd -1 -T2)", unit: "s" },
+  physicalRestore: { id: "backup.physical.restore", label: "toolkit restore --to latest (checks, recovery beside the live data, swap)", unit: "s" },
+  physicalSpeedup: { id: "backup.physical.speedup", label: "physical backup+restore speed-up over the guide's pipeline", unit: "x", target: atLeast(4, "x") },
+  physicalSizeMb: { id: "backup.physical.size", label: "base backup size (base.tar.zst)", unit: "MB" },
+  physicalSize: { id: "backup.physical.size-ratio", label: "base backup size / guide's .sql.gz size", unit: "x" },
   backupRss: { id: "backup.cli.backup-rss", label: "backup command peak RSS", unit: "MB", target: atMost(150, "MB") },
   restoreRss: { id: "backup.cli.restore-rss", label: "restore command peak RSS", unit: "MB", target: atMost(150, "MB") },
 } satisfies Record<string, { id: string; label: string; unit: Unit; target?: Target }>;
@@ -117,6 +123,25 @@ export const backupItem: BenchItem = {
       }
     };
 
+    /** A base backup, then `restore --to latest` from it (the archive holds the WAL since). */
+    const physical = async (rep: number): Promise<Sample> => {
+      const out = path.join(work, `physical-${rep}`);
+      mkdirSync(out, { recursive: true, mode: 0o700 });
+      try {
+        const backup = await ctx.children.script("backup", ["--env", env.env, "--physical", "--out", out, "--json"], { rss: true });
+        if (backup.code !== 0) throw new Error(`backup --physical: ${failureText(backup)}`);
+        const tar = path.join(publishedBackup(out), BASE_TAR_FILE);
+        const dumpBytes = statSync(tar).size;
+        const restore = await ctx.children.script("restore", ["--env", env.env, "--to", "latest", "--out", out, "--yes", "--json"], { rss: true });
+        if (restore.code !== 0) return { backupSeconds: backup.seconds, backupRssMb: backup.peakRssMb, dumpBytes, error: `restore --to latest: ${failureText(restore)}` };
+        const restored = await withPg(owner, async (c) => Number((await c.query("SELECT count(*) AS n FROM market_data")).rows[0].n));
+        if (restored !== rows) throw new Error(`restore --to latest left ${restored} market_data rows, expected ${rows}`);
+        return { backupSeconds: backup.seconds, restoreSeconds: restore.seconds, dumpBytes, backupRssMb: backup.peakRssMb, restoreRssMb: restore.peakRssMb };
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    };
+
     const toolkit = async (format: "custom" | "sql", rep: number): Promise<Sample> => {
       const out = path.join(work, `${format}-${rep}`);
       mkdirSync(out, { recursive: true, mode: 0o700 });
@@ -165,16 +190,17 @@ export const backupItem: BenchItem = {
     }
     // A variant failing (a bug in it, a missing tool) does not stop the others, nor its own later
     // repetitions (a flaky failure still leaves samples); failures are counted in the rows.
-    const samples: Record<Variant, (Sample | undefined)[]> = { guide: [], custom: [], sql: [] };
-    const failures: Record<Variant, string[]> = { guide: [], custom: [], sql: [] };
-    const variants: Variant[] = ["guide", "custom", "sql"];
+    const samples: Record<Variant, (Sample | undefined)[]> = { guide: [], custom: [], sql: [], physical: [] };
+    const failures: Record<Variant, string[]> = { guide: [], custom: [], sql: [], physical: [] };
+    // The physical variant needs the commands (restore --to is a command, not a function here).
+    const variants: Variant[] = commands ? ["guide", "custom", "sql", "physical"] : ["guide", "custom", "sql"];
     try {
       for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
-        const order = [...variants.slice(rep % 3), ...variants.slice(0, rep % 3)];
+        const order = [...variants.slice(rep % variants.length), ...variants.slice(0, rep % variants.length)];
         for (const variant of order) {
           ctx.progress(`backup ${rep + 1}/${ctx.plan.repetitions}: ${variant === "guide" ? "the guide's pipeline" : `toolkit ${variant}`}`);
           try {
-            const sample = variant === "guide" ? await guide(rep) : await toolkit(variant, rep);
+            const sample = variant === "guide" ? await guide(rep) : variant === "physical" ? await physical(rep) : await toolkit(variant, rep);
             samples[variant][rep] = sample;
             if (sample.error) failures[variant].push(sample.error);
           } catch (error) {
@@ -209,8 +235,8 @@ export const backupItem: BenchItem = {
     const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a / b);
     const mb = (v: Variant) => reps.map((i) => (at(v, i) ? at(v, i)!.dumpBytes / 1048576 : undefined));
     const rssRow = (def: typeof ROWS.backupRss, key: "backupRssMb" | "restoreRssMb"): Row => {
-      const values = [...samples.custom, ...samples.sql].map((s) => s?.[key]).filter((v): v is number => v !== undefined);
-      if (values.length) return measuredRow({ ...def, label: `${label(def)} (both formats)`, samples: values });
+      const values = [...samples.custom, ...samples.sql, ...samples.physical].map((s) => s?.[key]).filter((v): v is number => v !== undefined);
+      if (values.length) return measuredRow({ ...def, label: `${label(def)} (sql, custom and physical)`, samples: values });
       const reason = !commands ? "scripts/backup.ts / restore.ts not present" : existsSync(GNU_TIME) ? [...failures.custom, ...failures.sql][0] ?? "no runs" : "GNU time (/usr/bin/time) not installed";
       return skippedRow({ ...def, label: label(def), reason, status: commands && existsSync(GNU_TIME) ? "error" : "not measured" });
     };
@@ -228,6 +254,11 @@ export const backupItem: BenchItem = {
       row(ROWS.guideSize, mb("guide"), ["guide"]),
       row(ROWS.customSizeMb, mb("custom"), ["custom"]),
       row(ROWS.sqlSize, mb("sql"), ["sql"]),
+      row(ROWS.physicalBackup, backupS("physical"), ["physical"], { how }),
+      row(ROWS.physicalRestore, restoreS("physical"), ["physical"], { how }),
+      row(ROWS.physicalSpeedup, reps.map((i) => ratio(total("guide", i), total("physical", i))), ["guide", "physical"]),
+      row(ROWS.physicalSizeMb, mb("physical"), ["physical"]),
+      row(ROWS.physicalSize, reps.map((i) => ratio(at("physical", i)?.dumpBytes, at("guide", i)?.dumpBytes)), ["guide", "physical"]),
       rssRow(ROWS.backupRss, "backupRssMb"),
       rssRow(ROWS.restoreRss, "restoreRssMb"),
     ];

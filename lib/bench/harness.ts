@@ -59,7 +59,8 @@ export interface BenchContext {
   /** Registers a cleanup step run at the end (or on interrupt); returns a function that runs it now. */
   defer(label: string, step: () => Promise<unknown>): () => Promise<void>;
   /** A new ephemeral embedded environment (dev spec), destroyed at the end at the latest. */
-  embedded(label: string): Promise<{ env: StartedEmbeddedEnvironment; destroy: () => Promise<void> }>;
+  /** An ephemeral copy of dev's spec; `specOverrides` on top (e.g. archiving off). */
+  embedded(label: string, specOverrides?: Record<string, unknown>): Promise<{ env: StartedEmbeddedEnvironment; destroy: () => Promise<void> }>;
   /** A shared environment holding `rows` seeded market_data rows; callers only read from it. */
   seeded(rows: number): Promise<StartedEmbeddedEnvironment>;
 }
@@ -151,10 +152,10 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
       cleanups.set(id, { label, step });
       return () => runCleanup(id);
     },
-    async embedded(label) {
+    async embedded(label, specOverrides = {}) {
       if (interrupted) throw new Error("the benchmark was interrupted");
       options.progress(`${label}: starting an ephemeral environment`);
-      const env = await new EmbeddedEnvironment("dev").withEphemeral().start();
+      const env = await new EmbeddedEnvironment("dev").withEphemeral().withSpecOverrides(specOverrides).start();
       const destroy = ctx.defer(`destroy ${env.env} (${label})`, () => env.destroy());
       return { env, destroy };
     },

@@ -1,4 +1,5 @@
 /** The benchmark's items, in the order. */
+import { archivingItem } from "./archiving.js";
 import { backupItem } from "./backup.js";
 import { drillItem } from "./drill.js";
 import type { BenchItem } from "./harness.js";
@@ -7,4 +8,4 @@ import { queriesItem } from "./queries.js";
 import { seedItem } from "./seed.js";
 import { startupItem } from "./startup.js";
 
-export const BENCH_ITEMS: BenchItem[] = [startupItem, seedItem, backupItem, operationsItem, drillItem, queriesItem];
+export const BENCH_ITEMS: BenchItem[] = [startupItem, seedItem, backupItem, operationsItem, drillItem, queriesItem, archivingItem];

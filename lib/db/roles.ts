@@ -13,6 +13,8 @@ export interface RolePasswords {
   owner: string;
   app: string;
   readonly: string;
+  /** The base-backup role (postgres.backupUser); without it that role is left as it is. */
+  backup?: string;
 }
 
 /** A SQL string literal. */
@@ -49,7 +51,24 @@ SET pg_stat_statements.track_utility = off;
 ${role(pg.user, passwords.owner)}
 ${role(pg.appUser, passwords.app)}
 ${role(pg.readonlyUser, passwords.readonly)}
+${passwords.backup === undefined ? "" : backupRoleSql(spec, passwords.backup)}
 ${privilegesSql(spec)}`;
+}
+
+/**
+ * The base-backup role: a replication login (BASE_BACKUP) that may write server files (TARGET
+ * 'server'), and nothing else: no database of the project accepts it (CONNECT is revoked from
+ * PUBLIC), and pg_hba lets it in only for replication from 127.0.0.1.
+ */
+function backupRoleSql(spec: Spec, password: string): string {
+  const name = spec.postgres.backupUser;
+  return `DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(name)}) THEN
+    CREATE ROLE ${sqlIdent(name)} LOGIN REPLICATION;
+  END IF;
+END $$;
+ALTER ROLE ${sqlIdent(name)} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD ${sqlLiteral(passwordForSql(password))};
+GRANT pg_write_server_files TO ${sqlIdent(name)};`;
 }
 
 /**

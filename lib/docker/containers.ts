@@ -15,6 +15,17 @@ export const POSTGRES_CONTAINER_PORT = 5432;
 export const REDIS_CONTAINER_PORT = 6379;
 /** Where PostgreSQL keeps its data (the official image's PGDATA). */
 export const POSTGRES_DATA_PATH = "/var/lib/postgresql/data";
+/**
+ * The PostgreSQL container's backup volume: archived WAL (basic_archive.archive_directory) and
+ * the folder where the server writes a base backup (BASE_BACKUP TARGET 'server') before the
+ * toolkit compresses it into the environment's backup repository. A volume of its own, so that
+ * losing the data volume (a disaster) leaves the archive, and a restore reads it.
+ */
+export const POSTGRES_BACKUP_VOLUME_PATH = "/var/lib/postgresql/backup";
+export const POSTGRES_ARCHIVE_PATH = `${POSTGRES_BACKUP_VOLUME_PATH}/wal`;
+export const POSTGRES_BACKUP_STAGING_PATH = `${POSTGRES_BACKUP_VOLUME_PATH}/staging`;
+/** Init script: the base-backup role may open a replication session (BASE_BACKUP) from the container's own networks. */
+export const POSTGRES_REPLICATION_HBA_SCRIPT_PATH = "/docker-entrypoint-initdb.d/20-replication-hba.sh";
 /** Where Redis keeps dump.rdb and appendonlydir. */
 export const REDIS_DATA_PATH = "/data";
 /** The password file that the postgres image's entrypoint reads (POSTGRES_PASSWORD_FILE). */
@@ -50,6 +61,8 @@ export interface ContainerDefinition {
   ports: { internal: number; external: number; hostIp: "127.0.0.1" }[];
   /** Named volume mount point. */
   dataPath: string;
+  /** Further named volumes: `what` names the volume as resourceName(spec, what) does. */
+  volumes?: { what: string; path: string }[];
   shmSizeBytes?: number;
   labels: Record<string, string>;
 }
@@ -85,10 +98,13 @@ export function dockerLabels(spec: Spec, specHashValue: string): Record<string, 
  */
 export function postgresContainer(spec: Spec, secrets: Pick<ContainerSecrets, "postgresPassword" | "roles">, specHashValue: string): ContainerDefinition {
   const pg = spec.postgres;
+  const server = ["postgres", ...postgresArgs(spec, { archiveDirectory: POSTGRES_ARCHIVE_PATH })];
   return {
     name: resourceName(spec, "postgres"),
     image: spec.images.postgres,
-    command: ["postgres", ...postgresArgs(spec)],
+    // A fresh named volume is root's: its folders are made the server's before the image's
+    // entrypoint (which drops to postgres) runs the server; `docker inspect` still shows the tuning.
+    command: ["bash", "-c", BACKUP_VOLUME_SETUP, "postgres-with-backup-volume", ...server],
     env: {
       POSTGRES_USER: POSTGRES_SUPERUSER,
       POSTGRES_DB: pg.database,
@@ -99,6 +115,7 @@ export function postgresContainer(spec: Spec, secrets: Pick<ContainerSecrets, "p
     files: [
       { path: POSTGRES_PASSWORD_PATH, content: secrets.postgresPassword, mode: 0o444, secret: true },
       { path: POSTGRES_ROLES_SCRIPT_PATH, content: bootstrapSql(spec, secrets.roles), mode: 0o444, secret: true },
+      { path: POSTGRES_REPLICATION_HBA_SCRIPT_PATH, content: replicationHbaScript(spec), mode: 0o555, secret: false },
     ],
     healthcheck: {
       test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", String(POSTGRES_CONTAINER_PORT), "-U", pg.user, "-d", pg.database],
@@ -109,9 +126,27 @@ export function postgresContainer(spec: Spec, secrets: Pick<ContainerSecrets, "p
     },
     ports: [{ internal: POSTGRES_CONTAINER_PORT, external: pg.port, hostIp: "127.0.0.1" }],
     dataPath: POSTGRES_DATA_PATH,
+    volumes: [{ what: "postgres-backup", path: POSTGRES_BACKUP_VOLUME_PATH }],
     shmSizeBytes: parsePgSize(spec.docker.shmSize),
     labels: dockerLabels(spec, specHashValue),
   };
+}
+
+/** Runs as root before the image's entrypoint: the backup volume's folders, owned by the server (0700). */
+const BACKUP_VOLUME_SETUP = [
+  `install -d -o postgres -g postgres -m 0700 ${POSTGRES_BACKUP_VOLUME_PATH} ${POSTGRES_ARCHIVE_PATH} ${POSTGRES_BACKUP_STAGING_PATH}`,
+  `chown postgres:postgres ${POSTGRES_BACKUP_VOLUME_PATH}`,
+  'exec docker-entrypoint.sh "$@"',
+].join(" && ");
+
+/**
+ * The init script that lets the base-backup role (and only it) open a replication session.
+ * `samenet`: the container's own networks, which is where the published 127.0.0.1 port's
+ * connections come from (the bridge's gateway); the image's `host all all all` line does not
+ * cover replication.
+ */
+export function replicationHbaScript(spec: Spec): string {
+  return `#!/usr/bin/env bash\nset -e\nprintf 'host replication ${spec.postgres.backupUser} samenet scram-sha-256\\n' >> "$PGDATA/pg_hba.conf"\n`;
 }
 
 /** Non-secret server lines of the container's redis.conf. */

@@ -26,7 +26,7 @@ import { envPaths } from "../env/paths.js";
 import { freePort } from "../env/ports.js";
 import { loadSpec, specHash } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
-import { postgresContainer, redisContainer, resourceName, type ContainerDefinition } from "./containers.js";
+import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_VOLUME_PATH, postgresContainer, redisContainer, resourceName, type ContainerDefinition } from "./containers.js";
 import { requireEngine } from "./engine.js";
 
 const run = promisify(execFile);
@@ -69,7 +69,7 @@ export class DockerEnvironment {
     const credentials = generateCredentials();
     const secrets = {
       postgresPassword: credentials.postgres.superuserPassword,
-      roles: { owner: credentials.postgres.ownerPassword, app: credentials.postgres.appPassword, readonly: credentials.postgres.readonlyPassword },
+      roles: { owner: credentials.postgres.ownerPassword, app: credentials.postgres.appPassword, readonly: credentials.postgres.readonlyPassword, backup: credentials.postgres.backupPassword },
       redisPassword: credentials.redis.adminPassword,
       redisAppPassword: credentials.redis.appPassword,
     };
@@ -78,6 +78,8 @@ export class DockerEnvironment {
     const redis = redisContainer(spec, secrets, hash);
     const network = resourceName(spec, "net");
     const volumes = { postgres: resourceName(spec, "postgres-data"), redis: resourceName(spec, "redis-data") };
+    // The definitions' further volumes (the PostgreSQL backup volume: archived WAL).
+    const extraVolumes = [pg, redis].flatMap((def) => (def.volumes ?? []).map((v) => resourceName(spec, v.what)));
     const record: EnvironmentRecord = {
       env: id,
       engine: "docker",
@@ -85,7 +87,7 @@ export class DockerEnvironment {
       baseEnv: this.baseEnv,
       specOverrides,
       createdAt: new Date().toISOString(),
-      docker: { containers: { postgres: pg.name, redis: redis.name }, volumes: Object.values(volumes), network },
+      docker: { containers: { postgres: pg.name, redis: redis.name }, volumes: [...Object.values(volumes), ...extraVolumes], network },
     };
     // Record first: whatever fails below, `env:ci --down ID` knows what to remove.
     const paths = envPaths(id);
@@ -99,9 +101,14 @@ export class DockerEnvironment {
       this.log(`creating network ${network} and volumes`);
       const labels = labelArgs(pg.labels);
       await docker$(docker, ["network", "create", ...labels, network]);
-      for (const volume of Object.values(volumes)) await docker$(docker, ["volume", "create", ...labels, volume]);
+      for (const volume of [...Object.values(volumes), ...extraVolumes]) await docker$(docker, ["volume", "create", ...labels, volume]);
+      // The WAL archive's folder on this host (backups and restores read it there): recorded.
+      const backupVolume = resourceName(spec, "postgres-backup");
+      const mountpoint = (await docker$(docker, ["volume", "inspect", "-f", "{{.Mountpoint}}", backupVolume])).trim();
+      record.docker = { ...record.docker!, archiveDir: path.posix.join(mountpoint, path.posix.relative(POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_ARCHIVE_PATH)) };
+      writeRecord(paths, record);
       this.log(`starting ${pg.name} (${pg.image}) and ${redis.name} (${redis.image})`);
-      await Promise.all([createAndStart(docker, pg, network, volumes.postgres), createAndStart(docker, redis, network, volumes.redis)]);
+      await Promise.all([createAndStart(docker, pg, network, volumes.postgres, spec), createAndStart(docker, redis, network, volumes.redis, spec)]);
       await Promise.all([waitHealthy(docker, pg.name, this.healthTimeoutSeconds), waitHealthy(docker, redis.name, this.healthTimeoutSeconds)]);
       this.log(`healthy in ${((Date.now() - started) / 1000).toFixed(1)}s; applying migrations`);
       const connections = new EnvironmentConnections(spec, credentials);
@@ -186,7 +193,7 @@ function labelArgs(labels: Record<string, string>): string[] {
 }
 
 /** `docker create` + files copied in + `docker start`, from a definition. */
-async function createAndStart(docker: string, def: ContainerDefinition, network: string, volume: string): Promise<void> {
+async function createAndStart(docker: string, def: ContainerDefinition, network: string, volume: string, spec: Spec): Promise<void> {
   const hc = def.healthcheck;
   const healthCmd = hc.test[0] === "CMD-SHELL" ? hc.test.slice(1).join(" ") : hc.test.slice(1).map(shellQuote).join(" ");
   const args = [
@@ -195,6 +202,7 @@ async function createAndStart(docker: string, def: ContainerDefinition, network:
     "--network", network,
     "--restart", "unless-stopped",
     "-v", `${volume}:${def.dataPath}`,
+    ...(def.volumes ?? []).flatMap((v) => ["-v", `${resourceName(spec, v.what)}:${v.path}`]),
     "--health-cmd", healthCmd,
     "--health-interval", `${hc.intervalSeconds}s`,
     "--health-timeout", `${hc.timeoutSeconds}s`,

@@ -10,7 +10,8 @@ import type pg from "pg";
 import type { Redis } from "ioredis";
 import { redisAclLines } from "../docker/containers.js";
 import type { Target } from "../env/target.js";
-import { postgresSettings, redisConfigGetValue, redisSettings } from "../spec/render.js";
+import { localPostgresSettings, redisConfigGetValue, redisSettings } from "../spec/render.js";
+import { archiveTargetOf } from "../verify/archive.js";
 import type { Spec } from "../spec/schema.js";
 import { checkPostgresSettings, type SettingCheck } from "../verify/settings.js";
 
@@ -67,8 +68,10 @@ export interface PostgresSettingsDrift {
 export async function postgresSettingsDrift(client: pg.ClientBase, spec: Spec, target: Target): Promise<PostgresSettingsDrift> {
   const items: DriftItem[] = [];
   const errors: string[] = [];
-  const declared = new Map(postgresSettings(spec).map((s) => [s.name, s]));
-  const checks = new Map<string, SettingCheck>((await checkPostgresSettings(client, spec)).map((c) => [c.name, c]));
+  // Local targets archive WAL: their archiving settings are the spec's like the others.
+  const archive = archiveTargetOf(target);
+  const declared = new Map(localPostgresSettings(spec, archive).map((s) => [s.name, s]));
+  const checks = new Map<string, SettingCheck>((await checkPostgresSettings(client, spec, archive)).map((c) => [c.name, c]));
 
   // ALTER SYSTEM writes postgresql.auto.conf; pg_file_settings reads the files as they are now,
   // so an override that was never reloaded shows too. Superuser (or pg_read_all_settings) only.

@@ -17,11 +17,16 @@
  * `keep`. An in-place drill holds the environment's lock throughout and removes its markers.
  */
 import { randomBytes } from "node:crypto";
+import type pg from "pg";
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { backupEnvironment, backupRoot, toolkitVersion, type BackupResult } from "../backup/backup.js";
 import { backupId } from "../backup/files.js";
+import { localEnvironment } from "../backup/local-env.js";
+import { takeBaseBackup } from "../backup/physical/base-backup.js";
+import { recoverTo } from "../backup/physical/recover.js";
+import { BASE_TAR_FILE, PHYSICAL_MANIFEST_FILE } from "../backup/physical/manifest.js";
 import type { DumpFormat } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
 import { listBackups } from "../backup/retention.js";
@@ -38,7 +43,7 @@ import { loadSpec, specHash } from "../spec/load.js";
 import { rpoObjectiveSeconds, type Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { verifyEnvironment } from "../verify/verify.js";
-import { ensureDrillCoin, insertMarkerRow, postgresMarkers, redisMarkers, removeMarkers, setMarkerKey, startMarkerWriter, type AcknowledgedWrites, type MarkerWriter, type PresentMarkers } from "./markers.js";
+import { ensureDrillCoin, insertMarkerRow, markerSource, postgresMarkers, redisMarkers, removeMarkers, setMarkerKey, startMarkerWriter, type AcknowledgedWrites, type MarkerWriter, type PresentMarkers } from "./markers.js";
 import { DRILL_REPORT_KIND, PHASES, type DrillReport, type PhaseName, type PhaseRecord, type StoreRecovery, type TableComparison } from "./report.js";
 import { createScratchSubject, inPlaceSubject, scratchBaseEnv, type DrillEngine, type DrillSubject } from "./subject.js";
 
@@ -50,13 +55,24 @@ export const DEFAULT_SCRATCH_ROWS = 100_000;
 export const DEFAULT_WRITE_SECONDS = 1.5;
 /** Pause between two marker writes of one store, by default (50 writes a second each). */
 export const DEFAULT_WRITE_INTERVAL_MS = 20;
+/**
+ * archive_timeout of a scratch copy in a point-in-time recovery drill: short, so that writes for a
+ * few seconds after the base backup span several archived segments (recovered from the archive,
+ * not from the base backup). The report states it beside the environment's own.
+ */
+export const DRILL_ARCHIVE_TIMEOUT_SECONDS = 1;
+/** A PITR drill writes this many archive timeouts after the base backup, by default. */
+export const PITR_WRITE_TIMEOUTS = 3;
+
+/** pitr: base backup + archived WAL, recovery to the latest (where archiving is on); logical: the backup command's dump. */
+export type DrillMethod = "pitr" | "logical";
 
 export interface DrillHooks {
   /**
    * Runs after phase 3, before the disaster, with the backup just made (the test suite flips a
    * byte of it here). Not timed.
    */
-  afterBackup?(backup: BackupResult): void | Promise<void>;
+  afterBackup?(backup: { dir: string }): void | Promise<void>;
   /** Called once the environment to drill exists (tests note its id, ports and state folder). */
   onSubject?(subject: { env: string; engine: DrillEngine; stateDir: string; ports: { postgres: number; redis: number } }): void;
 }
@@ -71,8 +87,10 @@ export interface DrillOptions {
   yes?: boolean;
   /** market_data rows to seed (default DEFAULT_SCRATCH_ROWS on a scratch copy, 0 in place). */
   rows?: number;
-  /** Backup format (default: the backup command's, sql). */
+  /** Backup format of a logical drill (default: the backup command's, sql). */
   format?: DumpFormat;
+  /** Default: pitr where the spec archives WAL (backup.archive.enabled) on the embedded engine, else logical. */
+  method?: DrillMethod;
   writeSeconds?: number;
   writeIntervalMs?: number;
   /** Leave the scratch environment (and its backups) up at the end. */
@@ -86,7 +104,18 @@ export interface DrillOptions {
 }
 
 /** What the options resolve to, before anything runs; throws CliError (usage) for a bad combination. */
-export function resolveDrillOptions(options: DrillOptions): { spec: Spec; specEnv: string; engine: DrillEngine; rows: number; writeSeconds: number; writeIntervalMs: number; format: DumpFormat } {
+export function resolveDrillOptions(options: DrillOptions): {
+  spec: Spec;
+  specEnv: string;
+  engine: DrillEngine;
+  rows: number;
+  writeSeconds: number;
+  writeIntervalMs: number;
+  format: DumpFormat;
+  method: DrillMethod;
+  /** The drilled servers' archive_timeout (a scratch PITR copy: DRILL_ARCHIVE_TIMEOUT_SECONDS). */
+  archiveTimeoutSeconds?: number;
+} {
   envPaths(options.env); // the name's shape
   if (options.inPlace && !options.yes) {
     throw new CliError(`--in-place destroys the data of environment '${options.env}' (its servers are stopped and their data deleted, then restored from a new backup)`, EXIT.USAGE, `confirm with: npm run drill -- --env ${options.env} --in-place --yes`);
@@ -95,8 +124,6 @@ export function resolveDrillOptions(options: DrillOptions): { spec: Spec; specEn
   if (options.inPlace && options.keep) throw new CliError("--keep leaves a scratch environment up; an in-place drill has none", EXIT.USAGE);
   const rows = options.rows ?? (options.inPlace ? 0 : DEFAULT_SCRATCH_ROWS);
   if (!Number.isInteger(rows) || rows < 0) throw new CliError(`--rows ${rows}: expected a whole number, 0 or more`, EXIT.USAGE);
-  const writeSeconds = options.writeSeconds ?? DEFAULT_WRITE_SECONDS;
-  if (!(writeSeconds >= 0 && writeSeconds <= 600)) throw new CliError(`--write-seconds ${writeSeconds}: expected 0-600 seconds`, EXIT.USAGE);
   const writeIntervalMs = options.writeIntervalMs ?? DEFAULT_WRITE_INTERVAL_MS;
   const specEnv = options.inPlace ? (openEnvironmentRecordBase(options.env) ?? options.env) : scratchBaseEnv(options.env);
   const spec = loadSpec(specEnv);
@@ -111,7 +138,19 @@ export function resolveDrillOptions(options: DrillOptions): { spec: Spec; specEn
   if (options.inPlace && options.engine && options.engine !== engine) {
     throw new CliError(`--engine ${options.engine}: an in-place drill uses the environment's own engine (${engine})`, EXIT.USAGE);
   }
-  return { spec, specEnv, engine, rows, writeSeconds, writeIntervalMs, format: options.format ?? "sql" };
+  const method: DrillMethod = options.method ?? (spec.backup.archive.enabled && engine === "embedded" ? "pitr" : "logical");
+  if (method === "pitr" && !spec.backup.archive.enabled) {
+    throw new CliError(`--method pitr: '${specEnv}' does not archive WAL (backup.archive.enabled: false)`, EXIT.USAGE, `drill its logical backups: npm run drill -- --env ${options.env} --method logical`);
+  }
+  if (method === "pitr" && engine !== "embedded") throw new CliError("--method pitr runs on the embedded engine; drill Docker with --method logical", EXIT.USAGE);
+  if (method === "pitr" && options.format) throw new CliError("--format is the logical drill's dump format; a point-in-time drill takes a base backup", EXIT.USAGE);
+  const archiveTimeoutSeconds = method === "pitr" ? (options.inPlace ? spec.backup.archive.timeoutSeconds : DRILL_ARCHIVE_TIMEOUT_SECONDS) : undefined;
+  // PITR: the writes outlast the archive timeout, so some of what comes back was archived after the base backup.
+  const writeSeconds =
+    options.writeSeconds ??
+    (archiveTimeoutSeconds === undefined ? DEFAULT_WRITE_SECONDS : options.inPlace ? archiveTimeoutSeconds + DEFAULT_WRITE_SECONDS : Math.max(DEFAULT_WRITE_SECONDS, PITR_WRITE_TIMEOUTS * archiveTimeoutSeconds));
+  if (!(writeSeconds >= 0 && writeSeconds <= 600)) throw new CliError(`--write-seconds ${writeSeconds}: expected 0-600 seconds`, EXIT.USAGE);
+  return { spec, specEnv, engine, rows, writeSeconds, writeIntervalMs, format: options.format ?? "sql", method, archiveTimeoutSeconds };
 }
 
 function openEnvironmentRecordBase(env: string): string | undefined {
@@ -164,7 +203,15 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     rto: { objectiveSeconds: spec.dr.rtoSeconds, ok: false },
     rpo: { objectiveSeconds: rpoObjectiveSeconds(spec), ok: false },
     phases: PHASES.map((p, i): PhaseRecord => ({ number: i + 1, name: p.name, title: p.title, status: "skipped", detail: "not reached" })),
-    settings: { rows: resolved.rows, format: resolved.format, writeSeconds: resolved.writeSeconds, writeIntervalMs: resolved.writeIntervalMs, keep: options.keep === true },
+    method: resolved.method,
+    settings: {
+      rows: resolved.rows,
+      format: resolved.method === "pitr" ? "base backup (BASE_BACKUP, zstd) + archived WAL" : resolved.format,
+      writeSeconds: resolved.writeSeconds,
+      writeIntervalMs: resolved.writeIntervalMs,
+      keep: options.keep === true,
+      ...(resolved.archiveTimeoutSeconds !== undefined ? { archiveTimeoutSeconds: resolved.archiveTimeoutSeconds, specArchiveTimeoutSeconds: spec.backup.archive.timeoutSeconds } : {}),
+    },
     machine: { cpus: os.cpus().length, node: process.version, toolkit: toolkitVersion() },
   };
 
@@ -200,6 +247,9 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
   let recovered = false;
   let present: { postgres: PresentMarkers; redis: PresentMarkers } | undefined;
   let verifyProblems: string[] = [];
+  /** PITR: row counts before the disaster (the run's marker rows aside): recovery must bring them all back. */
+  let expectedTables: Record<string, number> = {};
+  const pitr = resolved.method === "pitr";
 
   try {
     // 1. Prepare.
@@ -208,7 +258,9 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
         subject = inPlaceSubject(options.env);
       } else {
         log(`drill: starting a scratch ${resolved.engine} copy of '${resolved.specEnv}' (free ports, temporary state)`);
-        subject = await createScratchSubject(resolved.specEnv, resolved.engine, log);
+        // A PITR scratch copy archives every DRILL_ARCHIVE_TIMEOUT_SECONDS while there are writes (stated in the report).
+        const overrides = pitr ? { backup: { archive: { timeoutSeconds: resolved.archiveTimeoutSeconds } } } : {};
+        subject = await createScratchSubject(resolved.specEnv, resolved.engine, log, overrides);
       }
       const opened = openEnvironment(subject.env);
       report.subject = { env: subject.env, ports: { postgres: opened.spec.postgres.port, redis: opened.spec.redis.port } };
@@ -242,6 +294,24 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
       const c = subject!.connections();
       writer = await startMarkerWriter({ pg: c.postgresConfig("app"), redis: c.redisOptions("app"), runId, coinId: markerAcks.coinId, intervalMs: resolved.writeIntervalMs, firstSeq: 1 });
       ensureDir(path.dirname(backupsDir), 0o700);
+      if (pitr) {
+        const t = performance.now();
+        const base = await takeBaseBackup(localEnvironment(subject!.env), { out: backupsDir, log, progress });
+        backupDoneAt = Date.now();
+        const m = base.manifest;
+        report.backup = {
+          id: m.id,
+          dir: base.dir,
+          bytes: m.files.reduce((n, f) => n + f.bytes, 0),
+          seconds: (performance.now() - t) / 1000,
+          manifestChecksum: m.checksum,
+          files: m.files.map((f) => ({ name: f.name, bytes: f.bytes, sha256: f.sha256 })),
+          physical: { startLsn: m.postgres.startLsn, stopLsn: m.postgres.stopLsn, stopTime: m.postgres.stopTime, timeline: m.postgres.timeline, systemIdentifier: m.postgres.systemIdentifier, compression: m.postgres.compression, tarBytes: m.postgres.tarBytes },
+          ...(m.redis ? { redis: { keys: m.redis.keys } } : {}),
+        };
+        detail(`base backup ${m.id}: ${m.files.map((f) => `${f.name} ${f.bytes.toLocaleString("en-US")} B`).join(", ")}; WAL ${m.postgres.startLsn} → ${m.postgres.stopLsn}; the application kept writing meanwhile`);
+        return { dir: base.dir, physical: base.manifest } as const;
+      }
       const result = await backupEnvironment({ env: subject!.env, format: resolved.format, out: backupsDir, log, progress, lockWaitSeconds: options.lockWaitSeconds });
       backupDoneAt = Date.now();
       report.backup = {
@@ -257,21 +327,31 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
         ...(result.manifest.redis ? { redis: { keys: result.manifest.redis.keys } } : {}),
       };
       detail(`backup ${result.manifest.id}: ${result.manifest.files.map((f) => `${f.name} ${f.bytes.toLocaleString("en-US")} B`).join(", ")}; the application kept writing meanwhile`);
-      return result;
+      return { dir: result.dir, logical: result } as const;
     });
 
-    // 3. Keep writing: what is acknowledged now is not in the backup.
-    writes = await phase("writes", async (detail) => {
-      await sleep(resolved.writeSeconds * 1000, options.signal);
+    // 3. Keep writing: what is acknowledged now is not in the backup. PITR: the application is
+    // still writing when the disaster strikes (a crash loses what was not archived, not a tidy stop).
+    const collectWrites = async () => {
       const acks = await writer!.stop();
       writer = undefined;
       acks.postgres.acknowledged.unshift(markerAcks.pgAck);
       acks.redis.acknowledged.unshift(markerAcks.redisAck);
-      const after = (w: AcknowledgedWrites) => w.acknowledged.filter((a) => a.ackedAt > backupDoneAt).length;
-      detail(
-        `acknowledged: PostgreSQL ${acks.postgres.acknowledged.length} rows (${after(acks.postgres)} after the backup), Redis ${acks.redis.acknowledged.length} keys (${after(acks.redis)} after the backup)` +
-          (acks.postgres.failed || acks.redis.failed ? `; failed writes: PostgreSQL ${acks.postgres.failed}, Redis ${acks.redis.failed}` : ""),
-      );
+      return acks;
+    };
+    const after = (w: AcknowledgedWrites) => w.acknowledged.filter((a) => a.ackedAt > backupDoneAt).length;
+    const acknowledgedText = (acks: { postgres: AcknowledgedWrites; redis: AcknowledgedWrites }) =>
+      `acknowledged: PostgreSQL ${acks.postgres.acknowledged.length} rows (${after(acks.postgres)} after the backup), Redis ${acks.redis.acknowledged.length} keys (${after(acks.redis)} after the backup)` +
+      (acks.postgres.failed || acks.redis.failed ? `; failed writes: PostgreSQL ${acks.postgres.failed}, Redis ${acks.redis.failed}` : "");
+    writes = await phase("writes", async (detail) => {
+      await sleep(resolved.writeSeconds * 1000, options.signal);
+      if (pitr) {
+        expectedTables = await withPg(subject!.connections().postgresConfig("admin"), (client) => tableCounts(client, runId));
+        detail(`${resolved.writeSeconds} s of writes after the base backup (archive_timeout ${resolved.archiveTimeoutSeconds} s); the writer goes on into the disaster`);
+        return undefined;
+      }
+      const acks = await collectWrites();
+      detail(acknowledgedText(acks));
       return acks;
     });
     await options.hooks?.afterBackup?.(backup);
@@ -279,13 +359,22 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     // 4. Disaster. The RTO clock starts.
     rtoStarted = performance.now();
     report.disaster = await phase("disaster", async (detail) => {
-      const result = await subject!.disaster(log);
+      const result = pitr ? await subject!.crash(log) : await subject!.disaster(log);
+      if (pitr) {
+        writes = await collectWrites(); // its writes fail from the crash on; what was acknowledged before counts
+        result.destroyed.push(`writer stopped after the crash; ${acknowledgedText(writes)}`);
+      }
       detail(`${subject!.env}: ${result.destroyed.join("; ")}`);
       return result;
     });
 
     // 5. Recreate from the spec.
     await phase("recreate", async (detail) => {
+      if (pitr) {
+        // The record, credentials, configuration and the archive survived; the recovery makes the data folder.
+        detail(`nothing to recreate: ${subject!.env}'s record, credentials, configuration and WAL archive survived; the recovery builds the data folder from the base backup`);
+        return;
+      }
       const before = subject!.env;
       const result = await subject!.recreate(log);
       if (subject!.env !== before) report.subject!.recreatedAs = subject!.env;
@@ -294,8 +383,25 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
 
     // 6. Restore the newest backup.
     await phase("restore", async (detail) => {
-      const newest = listBackups(backup.manifest.env, backupsDir).backups.filter((b) => b.scope === "full").at(-1);
-      if (!newest) throw new Error(`no complete backup of '${backup.manifest.env}' in ${backupsDir}`);
+      if (pitr) {
+        const recovered = await recoverTo(subject!.env, { latest: true }, { yes: true, out: backupsDir, log, progress, lockWaitSeconds: options.lockWaitSeconds });
+        report.restore = { backupId: recovered.backup.id, dir: recovered.backup.dir, isDrillBackup: path.resolve(recovered.backup.dir) === path.resolve(backup.dir), seconds: recovered.seconds, tool: "recovery from the archive (restore --to latest)", warnings: [] };
+        report.pitr = {
+          window: recovered.window,
+          backupId: recovered.backup.id,
+          walSegments: recovered.walSegments,
+          timeline: recovered.timeline,
+          recoveredTo: recovered.recoveredTo,
+          endLsn: recovered.endLsn,
+          archiveTimeoutSeconds: resolved.archiveTimeoutSeconds!,
+          writesRecoveredAfterBackup: 0,
+        };
+        detail(`recovered ${subject!.env} to the end of the archive from base backup ${recovered.backup.id}: ${recovered.walSegments} WAL segments replayed, last transaction ${recovered.recoveredTo ?? "?"}; window ${recovered.window.earliest} → ${recovered.window.latest}${recovered.redis ? "; Redis RDB loaded" : ""}`);
+        return;
+      }
+      const backupEnv = backup.logical!.manifest.env;
+      const newest = listBackups(backupEnv, backupsDir).backups.filter((b) => b.scope === "full").at(-1);
+      if (!newest) throw new Error(`no complete backup of '${backupEnv}' in ${backupsDir}`);
       const restored = await restoreEnvironment({ env: subject!.env, from: newest.dir, yes: true, log, progress, lockWaitSeconds: options.lockWaitSeconds });
       report.restore = {
         backupId: newest.id,
@@ -312,10 +418,15 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     await phase("verify", async (detail) => {
       const opened = openEnvironment(subject!.env);
       const c = opened.connections;
-      const manifest = backup.manifest;
+      const expectedCounts = pitr ? expectedTables : (backup.logical!.manifest.postgres?.tables ?? {});
       const tables: TableComparison[] = await withPg(c.postgresConfig("admin"), async (client) => {
         const out: TableComparison[] = [];
-        for (const [table, expected] of Object.entries(manifest.postgres?.tables ?? {})) {
+        if (pitr) {
+          const actual = await tableCounts(client, runId);
+          for (const [table, expected] of Object.entries(expectedCounts)) out.push({ table, expected, actual: actual[table], ok: actual[table] === expected });
+          return out;
+        }
+        for (const [table, expected] of Object.entries(expectedCounts)) {
           const actual = await client
             .query<{ n: string }>(`SELECT count(*) AS n FROM public.${sqlIdent(table)}`)
             .then((r) => Number(r.rows[0]!.n))
@@ -331,7 +442,7 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
         return { keys, markers: await redisMarkers(redis, runId) };
       });
       present = { postgres: pgPresent, redis: redisPresent };
-      const expectedKeys = manifest.redis?.keys ?? 0;
+      const expectedKeys = (pitr ? backup.physical!.redis?.keys : backup.logical!.manifest.redis?.keys) ?? 0;
       report.comparison = { ok: tables.every((t) => t.ok) && redisKeys === expectedKeys, tables, redisKeys: { expected: expectedKeys, actual: redisKeys, ok: redisKeys === expectedKeys } };
 
       const verified = await verifyEnvironment(resolveTarget({ env: subject!.env }));
@@ -378,6 +489,14 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     const redis = storeRecovery(writes.redis, present.redis, backupDoneAt);
     const worst = [postgres.rpoSeconds, redis.rpoSeconds].some((s) => s === undefined) ? undefined : Math.max(postgres.rpoSeconds!, redis.rpoSeconds!);
     report.rpo = { seconds: worst, objectiveSeconds: rpoObjectiveSeconds(spec), ok: worst !== undefined && worst <= rpoObjectiveSeconds(spec), postgres, redis };
+    if (report.pitr) {
+      // Writes acknowledged after the base backup ended that came back: they were replayed from archived WAL.
+      const presentSeqs = new Set(present.postgres.seqs);
+      report.pitr.writesRecoveredAfterBackup = writes.postgres.acknowledged.filter((a) => a.ackedAt > backupDoneAt && presentSeqs.has(a.seq)).length;
+      if (recovered && report.pitr.writesRecoveredAfterBackup === 0 && postgres.acknowledgedAfterBackup > 0 && resolved.writeSeconds > report.pitr.archiveTimeoutSeconds) {
+        report.reasons.push(`PostgreSQL: none of the ${postgres.acknowledgedAfterBackup} writes acknowledged after the base backup came back: nothing was recovered from the archived WAL`);
+      }
+    }
     for (const [name, store] of [["PostgreSQL", postgres], ["Redis", redis]] as const) {
       if (store.present === 0) report.reasons.push(`${name}: no drill write survived the restore, not even the marker written before the backup`);
       else if (!store.contiguous) report.reasons.push(`${name}: the restored writes have gaps (${store.present} present up to the newest): the backup is not one consistent point in time`);
@@ -436,6 +555,18 @@ async function cleanUp(report: DrillReport, subject: DrillSubject, options: Dril
   }
 }
 
+/** Rows of every table of the public schema, this run's marker rows aside (they measure the RPO). */
+async function tableCounts(client: pg.ClientBase, runId: string): Promise<Record<string, number>> {
+  const { rows } = await client.query<{ name: string }>("SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1");
+  const out: Record<string, number> = {};
+  for (const { name } of rows) {
+    const where = name === "market_data" ? " WHERE data_source IS DISTINCT FROM $1" : "";
+    const { rows: n } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM public.${sqlIdent(name)}${where}`, where ? [markerSource(runId)] : []);
+    out[name] = Number(n[0]!.n);
+  }
+  return out;
+}
+
 function storeRecovery(writes: AcknowledgedWrites, present: PresentMarkers, backupDoneAt: number): StoreRecovery {
   const acked = writes.acknowledged;
   const last = acked.at(-1);
@@ -482,8 +613,11 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * a file name), as a disk or a transfer would. Returns the file changed.
  */
 export function corruptBackupFile(backupDir: string, which: string): string {
-  const manifest = JSON.parse(readFileSync(path.join(backupDir, "manifest.json"), "utf8")) as { postgres?: { file: string }; redis?: { file: string } };
-  const name = which === "postgres" ? manifest.postgres?.file : which === "redis" ? manifest.redis?.file : which === "manifest" ? "manifest.json" : which;
+  const physical = existsSync(path.join(backupDir, PHYSICAL_MANIFEST_FILE));
+  const manifestName = physical ? PHYSICAL_MANIFEST_FILE : "manifest.json";
+  const manifest = JSON.parse(readFileSync(path.join(backupDir, manifestName), "utf8")) as { postgres?: { file: string }; redis?: { file: string } };
+  const postgresFile = physical ? BASE_TAR_FILE : manifest.postgres?.file;
+  const name = which === "postgres" ? postgresFile : which === "redis" ? manifest.redis?.file : which === "manifest" ? manifestName : which;
   const file = path.join(backupDir, name ?? "");
   if (!name || !existsSync(file) || !statSync(file).isFile()) throw new CliError(`cannot corrupt ${JSON.stringify(which)}: no such file in ${backupDir}`, EXIT.USAGE);
   const bytes = readFileSync(file);

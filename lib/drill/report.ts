@@ -92,7 +92,33 @@ export interface DrillReport {
   /** The worse of the two stores. */
   rpo: { seconds?: number; objectiveSeconds: number; ok: boolean; postgres?: StoreRecovery; redis?: StoreRecovery };
   phases: PhaseRecord[];
-  settings: { rows: number; format: string; writeSeconds: number; writeIntervalMs: number; keep: boolean };
+  /** pitr: base backup + archived WAL, recovered to the latest; logical: the backup command's dump. */
+  method: "pitr" | "logical";
+  settings: {
+    rows: number;
+    format: string;
+    writeSeconds: number;
+    writeIntervalMs: number;
+    keep: boolean;
+    /** PITR: the drilled servers' archive_timeout (a scratch copy's is shorter than the spec's, to span several segments in seconds). */
+    archiveTimeoutSeconds?: number;
+    /** PITR: backup.archive.timeoutSeconds of the drilled environment's spec. */
+    specArchiveTimeoutSeconds?: number;
+  };
+  /** PITR: what the recovery used and reached. */
+  pitr?: {
+    window: { earliest: string; latest: string };
+    backupId: string;
+    /** Archived WAL segments from the base backup's start to the end of the archive. */
+    walSegments: number;
+    timeline: number;
+    /** The last transaction replayed. */
+    recoveredTo?: string;
+    endLsn?: string;
+    archiveTimeoutSeconds: number;
+    /** Marker rows acknowledged after the base backup that came back (replayed from archived WAL). */
+    writesRecoveredAfterBackup: number;
+  };
   seed?: { rows: number; inserted: number; seconds: number; rowsPerSecond: number };
   backup?: {
     id: string;
@@ -103,6 +129,8 @@ export interface DrillReport {
     manifestChecksum: string;
     files: { name: string; bytes: number; sha256: string }[];
     postgres?: { format: string; compression: string; pgDump: string; tables: Record<string, number> };
+    /** A base backup (PITR drill). */
+    physical?: { startLsn: string; stopLsn: string; stopTime: string; timeline: number; systemIdentifier: string; compression: string; tarBytes: number };
     redis?: { keys: number };
   };
   disaster?: { destroyed: string[]; bytes?: number };
@@ -134,9 +162,19 @@ export function formatDrillText(report: DrillReport): string {
     if (p.error) lines.push(`       ${p.error}`);
   }
   if (report.backup) lines.push(`  backup ${report.backup.id}: ${humanBytes(report.backup.bytes)}, ${report.backup.files.map((f) => `${f.name} sha256 ${f.sha256.slice(0, 16)}…`).join(", ")}`);
+  if (report.pitr) lines.push(`  ${pitrLine(report)}`);
   for (const reason of report.reasons) lines.push(`  ✗ ${reason}`);
   if (report.kept) lines.push(`  kept: ${report.kept.env} is still up; remove it with: ${report.kept.removeWith}`);
   return redact(lines.join("\n"));
+}
+
+function pitrLine(report: DrillReport): string {
+  const p = report.pitr!;
+  return (
+    `point-in-time recovery: window ${p.window.earliest} → ${p.window.latest}; base backup ${p.backupId}; ${p.walSegments} archived WAL segments replayed (timeline ${p.timeline})` +
+    `${p.recoveredTo ? `, last transaction ${p.recoveredTo}` : ""}; ${p.writesRecoveredAfterBackup} writes made after the base backup came back from the archive; ` +
+    `archive_timeout ${p.archiveTimeoutSeconds} s${report.settings.specArchiveTimeoutSeconds !== undefined && report.settings.specArchiveTimeoutSeconds !== p.archiveTimeoutSeconds ? ` (scratch copy; the spec's is ${report.settings.specArchiveTimeoutSeconds} s)` : ""}`
+  );
 }
 
 /** Markdown for a compliance record. */
@@ -148,7 +186,8 @@ export function formatDrillMarkdown(report: DrillReport): string {
     `- Run: \`${report.runId}\`, ${report.startedAt} → ${report.completedAt}`,
     `- Environment: \`${report.env}\` (spec \`Pulumi.${report.specEnv}.yaml\`${report.specHash ? `, hash \`${report.specHash.slice(0, 12)}\`` : ""}); ` +
       (report.mode === "scratch" ? `drilled on a scratch ${report.engine} copy \`${report.subject?.env ?? "?"}\`${report.subject?.recreatedAs ? `, recreated as \`${report.subject.recreatedAs}\`` : ""}` : `drilled in place (${report.engine})`),
-    `- Settings: ${number(report.settings.rows)} seeded market_data rows, backup format ${report.settings.format}, writes for ${report.settings.writeSeconds} s after the backup (one every ${report.settings.writeIntervalMs} ms per store)`,
+    `- Method: ${report.method === "pitr" ? "point-in-time recovery (base backup + archived WAL, to the latest)" : "logical backup and restore"}`,
+    `- Settings: ${number(report.settings.rows)} seeded market_data rows, backup format ${report.settings.format}${report.settings.archiveTimeoutSeconds !== undefined ? `, archive_timeout ${report.settings.archiveTimeoutSeconds} s (spec: ${report.settings.specArchiveTimeoutSeconds} s)` : ""}, writes for ${report.settings.writeSeconds} s after the backup (one every ${report.settings.writeIntervalMs} ms per store)`,
     `- Machine: ${report.machine.cpus} CPUs, Node ${report.machine.node}, ${report.machine.toolkit}`,
     `- Result: **${statusWord(report)}** (exit ${report.exitCode})`,
     "",
@@ -182,6 +221,7 @@ export function formatDrillMarkdown(report: DrillReport): string {
     if (b.redis) md.push(`- Redis: ${number(b.redis.keys)} keys`);
     md.push("", "| File | Bytes | sha256 |", "|---|---|---|", ...b.files.map((f) => `| ${f.name} | ${number(f.bytes)} | \`${f.sha256}\` |`), "");
   }
+  if (report.pitr) md.push("## Point-in-time recovery", "", `- ${cell(pitrLine(report))}`, ...(report.backup?.physical ? [`- Base backup WAL range: ${report.backup.physical.startLsn} → ${report.backup.physical.stopLsn} (ended ${report.backup.physical.stopTime}), system identifier ${report.backup.physical.systemIdentifier}, ${report.backup.physical.compression}`] : []), ...(report.pitr.endLsn ? [`- Recovery ended at ${report.pitr.endLsn}`] : []), "");
   if (report.restore) {
     md.push("## Restore", "", `- Restored \`${report.restore.backupId}\`${report.restore.isDrillBackup ? " (this drill's backup, the newest)" : " (**not this drill's backup**)"} in ${secs(report.restore.seconds)}${report.restore.tool ? ` with ${report.restore.tool}` : ""}`);
     for (const w of report.restore.warnings) md.push(`- Warning: ${cell(w)}`);

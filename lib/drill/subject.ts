@@ -18,7 +18,7 @@ import { removeCiEnvironment } from "../ci-env/environment.js";
 import { EmbeddedEnvironment } from "../env/embedded.js";
 import { openEnvironment, readRecord, type EnvironmentConnections } from "../env/environment.js";
 import { serviceUser, type EnvPaths } from "../env/paths.js";
-import { stopPostgres } from "../env/postgres-server.js";
+import { postmasterPid, stopPostgres } from "../env/postgres-server.js";
 import { processAlive } from "../env/processes.js";
 import { redisPid } from "../env/redis-server.js";
 import { loadSpec } from "../spec/load.js";
@@ -44,6 +44,12 @@ export interface DrillSubject {
   readonly ids: string[];
   connections(): EnvironmentConnections;
   disaster(log: Log): Promise<DisasterDetail>;
+  /**
+   * The point-in-time recovery drill's disaster: every server process killed with SIGKILL (no
+   * checkpoint, no last flush or save), the data folders gone; the record, credentials,
+   * configuration and the WAL archive (separate storage, in real life) survive.
+   */
+  crash(log: Log): Promise<DisasterDetail>;
   /** Deletes what the disaster moved aside (after the recovery: not part of the RTO). */
   discardLostData(): Promise<{ bytes: number; removed: string[] }>;
   recreate(log: Log): Promise<{ seconds: number }>;
@@ -62,13 +68,13 @@ export function scratchBaseEnv(env: string): string {
 }
 
 /** A new scratch environment from the stack's spec. */
-export async function createScratchSubject(baseEnv: string, engine: DrillEngine, log: Log): Promise<DrillSubject> {
+export async function createScratchSubject(baseEnv: string, engine: DrillEngine, log: Log, specOverrides: Record<string, unknown> = {}): Promise<DrillSubject> {
   if (engine === "docker") {
     const { DockerEnvironment } = await import("../docker/environment.js");
     const started = await new DockerEnvironment(baseEnv).withEphemeral().withLog(log).start();
     return new DockerSubject(baseEnv, started.env);
   }
-  const started = await new EmbeddedEnvironment(baseEnv).withEphemeral().withLog(log).start();
+  const started = await new EmbeddedEnvironment(baseEnv).withEphemeral().withSpecOverrides(specOverrides).withLog(log).start();
   return new EmbeddedSubject("scratch", baseEnv, started.env);
 }
 
@@ -125,6 +131,30 @@ class EmbeddedSubject implements DrillSubject {
     return { destroyed };
   }
 
+  async crash(log: Log): Promise<DisasterDetail> {
+    const { paths } = openEnvironment(this.env);
+    const destroyed: string[] = [];
+    const t = performance.now();
+    const pg = postmasterPid(paths);
+    if (pg !== undefined) {
+      const killed = await killTree(pg);
+      destroyed.push(`PostgreSQL killed (SIGKILL to the postmaster and its ${killed - 1} processes: no checkpoint, no last WAL flush)`);
+    }
+    if (await killRedis(paths)) destroyed.push("Redis server killed (SIGKILL: no last save)");
+    destroyed.push(`servers down in ${Math.round(performance.now() - t)} ms`);
+    const redisData = existsSync(paths.redisDir) ? readdirSync(paths.redisDir).filter((f) => f === "dump.rdb" || f === "appendonlydir").map((f) => path.join(paths.redisDir, f)) : [];
+    for (const dir of [paths.pgData, ...redisData]) {
+      if (!existsSync(dir)) continue;
+      const lost = `${dir}.lost-${Date.now().toString(36)}`;
+      renameSync(dir, lost);
+      this.lostData.push(lost);
+      destroyed.push(`${dir} gone (moved aside, deleted after the recovery)`);
+    }
+    destroyed.push(`kept: the WAL archive ${paths.pgArchive}, the record, credentials and configuration`);
+    log(`disaster: ${destroyed.join("; ")}`);
+    return { destroyed };
+  }
+
   async discardLostData(): Promise<{ bytes: number; removed: string[] }> {
     let bytes = 0;
     const removed: string[] = [];
@@ -174,6 +204,10 @@ class DockerSubject implements DrillSubject {
     return { destroyed };
   }
 
+  async crash(): Promise<DisasterDetail> {
+    throw new CliError("the point-in-time recovery drill runs on the embedded engine; drill Docker with --method logical", EXIT.USAGE);
+  }
+
   async discardLostData(): Promise<{ bytes: number; removed: string[] }> {
     return { bytes: 0, removed: [] }; // the volumes went with the disaster
   }
@@ -199,6 +233,30 @@ class DockerSubject implements DrillSubject {
   }
 }
 
+/** SIGKILL to a process and its children (as a machine's crash), then waits (bounded) until all are gone. Returns how many. */
+async function killTree(pid: number): Promise<number> {
+  const children = readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((p) => {
+      try {
+        return Number(readFileSync(`/proc/${p}/stat`, "utf8").replace(/^.*\) /s, "").split(" ")[1]) === pid;
+      } catch {
+        return false;
+      }
+    });
+  const all = [pid, ...children];
+  for (const p of all) {
+    try {
+      process.kill(p, "SIGKILL");
+    } catch {
+      // gone already
+    }
+  }
+  for (let i = 0; i < 500 && all.some((p) => processAlive(p)); i++) await new Promise((r) => setTimeout(r, 10));
+  return all.length;
+}
+
 /** SIGKILL, then waits (bounded) until the process is gone. */
 async function killRedis(paths: EnvPaths): Promise<boolean> {
   const pid = redisPid(paths);
@@ -215,6 +273,7 @@ function dataDirs(paths: EnvPaths): string[] {
 }
 
 function folderBytes(dir: string): number {
+  if (statSync(dir).isFile()) return statSync(dir).size;
   let total = 0;
   const walk = (d: string) => {
     for (const entry of readdirSync(d, { withFileTypes: true })) {

@@ -16,6 +16,8 @@ const credentialsSchema = z.strictObject({
     ownerPassword: password,
     appPassword: password,
     readonlyPassword: password,
+    /** The base-backup role's (postgres.backupUser); files made before it existed get one from `up`. */
+    backupPassword: password.optional(),
   }),
   redis: z.strictObject({ adminPassword: password, appPassword: password }),
 });
@@ -35,6 +37,7 @@ export function generateCredentials(superuser = "postgres"): Credentials {
       ownerPassword: generatePassword(),
       appPassword: generatePassword(),
       readonlyPassword: generatePassword(),
+      backupPassword: generatePassword(),
     },
     redis: { adminPassword: generatePassword(), appPassword: generatePassword() },
   };
@@ -44,7 +47,7 @@ export function generateCredentials(superuser = "postgres"): Credentials {
 
 export function registerCredentials(credentials: Credentials): void {
   const { postgres: p, redis: r } = credentials;
-  for (const secret of [p.superuserPassword, p.ownerPassword, p.appPassword, p.readonlyPassword, r.adminPassword, r.appPassword]) registerSecret(secret);
+  for (const secret of [p.superuserPassword, p.ownerPassword, p.appPassword, p.readonlyPassword, p.backupPassword, r.adminPassword, r.appPassword]) if (secret) registerSecret(secret);
 }
 
 /** Reads and checks a credentials file: it must exist, parse, and be readable by its owner only. */

@@ -14,15 +14,15 @@ import { withPg, withRedis } from "../db/clients.js";
 import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
 import { bootstrapSql, postMigrationSql, sqlIdent } from "../db/roles.js";
 import { loadSpec } from "../spec/load.js";
-import { postgresConf, redisSettings } from "../spec/render.js";
+import { postgresConf, redisSettings, type ArchiveTarget } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
 import { checkPostgresSettings, checkRedisSettings, type SettingCheck } from "../verify/settings.js";
-import { generateCredentials, readCredentials, writeCredentials, type Credentials } from "./credentials.js";
+import { generateCredentials, generatePassword, readCredentials, registerCredentials, writeCredentials, type Credentials } from "./credentials.js";
 import { EnvironmentConnections, readRecord, specOf, writeRecord, type EnvironmentRecord } from "./environment.js";
 import { withEnvLock } from "./lock.js";
 import { assertReachableByServiceUser, ensureServiceDir, envPaths, serviceUser, type EnvPaths, type ServiceUser } from "./paths.js";
 import { assertPortFree, freePort } from "./ports.js";
-import { assertClusterVersion, clusterMajorVersion, initCluster, postmasterPid, startPostgres, stopPostgres, writeServerConf } from "./postgres-server.js";
+import { assertClusterVersion, clusterMajorVersion, initCluster, postmasterPid, startPostgres, stopPostgres, writeHbaConf, writeServerConf } from "./postgres-server.js";
 import { embeddedRedisConf, findRedisServer, recoverInterruptedRestore, redisPid, startRedis, stopRedis, writeRedisConf } from "./redis-server.js";
 
 type Log = (message: string) => void;
@@ -33,6 +33,7 @@ export class EmbeddedEnvironment {
   private ephemeral = false;
   private baseEnv: string;
   private lockWaitSeconds?: number;
+  private extraOverrides: Record<string, unknown> = {};
 
   /** @param env a stack name (`dev`, `ci`, …); with `withEphemeral()`, the stack to copy. */
   constructor(private readonly env: string = "dev") {
@@ -51,6 +52,12 @@ export class EmbeddedEnvironment {
     return this;
   }
 
+  /** Spec values an ephemeral copy runs with on top of the stack's (recorded with it), e.g. a shorter archive timeout for a drill. */
+  withSpecOverrides(overrides: Record<string, unknown>): this {
+    this.extraOverrides = overrides;
+    return this;
+  }
+
   /** How long to wait for another run's lock (default $CPI_LOCK_WAIT_SECONDS or 120 s; 0 fails fast). */
   withLockWait(seconds: number): this {
     this.lockWaitSeconds = seconds;
@@ -64,7 +71,7 @@ export class EmbeddedEnvironment {
     let spec: Spec;
     if (this.ephemeral) {
       env = `eph-${randomBytes(5).toString("hex")}`;
-      specOverrides = { namePrefix: `cpi-${env}`, postgres: { port: await freePort() }, redis: { port: await freePort() } };
+      specOverrides = { ...this.extraOverrides, namePrefix: `cpi-${env}`, postgres: { port: await freePort() }, redis: { port: await freePort() } };
       spec = { ...loadSpec(this.baseEnv, { overrides: specOverrides }), env };
     } else {
       spec = specOf(env); // validates before anything starts
@@ -160,10 +167,12 @@ async function bringUp(spec: Spec, paths: EnvPaths, record: EnvironmentRecord, l
   let initialised = false;
   if (!hasCluster) {
     log(`initialising PostgreSQL ${spec.postgres.version} in ${paths.pgData}`);
-    await initCluster(paths, credentials.postgres.superuser, credentials.postgres.superuserPassword, user);
+    await initCluster(paths, credentials.postgres.superuser, credentials.postgres.superuserPassword, spec.postgres.backupUser, user);
     initialised = true;
   }
-  writeServerConf(paths, postgresConf(spec), spec.postgres.port, user);
+  ensureServiceDir(paths.pgArchive, user); // basic_archive writes here; it does not create it
+  writeHbaConf(paths.pgData, spec.postgres.backupUser, user);
+  writeServerConf(paths, postgresConf(spec, embeddedArchiveTarget(paths)), spec.postgres.port, user);
   writeRedisConf(paths, embeddedRedisConf(spec, paths, { port: spec.redis.port, adminPassword: credentials.redis.adminPassword, appPassword: credentials.redis.appPassword }), user);
 
   let recoveredStalePid = false;
@@ -205,8 +214,18 @@ async function assertAccepts(server: string, paths: EnvPaths, connect: () => Pro
 }
 
 function loadOrCreateCredentials(paths: EnvPaths, env: string, hasCluster: boolean): Credentials {
-  if (existsSync(paths.credentials) || hasCluster) return readCredentials(paths.credentials, env);
-  return generateCredentials();
+  if (!existsSync(paths.credentials) && !hasCluster) return generateCredentials();
+  const credentials = readCredentials(paths.credentials, env);
+  if (credentials.postgres.backupPassword) return credentials;
+  // Made before base backups existed: the backup role gets its password now (written by bringUp).
+  const upgraded = { ...credentials, postgres: { ...credentials.postgres, backupPassword: generatePassword() } };
+  registerCredentials(upgraded);
+  return upgraded;
+}
+
+/** The embedded server archives WAL into the environment's state (owned by the servers' account). */
+export function embeddedArchiveTarget(paths: EnvPaths): ArchiveTarget {
+  return { archiveDirectory: paths.pgArchive };
 }
 
 /** A running server re-reads the spec's settings; static ones (shared_buffers…) need a restart. */
@@ -239,7 +258,7 @@ async function bootstrapDatabase(spec: Spec, connections: EnvironmentConnections
     if (!rowCount) await client.query(`CREATE DATABASE ${sqlIdent(spec.postgres.database)}`);
   });
   await withPg(connections.postgresConfig("admin"), (client) =>
-    client.query(bootstrapSql(spec, { owner: pg.ownerPassword, app: pg.appPassword, readonly: pg.readonlyPassword })),
+    client.query(bootstrapSql(spec, { owner: pg.ownerPassword, app: pg.appPassword, readonly: pg.readonlyPassword, backup: pg.backupPassword })),
   );
 }
 

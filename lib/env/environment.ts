@@ -33,6 +33,8 @@ const recordSchema = z.object({
       containers: z.object({ postgres: z.string(), redis: z.string() }),
       volumes: z.array(z.string()),
       network: z.string().optional(),
+      /** The WAL archive on the backup volume, as this host reads it (the volume's folder). */
+      archiveDir: z.string().optional(),
     })
     .optional(),
 });
@@ -88,6 +90,18 @@ export class EnvironmentConnections {
   /** node-postgres options for a role (default database: the spec's). */
   postgresConfig(role: PostgresRole, database = this.spec.postgres.database): ClientConfig {
     return { host: this.host, port: this.spec.postgres.port, database, ...this.postgresLogin(role), connectionTimeoutMillis: 10_000 };
+  }
+
+  /**
+   * A physical replication session as the base-backup role (BASE_BACKUP): no database, and
+   * pg_hba admits it from 127.0.0.1 only.
+   */
+  replicationConfig(): ClientConfig & { replication: string } {
+    const password = this.credentials.postgres.backupPassword;
+    if (!password) {
+      throw new CliError(`environment '${this.spec.env}' has no base-backup role yet (its credentials predate it)`, EXIT.ERROR, `run: npm run up -- --env ${this.spec.env} (it adds the role and keeps the data)`);
+    }
+    return { host: this.host, port: this.spec.postgres.port, user: this.spec.postgres.backupUser, password, replication: "true", connectionTimeoutMillis: 10_000 };
   }
 
   /** postgresql:// URL for a role. */

@@ -56,6 +56,10 @@ export interface EnvPaths {
   pgPasswordFile: string;
   /** The spec's settings, included from postgresql.conf. */
   pgSpecConf: string;
+  /** Archived WAL (basic_archive.archive_directory), owned by the servers' account. */
+  pgArchive: string;
+  /** Where the server writes a base backup (TARGET 'server') before it is compressed into the backup repository. */
+  pgBackupStaging: string;
   redisDir: string;
   redisConf: string;
   redisLog: string;
@@ -85,6 +89,8 @@ export function envPaths(env: string): EnvPaths {
     pgLog: path.join(pgDir, "postgres.log"),
     pgPasswordFile: path.join(pgDir, ".initdb-password"),
     pgSpecConf: path.join(pgData, "spec.conf"),
+    pgArchive: path.join(pgDir, "wal-archive"),
+    pgBackupStaging: path.join(pgDir, "base-backup-staging"),
     redisDir,
     redisConf: path.join(redisDir, "redis.conf"),
     redisLog: path.join(redisDir, "redis.log"),

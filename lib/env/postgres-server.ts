@@ -48,7 +48,7 @@ async function asServiceUser(user: ServiceUser | undefined, file: string, args: 
 }
 
 /** Creates the cluster: scram-sha-256 for every connection, superuser password from a 0600 file. */
-export async function initCluster(paths: EnvPaths, superuser: string, superuserPassword: string, user: ServiceUser | undefined): Promise<void> {
+export async function initCluster(paths: EnvPaths, superuser: string, superuserPassword: string, backupUser: string, user: ServiceUser | undefined): Promise<void> {
   const bin = embeddedPgBinDir();
   // initdb works in a staging folder that is renamed into place when complete: a run killed
   // half-way leaves no half-made cluster at pgData for every later `up` to fail on.
@@ -70,12 +70,7 @@ export async function initCluster(paths: EnvPaths, superuser: string, superuserP
   } finally {
     rmSync(paths.pgPasswordFile, { force: true });
   }
-  // Only TCP on loopback, always with a password; no unix socket to share between environments.
-  writeFileAtomic(
-    path.join(staging, "pg_hba.conf"),
-    ["# TYPE  DATABASE  USER  ADDRESS        METHOD", "host    all       all   127.0.0.1/32   scram-sha-256", "host    all       all   ::1/128        scram-sha-256", ""].join("\n"),
-    0o600,
-  );
+  writeHbaConf(staging, backupUser, undefined);
   const conf = path.join(staging, "postgresql.conf");
   writeFileAtomic(conf, readFileSync(conf, "utf8") + "\n# The spec's settings (crypto-prediction-infra): rewritten by `npm run up` when the spec changes.\ninclude 'spec.conf'\n", 0o600);
   if (user) {
@@ -83,6 +78,26 @@ export async function initCluster(paths: EnvPaths, superuser: string, superuserP
     chownSync(path.join(staging, "pg_hba.conf"), user.uid, user.gid);
   }
   renameSync(staging, paths.pgData);
+}
+
+/**
+ * pg_hba.conf: only TCP on loopback, always with a password; no unix socket to share between
+ * environments. The base-backup role alone may open a replication connection (BASE_BACKUP), and
+ * only from 127.0.0.1 (`all` in the database column does not cover replication). Rewritten by
+ * every `up`, so older environments get the replication line; a running server reloads it.
+ */
+export function writeHbaConf(dataDir: string, backupUser: string, user: ServiceUser | undefined): boolean {
+  const file = path.join(dataDir, "pg_hba.conf");
+  const text = [
+    "# TYPE  DATABASE     USER  ADDRESS        METHOD",
+    `host    replication  ${backupUser}  127.0.0.1/32   scram-sha-256`,
+    "host    all          all   127.0.0.1/32   scram-sha-256",
+    "host    all          all   ::1/128        scram-sha-256",
+    "",
+  ].join("\n");
+  const changed = writeFileAtomicIfChanged(file, text, 0o600);
+  if (user) chownSync(file, user.uid, user.gid);
+  return changed;
 }
 
 /** The data dir's major version, or undefined when there is no cluster. */

@@ -14,6 +14,7 @@ import { withPg, withRedis } from "../db/clients.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
+import { archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, type Assessment } from "../verify/archive.js";
 import { errorText } from "../verify/report.js";
 import { parseInfo, redisOptions } from "../verify/redis.js";
 
@@ -55,7 +56,7 @@ export async function monitorEnvironment(target: Target, spec: Spec = target.spe
   const interval = options.intervalSeconds ?? 1;
   const parts = await Promise.all([
     target.postgres
-      ? withPg(target.postgres.config("admin"), (client) => postgresMetrics(client, spec)).catch((error: unknown) => [errorLine("postgres", `could not connect to ${target.postgres!.label}: ${errorText(error)}`)])
+      ? withPg(target.postgres.config("admin"), async (client) => [...(await postgresMetrics(client, spec)), ...(await archiveMetrics(client, target, spec))]).catch((error: unknown) => [errorLine("postgres", `could not connect to ${target.postgres!.label}: ${errorText(error)}`)])
       : Promise.resolve([]),
     target.redis
       ? withRedis(redisOptions(target.redis, "admin"), (redis) => redisMetrics(redis, spec, interval)).catch((error: unknown) => [errorLine("redis", `could not connect to ${target.redis!.label}: ${errorText(error)}`)])
@@ -210,6 +211,29 @@ async function postgresMetrics(client: pg.Client, spec: Spec): Promise<MetricLin
     detail: unused.length ? unused.map((u) => `${u.name} (${humanBytes(Number(u.bytes))})`).join(", ") + "; unique and primary-key indexes are not counted (they enforce constraints)" : undefined,
   });
   return lines;
+}
+
+/** Archiving: the archiver, WAL waiting for it, its folder (verify's assessments, as metric lines). */
+async function archiveMetrics(client: pg.Client, target: Target, spec: Spec): Promise<MetricLine[]> {
+  const skip = archivingSkipReason(spec);
+  if (skip) return [{ id: "postgres.archiver", server: "postgres", title: "WAL archiver", status: "info", value: skip }];
+  let state;
+  try {
+    state = await readArchiver(client);
+  } catch (error) {
+    return [{ id: "postgres.archiver", server: "postgres", title: "WAL archiver", status: "error", value: `could not read pg_stat_archiver: ${errorText(error)}`, detail: "needs a superuser or a member of pg_monitor" }];
+  }
+  const folder = state.archiveMode === "off" ? undefined : await checkArchiveFolder(target, state.archiveDirectory);
+  const freshness = await freshnessOf(target, spec);
+  return [...assessArchiver(state, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentLine);
+}
+
+const ASSESSMENT_IDS: Record<Assessment["key"], string> = { archiver: "postgres.archiver", lag: "postgres.archive_lag", folder: "postgres.archive_folder", freshness: "postgres.backup_age" };
+
+/** A verify assessment as a monitor line: a failure is a WARN (exit 1). */
+export function assessmentLine(a: Assessment): MetricLine {
+  const status: MetricStatus = a.status === "fail" ? "warn" : a.status === "skip" ? "info" : a.status;
+  return { id: ASSESSMENT_IDS[a.key], server: "postgres", title: a.title, status, value: a.value, threshold: a.threshold, detail: a.status === "fail" ? a.hint : undefined, measured: a.measured };
 }
 
 // ---- Redis -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
   "postgres.user": { appliesTo: ALL, about: "schema owner; runs migrations" },
   "postgres.appUser": { appliesTo: ALL, about: "application role: DML on the guide's tables only" },
   "postgres.readonlyUser": { appliesTo: ALL, about: "read-only reporting role" },
+  "postgres.backupUser": { appliesTo: "embedded, docker", about: "base-backup role: REPLICATION and pg_write_server_files only, replication from 127.0.0.1" },
   "postgres.sharedBuffers": { unit: "PostgreSQL size (kB/MB/GB)", appliesTo: `${ALL} (RDS: 8 kB pages, pending-reboot)`, about: "shared_buffers" },
   "postgres.effectiveCacheSize": { unit: "PostgreSQL size", appliesTo: `${ALL} (RDS: 8 kB pages)`, about: "effective_cache_size" },
   "postgres.workMem": { unit: "PostgreSQL size", appliesTo: `${ALL} (RDS: kB)`, about: "work_mem" },

@@ -145,8 +145,8 @@ export function crossFieldIssues(spec: Spec, memoryBytes: number | undefined): S
   if (pg.port === spec.redis.port) issues.push({ key: "redis.port", value: spec.redis.port, message: "is the same as postgres.port" });
   const { ttlShortSeconds: s, ttlMediumSeconds: m, ttlLongSeconds: l } = spec.cache;
   if (!(s < m && m < l)) issues.push({ key: "cache", value: { s, m, l }, message: "TTL tiers must grow: ttlShortSeconds < ttlMediumSeconds < ttlLongSeconds" });
-  const names = [pg.user, pg.appUser, pg.readonlyUser];
-  if (new Set(names).size !== names.length) issues.push({ key: "postgres.appUser", value: names, message: "user, appUser and readonlyUser must be three different roles" });
+  const names = [pg.user, pg.appUser, pg.readonlyUser, pg.backupUser];
+  if (new Set(names).size !== names.length) issues.push({ key: "postgres.appUser", value: names, message: "user, appUser, readonlyUser and backupUser must be four different roles" });
   for (const cidr of spec.aws.allowedCidrs) {
     if (/^0\.0\.0\.0\/0$|^::\/0$/.test(cidr)) issues.push({ key: "aws.allowedCidrs", value: cidr, message: "a database is never open to the internet; list your application's CIDRs or security groups" });
   }

@@ -36,15 +36,49 @@ export function postgresSettings(spec: Spec): PostgresSetting[] {
   ];
 }
 
+/** Where a local target's server archives WAL: a folder the server's OS user owns. */
+export interface ArchiveTarget {
+  /** basic_archive.archive_directory as the server sees it (embedded: the env's state; Docker: the WAL-archive volume). */
+  archiveDirectory: string;
+}
+
+/** The GUC of basic_archive that names its folder (a placeholder until the archiver loads the module). */
+export const ARCHIVE_DIRECTORY_SETTING = "basic_archive.archive_directory";
+
+/**
+ * Continuous WAL archiving (backup.archive) for the targets that archive themselves (embedded,
+ * Docker): basic_archive, PostgreSQL's own archiver module (temp file, fsync, rename; refuses to
+ * overwrite a different file). RDS archives on its own and takes none of these (capabilities.ts).
+ * wal_level and archive_mode need a restart; the library, its folder and the timeout a reload.
+ */
+export function archiveSettings(spec: Spec, target: ArchiveTarget): PostgresSetting[] {
+  const archive = spec.backup.archive;
+  const settings: PostgresSetting[] = [
+    { name: "wal_level", value: "replica", kind: "string", restart: true },
+    { name: "archive_mode", value: archive.enabled ? "on" : "off", kind: "string", restart: true },
+  ];
+  if (!archive.enabled) return settings;
+  return settings.concat([
+    { name: "archive_library", value: "basic_archive", kind: "string", restart: false },
+    { name: ARCHIVE_DIRECTORY_SETTING, value: target.archiveDirectory, kind: "string", restart: false },
+    { name: "archive_timeout", value: String(archive.timeoutSeconds), kind: "integer", restart: false },
+  ]);
+}
+
+/** The settings a local target's server runs with: the spec's tuning, plus archiving when it has an archive. */
+export function localPostgresSettings(spec: Spec, target?: ArchiveTarget): PostgresSetting[] {
+  return target ? postgresSettings(spec).concat(archiveSettings(spec, target)) : postgresSettings(spec);
+}
+
 /** `postgres -c name=value …` arguments (Docker target, container tests). */
-export function postgresArgs(spec: Spec): string[] {
-  return postgresSettings(spec).flatMap((s) => ["-c", `${s.name}=${s.value}`]);
+export function postgresArgs(spec: Spec, target?: ArchiveTarget): string[] {
+  return localPostgresSettings(spec, target).flatMap((s) => ["-c", `${s.name}=${s.value}`]);
 }
 
 /** postgresql.conf lines (embedded target: the data dir's included spec.conf). */
-export function postgresConf(spec: Spec): string {
-  return postgresSettings(spec)
-    .map((s) => `${s.name} = '${s.value}'`)
+export function postgresConf(spec: Spec, target?: ArchiveTarget): string {
+  return localPostgresSettings(spec, target)
+    .map((s) => `${s.name} = '${s.value.replace(/'/g, "''")}'`)
     .join("\n")
     .concat("\n");
 }

@@ -63,6 +63,8 @@ export const postgresSchema = z.strictObject({
   appUser: identifier.default("crypto_app"),
   /** Read-only role for reporting. */
   readonlyUser: identifier.default("crypto_readonly"),
+  /** Base backups over the replication protocol (REPLICATION + pg_write_server_files, nothing else; embedded and Docker). */
+  backupUser: identifier.default("crypto_backup"),
   /** Guide: 256MB. */
   sharedBuffers: pgSize.default("256MB"),
   /** Guide: 1GB. */

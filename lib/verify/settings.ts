@@ -4,7 +4,7 @@
  */
 import type pg from "pg";
 import type { Redis } from "ioredis";
-import { postgresSettings, redisConfigGetValue, redisSettings } from "../spec/render.js";
+import { localPostgresSettings, redisConfigGetValue, redisSettings, type ArchiveTarget } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
 import { parsePgSize } from "../spec/units.js";
 
@@ -28,13 +28,21 @@ export function pgSettingBytes(setting: string, unit: string | null): number | u
   return Number(setting) * Number(match[1] || 1) * parsePgSize(`1${match[2]}`)!;
 }
 
-export async function checkPostgresSettings(client: pg.ClientBase, spec: Spec): Promise<SettingCheck[]> {
-  const declared = postgresSettings(spec);
+/** The spec's settings on a server; with `archive` (a local target's archive folder), the archiving settings too. */
+export async function checkPostgresSettings(client: pg.ClientBase, spec: Spec, archive?: ArchiveTarget): Promise<SettingCheck[]> {
+  const declared = localPostgresSettings(spec, archive);
   const { rows } = await client.query<{ name: string; setting: string; unit: string | null; shown: string; pending_restart: boolean; source: string }>(
     "SELECT name, setting, unit, current_setting(name) AS shown, pending_restart, source FROM pg_settings WHERE name = ANY($1)",
     [declared.map((s) => s.name)],
   );
   const live = new Map(rows.map((r) => [r.name, r]));
+  // A module's settings (basic_archive.*) are placeholders in a backend that has not loaded the
+  // module: pg_settings lists none, current_setting() reads them as the file sets them.
+  for (const s of declared.filter((d) => !live.has(d.name) && d.name.includes("."))) {
+    const { rows: placeholder } = await client.query<{ v: string | null }>("SELECT current_setting($1, true) AS v", [s.name]);
+    const v = placeholder[0]?.v;
+    if (v !== null && v !== undefined) live.set(s.name, { name: s.name, setting: v, unit: null, shown: v, pending_restart: false, source: "configuration file" });
+  }
   return declared.map((s) => {
     const row = live.get(s.name);
     let ok = false;

@@ -20,6 +20,7 @@ import { humanBytes } from "../spec/units.js";
 import { errorText, exitCodeOf, summarise, type Check, type CheckGroup, type VerifyReport } from "./report.js";
 import { parseInfo, redisOptions } from "./redis.js";
 import { checkPostgresSettings, checkRedisSettings } from "./settings.js";
+import { archiveTargetOf, archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, type ArchiverState, type Assessment } from "./archive.js";
 
 export interface VerifyOptions {
   /** Which health endpoint: db, cache, or both (default). */
@@ -72,6 +73,8 @@ interface AdminFacts {
   applied: string[];
   live: SchemaObject[];
   database: string;
+  /** pg_stat_archiver and friends, or why they could not be read. */
+  archiver: ArchiverState | Error;
 }
 
 async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions): Promise<Check[]> {
@@ -82,10 +85,11 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
       const { appliedMigrations } = await migrations;
       // One connection runs one query at a time: these are sequential (a few ms each).
       const version = await client.query<{ num: string; version: string; db: string }>("SELECT current_setting('server_version_num') AS num, current_setting('server_version') AS version, current_database() AS db");
-      const settings = await checkPostgresSettings(client, spec);
+      const settings = await checkPostgresSettings(client, spec, archiveTargetOf(target));
       const applied = await appliedMigrations(client);
       const live = await introspectSchema(client);
-      return { versionNum: Number(version.rows[0]!.num), version: version.rows[0]!.version, settings, applied, live, database: version.rows[0]!.db };
+      const archiver = await readArchiver(client).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      return { versionNum: Number(version.rows[0]!.num), version: version.rows[0]!.version, settings, applied, live, database: version.rows[0]!.db, archiver };
     }),
   );
   const expectedTask = options.expected ? Promise.resolve({ value: options.expected, ms: 0, error: undefined }) : timed(() => expectedSchema(pgEndpoint, spec, { perRoleLogins: target.perRoleLogins }));
@@ -125,6 +129,8 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
       hint: s.ok ? undefined : target.kind === "urls" ? "set it in the server's parameter group / config, or find out why it drifted: npm run drift" : `re-apply the spec: npm run up -- --env ${target.env} (npm run drift shows where the value comes from)`,
     });
   }
+
+  checks.push(...(await archiveChecks(target, spec, facts.archiver)));
 
   const { knownMigrations } = await migrations;
   const known = knownMigrations();
@@ -173,6 +179,24 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
     checks.push(appCheck(app, expectedTables, spec));
   }
   return checks;
+}
+
+/** The archiver (pg_stat_archiver), the WAL waiting for it, its folder: see archive.ts. */
+async function archiveChecks(target: Target, spec: Spec, archiver: ArchiverState | Error): Promise<Check[]> {
+  const skip = archivingSkipReason(spec);
+  if (skip) return [{ id: "db.archive.archiver", group: "db", title: "WAL archiver", status: "skip", detail: skip }];
+  if (archiver instanceof Error) {
+    return [{ id: "db.archive.archiver", group: "db", title: "WAL archiver", status: "error", detail: `could not read pg_stat_archiver / pg_ls_archive_statusdir(): ${errorText(archiver)}`, hint: "the check needs a superuser or a member of pg_monitor" }];
+  }
+  const folder = archiver.archiveMode === "off" ? undefined : await checkArchiveFolder(target, archiver.archiveDirectory);
+  const freshness = await freshnessOf(target, spec);
+  return [...assessArchiver(archiver, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentCheck);
+}
+
+/** An archive assessment as a verify check. */
+export function assessmentCheck(a: Assessment): Check {
+  const id = a.key === "freshness" ? "db.backup.freshness" : `db.archive.${a.key}`;
+  return { id, group: "db", title: a.title, status: a.status, detail: a.value, expected: a.threshold, hint: a.status === "fail" || a.status === "error" ? a.hint : undefined };
 }
 
 /** Constraints, indexes and tables the migrations make must all be there (extra ones are drift's business). */

@@ -152,7 +152,7 @@ const SPEC_CASES: SpecCase[] = [
   { title: "unknown eviction policy", values: { redis: { maxmemoryPolicy: "lru" } }, says: ["redis.maxmemoryPolicy", '"lru"', "allkeys-lru"] },
   { title: "RDB save point of 0 seconds", values: { redis: { save: [{ seconds: 0, changes: 1000 }] } }, says: ["redis.save.0.seconds", "= 0", "at least 1 second"] },
   { title: "TTL tiers that do not grow", values: { cache: { ttlShortSeconds: 4000 } }, says: ["cache", "4000", "ttlShortSeconds < ttlMediumSeconds"] },
-  { title: "app role equal to the owner role", values: { postgres: { appUser: "crypto_user" } }, says: ["postgres.appUser", "crypto_user", "three different roles"] },
+  { title: "app role equal to the owner role", values: { postgres: { appUser: "crypto_user" } }, says: ["postgres.appUser", "crypto_user", "different roles"] },
   { title: "database name that is not an identifier", values: { postgres: { database: "Crypto-DB" } }, says: ["postgres.database", '"Crypto-DB"', "lowercase letters"] },
   { title: "misspelt key", values: { postgres: { sharedBuffer: "256MB" } }, says: ["postgres.sharedBuffer", "unknown key"] },
   { title: "backup retention above AWS's 35 days", values: { backup: { retentionDays: 36 } }, says: ["backup.retentionDays", "= 36", "1-35"] },

@@ -41,6 +41,24 @@ describe("PostgreSQL roles", () => {
     for (const r of rows) expect([r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls], r.rolname).toEqual([false, false, false, false]);
   });
 
+  it("the base-backup role may open a replication session and nothing else: no database, no superuser, only from 127.0.0.1", async () => {
+    const { spec, connections } = environment();
+    const { rows } = await as("admin", (c) =>
+      c.query(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication, pg_has_role(rolname, 'pg_write_server_files', 'MEMBER') AS writes, pg_has_role(rolname, 'pg_read_all_data', 'MEMBER') AS reads FROM pg_roles WHERE rolname = $1",
+        [spec.postgres.backupUser],
+      ),
+    );
+    expect(rows[0]).toEqual({ rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false, rolreplication: true, writes: true, reads: false });
+    const replication = connections.replicationConfig();
+    const identified = await withPg(replication, async (c) => (await c.query("IDENTIFY_SYSTEM")).rows[0]);
+    expect(identified.systemid).toMatch(/^\d+$/);
+    const refused = (config: pg.ClientConfig) => withPg(config, (c) => c.query("SELECT 1")).then(() => undefined, (e: { code?: string }) => e.code);
+    const { replication: _r, ...plain } = replication;
+    expect(await refused({ ...plain, database: spec.postgres.database })).toBe("42501"); // CONNECT is revoked from PUBLIC
+    expect(await refused({ ...replication, host: "::1" })).toBe("ECONNREFUSED"); // replication only from 127.0.0.1 (the only address it listens on)
+  });
+
   it("the owner (crypto_user) can run DDL", async () => {
     await as("owner", async (c) => {
       await c.query("CREATE TABLE lp_owner_probe (id int)");

@@ -13,11 +13,11 @@ describe("stack ci: no collision with dev", () => {
   const dev = loadSpec("dev");
 
   it("names no container, volume or network that dev names", () => {
-    const devNames = ["postgres", "redis", "postgres-data", "redis-data", "net"].map((w) => resourceName(dev, w));
+    const devNames = ["postgres", "redis", "postgres-data", "postgres-backup", "redis-data", "net"].map((w) => resourceName(dev, w));
     const ciNames = run()
       .resources.filter((r) => ["docker:index/container:Container", "docker:index/volume:Volume", "docker:index/network:Network"].includes(r.type))
       .map((r) => r.inputs.name as string);
-    expect(ciNames).toHaveLength(5);
+    expect(ciNames).toHaveLength(6);
     expect(ciNames.filter((n) => devNames.includes(n))).toEqual([]);
   });
 

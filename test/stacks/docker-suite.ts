@@ -6,6 +6,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { capabilities, capabilitiesMarkdown } from "../../lib/aws/capabilities.js";
 import {
+  POSTGRES_ARCHIVE_PATH,
+  POSTGRES_BACKUP_VOLUME_PATH,
   POSTGRES_DATA_PATH,
   REDIS_DATA_PATH,
   postgresContainer,
@@ -28,7 +30,7 @@ export function mockContainerSecrets(spec: Spec): ContainerSecrets {
   const pw = (what: string) => mockPassword(`${spec.namePrefix}-${what}`);
   return {
     postgresPassword: pw("postgres-superuser-password"),
-    roles: { owner: pw("postgres-owner-password"), app: pw("postgres-app-password"), readonly: pw("postgres-readonly-password") },
+    roles: { owner: pw("postgres-owner-password"), app: pw("postgres-app-password"), readonly: pw("postgres-readonly-password"), backup: pw("postgres-backup-password") },
     redisPassword: pw("redis-admin-password"),
     redisAppPassword: pw("redis-app-password"),
   };
@@ -97,10 +99,16 @@ export function dockerStackSuite(stack: string): { run: () => Run; spec: Spec } 
 
     it("keeps data in named volumes and images from spec.images (kept locally)", () => {
       const volumes = run.all("docker:index/volume:Volume").map((v) => v.inputs.name);
-      expect(volumes.sort()).toEqual([resourceName(spec, "postgres-data"), resourceName(spec, "redis-data")].sort());
+      expect(volumes.sort()).toEqual([resourceName(spec, "postgres-data"), resourceName(spec, "postgres-backup"), resourceName(spec, "redis-data")].sort());
       const pg = run.one(CONTAINER, (c) => c.inputs.name === resourceName(spec, "postgres"));
       const redis = run.one(CONTAINER, (c) => c.inputs.name === resourceName(spec, "redis"));
-      expect(pg.inputs.volumes).toEqual([{ volumeName: resourceName(spec, "postgres-data"), containerPath: POSTGRES_DATA_PATH }]);
+      // Archived WAL lives on a volume of its own: a lost data volume leaves it for point-in-time recovery.
+      expect(pg.inputs.volumes).toEqual([
+        { volumeName: resourceName(spec, "postgres-data"), containerPath: POSTGRES_DATA_PATH },
+        { volumeName: resourceName(spec, "postgres-backup"), containerPath: POSTGRES_BACKUP_VOLUME_PATH },
+      ]);
+      expect(pg.inputs.command).toContain(`basic_archive.archive_directory=${POSTGRES_ARCHIVE_PATH}`);
+      expect(POSTGRES_ARCHIVE_PATH.startsWith(`${POSTGRES_BACKUP_VOLUME_PATH}/`)).toBe(true);
       expect(redis.inputs.volumes).toEqual([{ volumeName: resourceName(spec, "redis-data"), containerPath: REDIS_DATA_PATH }]);
       expect(POSTGRES_DATA_PATH).toBe("/var/lib/postgresql/data");
       expect(REDIS_DATA_PATH).toBe("/data");
