@@ -5,6 +5,8 @@
  */
 import { minimist } from "zx";
 import { SpecError } from "./spec/load.js";
+import { checkToolkitVariables, wholeNumberIn } from "./input.js";
+import { installTerminationHandlers } from "./signals.js";
 
 /** Exit codes of every command (README: Exit codes). */
 export const EXIT = {
@@ -120,6 +122,7 @@ export function helpText<F extends Record<string, FlagSpec>>(command: Command<F>
 /** Parses argv, runs the command, prints its result and exits with its code. Never returns. */
 export async function runCommand<F extends Record<string, FlagSpec>>(command: Command<F>, argv = process.argv.slice(2)): Promise<never> {
   const wantsJson = argv.includes("--json");
+  installTerminationHandlers((message) => process.stderr.write(`${command.name}: ${redact(message)}\n`));
   const code = await executeCommand(command, argv, wantsJson);
   // Let stdout drain before exiting (large --json documents into a pipe).
   await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
@@ -141,6 +144,7 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
       process.stdout.write(helpText(command) + "\n");
       return EXIT.OK;
     }
+    checkToolkitVariables();
     const json = flags.json === true;
     const ctx: CommandContext<F> = {
       flags: flags as CommandContext<F>["flags"],
@@ -158,11 +162,7 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
       intFlag(name, fallback, min, max) {
         const raw = (flags as Record<string, unknown>)[name];
         if (raw === undefined || raw === "") return fallback;
-        const value = Number(raw);
-        if (!Number.isInteger(value) || value < min || value > max) {
-          throw new CliError(`--${name} ${JSON.stringify(raw)}: expected a whole number from ${min} to ${max}`, EXIT.USAGE);
-        }
-        return value;
+        return wholeNumberIn(`--${name}`, String(raw), min, max);
       },
     };
     const result = await command.run(ctx);

@@ -1,11 +1,12 @@
 /** File helpers that never leave a half-written file behind. */
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { CliError, EXIT } from "./cli.js";
 
 /** Writes a file atomically (temp file in the same folder, then rename), with the given mode. */
 export function writeFileAtomic(file: string, content: string | Uint8Array, mode = 0o600): void {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  makeDirs(path.dirname(file), 0o700);
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString("hex")}.tmp`);
   try {
     writeFileSync(temp, content, { mode });
@@ -34,7 +35,69 @@ export function writeFileAtomicIfChanged(file: string, content: string, mode = 0
 
 /** mkdir -p with a mode applied to the last folder even when it already existed. */
 export function ensureDir(dir: string, mode = 0o700): string {
-  mkdirSync(dir, { recursive: true, mode });
+  makeDirs(dir, mode);
   chmodSync(dir, mode);
   return dir;
+}
+
+/** statfs magic numbers of kernel file systems, where nothing of ours may be created. */
+const KERNEL_FILE_SYSTEMS: Record<number, string> = { 0x9fa0: "/proc", 0x62656572: "/sys", 0x1cd1: "devpts", 0x64626720: "debugfs", 0x27e0eb: "cgroup", 0x63677270: "cgroup2", 0x73636673: "securityfs" };
+
+/**
+ * mkdir -p, one folder at a time, with an error that names the folder and the reason.
+ * Node's own recursive mkdir never returns under /proc (it loops, blocking the event loop, so not
+ * even SIGTERM gets through); walking the path ourselves fails at the first folder that cannot be.
+ */
+export function makeDirs(dir: string, mode = 0o700): void {
+  const target = path.resolve(dir);
+  const missing: string[] = [];
+  let existing = target;
+  for (;;) {
+    let stat;
+    try {
+      stat = statSync(existing);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT") throw folderError(target, existing, error);
+      missing.unshift(existing);
+      existing = path.dirname(existing);
+      continue;
+    }
+    if (!stat.isDirectory()) {
+      throw new CliError(`cannot use ${target} as a folder: ${existing} is ${stat.isFile() ? "a file" : "not a folder"}`, EXIT.ERROR, "choose a folder path (it is created when absent)");
+    }
+    break;
+  }
+  if (!missing.length) return;
+  const kernel = kernelFileSystem(existing);
+  if (kernel) throw new CliError(`cannot create ${target}: ${existing} is on ${kernel}, a kernel file system that holds no folders of ours`, EXIT.ERROR, "choose a folder on a disk");
+  for (const folder of missing) {
+    try {
+      mkdirSync(folder, { mode });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EEXIST" && statSync(folder).isDirectory()) continue; // made meanwhile by another run
+      throw folderError(target, folder, error);
+    }
+  }
+}
+
+function kernelFileSystem(dir: string): string | undefined {
+  try {
+    return KERNEL_FILE_SYSTEMS[statfsSync(dir).type];
+  } catch {
+    return undefined;
+  }
+}
+
+function folderError(target: string, at: string, error: unknown): CliError {
+  const e = error as NodeJS.ErrnoException;
+  const why: Record<string, string> = {
+    EACCES: "permission denied",
+    EPERM: "not permitted",
+    EROFS: "read-only file system",
+    ENOSPC: "no space left on the device",
+    ENOTDIR: "a part of the path is a file",
+    EEXIST: "a file of that name exists",
+  };
+  return new CliError(`cannot create folder ${target}: ${at}: ${why[e.code ?? ""] ?? e.message}`, EXIT.ERROR, "choose a folder you can write to");
 }
