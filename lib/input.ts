@@ -27,7 +27,7 @@ export function parseDecimalNumber(text: string): number | undefined {
 export function wholeNumberIn(source: string, raw: string, min: number, max: number, unit = ""): number {
   const value = parseDecimalInt(raw);
   if (value === undefined || value < min || value > max) {
-    throw new CliError(`${source} ${JSON.stringify(raw)}: expected a whole decimal number${unit ? ` of ${unit}` : ""} from ${min} to ${max}`, EXIT.USAGE);
+    throw new CliError(`${source} ${JSON.stringify(raw)}: expected a whole number${unit ? ` of ${unit}` : ""} from ${min} to ${max}, in decimal digits (no 0x, exponent, fraction or spaces)`, EXIT.USAGE);
   }
   return value;
 }
@@ -47,7 +47,7 @@ export function envWholeNumber(name: string, fallback: number, min: number, max:
   if (raw === undefined || raw === "") return fallback;
   const value = parseDecimalInt(raw);
   if (value === undefined || value < min || value > max) {
-    throw new CliError(`${name}=${JSON.stringify(raw)}: expected a whole decimal number${unit ? ` of ${unit}` : ""} from ${min} to ${max}`, EXIT.USAGE, `fix or unset ${name}`);
+    throw new CliError(`${name}=${JSON.stringify(raw)}: expected a whole number${unit ? ` of ${unit}` : ""} from ${min} to ${max}, in decimal digits`, EXIT.USAGE, `fix or unset ${name}`);
   }
   return value;
 }

@@ -9,7 +9,7 @@ import { parseSpec, SpecError } from "../../lib/spec/load.js";
 
 const GB = 1024 ** 3;
 
-function issuesOf(input: unknown, memoryBytes = 24 * GB): { key: string; value: unknown; message: string }[] {
+function issuesOf(input: unknown, memoryBytes = 24 * GB): { key: string; value?: unknown; message: string }[] {
   try {
     parseSpec("dev", input, { memoryBytes });
   } catch (error) {
