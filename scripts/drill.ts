@@ -48,8 +48,8 @@ await runCommand({
     "  npm run drill -- --env dev --keep                   # inspect the recovered copy afterwards",
     "  npm run drill -- --env dev --in-place --yes         # destroys and restores dev itself (under its lock)",
     "  npm run drill -- --env staging --plan               # AWS: the steps, not run",
-    "Exit codes here: 0 pass, 1 the recovery failed or missed dr.rtoSeconds/dr.rpoSeconds, 2 the drill could not run up to the disaster.",
   ].join("\n"),
+  exitCodes: { 0: "pass", 1: "the recovery failed or missed dr.rtoSeconds/dr.rpoSeconds", 2: "the drill could not run up to the disaster" },
   async run(ctx) {
     const env = ctx.flags.env ?? "dev";
     const reportFile = ctx.flags.report ? path.resolve(ctx.flags.report) : undefined;

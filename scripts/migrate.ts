@@ -26,6 +26,7 @@ await runCommand({
     "A run whose SQL drops a table, a column or rows (every down here) needs --yes; without it, it lists",
     "what would be dropped with the rows each table holds, and exits 64 having changed nothing.",
   ].join("\n"),
+  exitCodes: { 64: "bad usage, or migrations that would drop data without --yes (nothing changed)" },
   async run(ctx) {
     const action = ctx.args[0];
     if (!["up", "down", "status"].includes(action!)) {
@@ -58,7 +59,7 @@ await runCommand({
           throw new CliError(
             `${direction} ${plan.migrations.length} migration(s) would drop data in '${env}': ${lost.join("; ")}; nothing was changed`,
             EXIT.USAGE,
-            `back up first (npm run backup -- --env ${env}), then add --yes: npm run migrate -- ${direction}${ctx.flags.count !== undefined ? ` --count ${count}` : ""} --env ${env} --yes`,
+            `back up first (npm run backup -- --env ${env}), then add --yes: ${ctx.rerun(["--yes"])}`,
           );
         }
       }

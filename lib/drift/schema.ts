@@ -346,7 +346,7 @@ function fixMissing(o: SchemaObject): string {
     case "column":
       return `ALTER TABLE ${tableOf(o)} ADD COLUMN ${sqlIdentLoose(o.name)} ${o.definition};`;
     case "table":
-      return `the migrations create ${objectName(o)}: restore it from a backup or recreate it from migrations/, then run npm run verify`;
+      return `the migrations create ${objectName(o)}: restore it from a backup or recreate it from migrations/, then check again`;
     case "schema":
       return `CREATE SCHEMA ${sqlIdentLoose(o.name)};`;
     case "type":

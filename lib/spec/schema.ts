@@ -1,7 +1,7 @@
 /**
  * The spec: every documented setting of the data layer, typed and validated in one place.
  *
- * Defaults are the values of the user's guide (../shared/seed/database-setup-guide.md); each
+ * Defaults are the values of the user's guide (docs/database-setup-guide.md); each
  * environment overrides them in `Pulumi.<env>.yaml` under the project's config namespace. Every
  * target (embedded, Docker, AWS) and every script derives what it needs from a parsed `Spec`
  * through the pure functions in ./render.ts: no value is written twice.
