@@ -3,7 +3,7 @@
 import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
 import { withPg } from "../lib/db/clients.js";
 import { migrate, migrationStatus, MIGRATIONS_TABLE, planMigrations } from "../lib/db/migrate.js";
-import { postMigrationSql } from "../lib/db/roles.js";
+import { applyRoleSql, postMigrationSql } from "../lib/db/roles.js";
 import { openEnvironment } from "../lib/env/environment.js";
 
 await runCommand({
@@ -64,7 +64,7 @@ await runCommand({
         }
       }
       const ran = await migrate(client, { direction, count, log: ctx.log });
-      await client.query(postMigrationSql(spec, MIGRATIONS_TABLE));
+      await applyRoleSql(client, postMigrationSql(spec, MIGRATIONS_TABLE));
       return { data: { action, ran }, human: ran.length ? `${action}: ${ran.join(", ")}` : `${action}: nothing to do` };
     });
   },

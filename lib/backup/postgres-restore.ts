@@ -27,7 +27,7 @@ import type pg from "pg";
 import { CliError, EXIT } from "../cli.js";
 import { connectPg, withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations } from "../db/migrate.js";
-import { bootstrapSql, sqlIdent, sqlLiteral } from "../db/roles.js";
+import { applyRoleSql, bootstrapSql, sqlIdent, sqlLiteral } from "../db/roles.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
 import { connectionArgs, resolvePgTool, type PgCommand, type PgTool } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
@@ -285,7 +285,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     // Owner, grants and default privileges of the spec's roles, as `up` gives the live database.
     const { ownerPassword, appPassword, readonlyPassword } = connections.credentials.postgres;
     await withPg(local.pgConfig(names.restore), (c) =>
-      c.query(bootstrapSql({ ...spec, postgres: { ...spec.postgres, database: names.restore } }, { owner: ownerPassword, app: appPassword, readonly: readonlyPassword })),
+      applyRoleSql(c, bootstrapSql({ ...spec, postgres: { ...spec.postgres, database: names.restore } }, { owner: ownerPassword, app: appPassword, readonly: readonlyPassword })),
     );
     options.log(`postgres: loading the dump into a new database ${names.restore}`);
     /** What loaded the dump, for the report: "psql 15.18 (/usr/bin/psql)". */
