@@ -109,6 +109,10 @@ export async function postgresSettingsDrift(client: pg.ClientBase, spec: Spec, t
   // 1. The spec's settings.
   for (const [name, check] of checks) {
     if (check.ok) continue;
+    if (check.unreadable) {
+      errors.push(`${name} not checked: ${check.unreadable}`);
+      continue;
+    }
     const row = liveByName.get(name);
     const fromAuto = autoConf.some((a) => a.name === name);
     items.push({

@@ -114,6 +114,10 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
   });
 
   for (const s of facts.settings) {
+    if (s.unreadable) {
+      checks.push({ id: `db.setting.${s.name}`, group: "db", title: `setting ${s.name}`, status: "error", detail: `could not check: ${s.unreadable}`, expected: s.expected, hint: `verify with the admin login (npm run verify -- --env ${target.env}, without a URL), or GRANT pg_read_all_settings TO this login` });
+      continue;
+    }
     checks.push({
       id: `db.setting.${s.name}`,
       group: "db",
