@@ -40,6 +40,48 @@ export function ensureDir(dir: string, mode = 0o700): string {
   return dir;
 }
 
+/** Below this much free space, a failed write is the disk being full, whatever the tool said. */
+const NEARLY_FULL_BYTES = 256 * 1024;
+
+/**
+ * A write that failed because the disk under `dir` is full, as one clear error (`no space left
+ * on /mnt/backups`), or undefined when that was not the cause. The tools say it many ways: gzip's
+ * "No space left on device", ENOSPC from Node, or only the broken pipe pg_dump sees when the
+ * writer downstream of it died.
+ */
+export function diskFullError(error: unknown, dir: string, what = "writing"): CliError | undefined {
+  const e = error as { code?: string; message?: string };
+  const said = e?.code === "ENOSPC" || /No space left on device|ENOSPC/i.test(e?.message ?? "");
+  let free: number | undefined;
+  try {
+    const fs = statfsSync(dir);
+    free = fs.bavail * fs.bsize;
+  } catch {
+    // the folder is gone (discarded): judge by the message alone
+  }
+  if (!said && !(free !== undefined && free < NEARLY_FULL_BYTES)) return undefined;
+  const mount = mountPointOf(dir);
+  return new CliError(
+    `no space left on ${mount} while ${what} (${dir})${free !== undefined ? `: ${free < 1024 * 1024 ? `${Math.round(free / 1024)} kB` : `${(free / 1048576).toFixed(1)} MB`} free` : ""}; nothing was kept`,
+    EXIT.ERROR,
+    `free some space on ${mount}, or write elsewhere (--out DIR)`,
+  );
+}
+
+/** The mount point holding `dir` (from /proc/self/mounts; the folder itself when unknown). */
+export function mountPointOf(dir: string): string {
+  const resolved = path.resolve(dir);
+  try {
+    const points = readFileSync("/proc/self/mounts", "utf8")
+      .split("\n")
+      .map((l) => l.split(" ")[1]?.replace(/\\040/g, " "))
+      .filter((p): p is string => Boolean(p) && (resolved === p || resolved.startsWith(p === "/" ? "/" : `${p}/`)));
+    return points.sort((a, b) => b.length - a.length)[0] ?? resolved;
+  } catch {
+    return resolved;
+  }
+}
+
 /** statfs magic numbers of kernel file systems, where nothing of ours may be created. */
 const KERNEL_FILE_SYSTEMS: Record<number, string> = { 0x9fa0: "/proc", 0x62656572: "/sys", 0x1cd1: "devpts", 0x64626720: "debugfs", 0x27e0eb: "cgroup", 0x63677270: "cgroup2", 0x73636673: "securityfs" };
 

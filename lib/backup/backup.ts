@@ -11,7 +11,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { CliError, EXIT } from "../cli.js";
-import { writeFileAtomic } from "../fs.js";
+import { diskFullError, writeFileAtomic } from "../fs.js";
 import { readRecord, specOf } from "../env/environment.js";
 import { envPaths } from "../env/paths.js";
 import { withEnvLock } from "../env/lock.js";
@@ -125,8 +125,9 @@ export async function backupEnvironment(options: BackupOptions): Promise<BackupR
       return { dir, manifest, bytes: files.reduce((n, f) => n + f.bytes, 0), seconds: manifest.seconds };
     } catch (error) {
       abort.abort();
+      const full = diskFullError(error, partial.dir, "writing the backup");
       partial.discard();
-      throw error;
+      throw full ?? error;
     }
   });
 }
