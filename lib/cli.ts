@@ -5,6 +5,8 @@
  */
 import { minimist } from "zx";
 import { SpecError } from "./spec/load.js";
+import { checkToolkitVariables, wholeNumberIn } from "./input.js";
+import { installTerminationHandlers } from "./signals.js";
 
 /** Exit codes of every command (README: Exit codes). */
 export const EXIT = {
@@ -72,6 +74,12 @@ export interface CommandContext<F extends Record<string, FlagSpec>> {
   progress(message: string): void;
   /** Parses an integer flag, refusing anything outside [min, max]. */
   intFlag(name: keyof F & string, fallback: number, min: number, max: number): number;
+  /**
+   * This very command line again plus `extra` (`--yes`), for hints: it names the environment
+   * (`--env`, filled in when defaulted) and every target flag given, so the hint acts on what this
+   * run acted on, never on dev by default.
+   */
+  rerun(extra: string[]): string;
 }
 
 export interface CommandResult {
@@ -94,8 +102,10 @@ export interface Command<F extends Record<string, FlagSpec>> {
   flags: F;
   /** Words accepted as positional arguments (e.g. `up|down|status`); none when absent. */
   positional?: { min: number; max: number };
-  /** Extra help text (examples, exit codes). */
+  /** Extra help text (examples). */
   details?: string;
+  /** What this command's exit codes mean, where it differs from EXIT_MEANING (shown by --help). */
+  exitCodes?: Partial<Record<number, string>>;
   run(ctx: CommandContext<F>): Promise<CommandResult>;
 }
 
@@ -104,7 +114,21 @@ const COMMON_FLAGS = {
   help: { type: "boolean", help: "show this help" },
 } satisfies Record<string, FlagSpec>;
 
-const EXIT_HELP = `Exit codes: 0 ok, 1 problem found, 2 could not run (nothing changed), 3 environment busy (locked), 64 bad usage.`;
+/** What each exit code means for every command; a command's `exitCodes` says it for itself. */
+export const EXIT_MEANING: Record<number, string> = {
+  0: "done",
+  1: "a problem found",
+  2: "could not run (nothing changed)",
+  3: "environment busy: another run holds its lock (nothing changed)",
+  64: "bad usage (nothing changed)",
+  130: "stopped by SIGINT (Ctrl-C), after its clean-ups (lock released, partial output removed)",
+  143: "stopped by SIGTERM, after its clean-ups (lock released, partial output removed)",
+};
+
+function exitHelp(codes: Partial<Record<number, string>> = {}): string[] {
+  const all = { ...EXIT_MEANING, ...codes };
+  return ["Exit codes:", ...Object.keys(all).map(Number).sort((a, b) => a - b).map((code) => `  ${String(code).padEnd(4)}${all[code]}`)];
+}
 
 /** Help text of a command, generated from its flag table. */
 export function helpText<F extends Record<string, FlagSpec>>(command: Command<F>): string {
@@ -114,12 +138,13 @@ export function helpText<F extends Record<string, FlagSpec>>(command: Command<F>
     const def = f.default !== undefined && f.type === "string" ? ` (default: ${f.default})` : "";
     return `  --${name}${arg}`.padEnd(34) + f.help + def;
   });
-  return [`${command.summary}`, "", `Usage: npm run ${command.name} -- ${command.usage}`, "", "Options:", ...rows, "", ...(command.details ? [command.details, ""] : []), EXIT_HELP].join("\n");
+  return [`${command.summary}`, "", `Usage: npm run ${command.name} -- ${command.usage}`, "", "Options:", ...rows, "", ...(command.details ? [command.details, ""] : []), ...exitHelp(command.exitCodes)].join("\n");
 }
 
 /** Parses argv, runs the command, prints its result and exits with its code. Never returns. */
 export async function runCommand<F extends Record<string, FlagSpec>>(command: Command<F>, argv = process.argv.slice(2)): Promise<never> {
   const wantsJson = argv.includes("--json");
+  installTerminationHandlers((message) => process.stderr.write(`${command.name}: ${redact(message)}\n`));
   const code = await executeCommand(command, argv, wantsJson);
   // Let stdout drain before exiting (large --json documents into a pipe).
   await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
@@ -135,12 +160,15 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
     progressShown = false;
     process.stderr.write(redact(message) + "\n");
   };
+  let env: string | undefined;
   try {
     const { flags, args } = parseFlags(command, argv);
+    if ("env" in command.flags && typeof flags.env === "string") env = flags.env;
     if (flags.help) {
       process.stdout.write(helpText(command) + "\n");
       return EXIT.OK;
     }
+    checkToolkitVariables();
     const json = flags.json === true;
     const ctx: CommandContext<F> = {
       flags: flags as CommandContext<F>["flags"],
@@ -155,14 +183,16 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
           process.stderr.write(redact(message) + "\n");
         }
       },
+      rerun(extra) {
+        const given = argv.filter((a) => a !== "--json");
+        const envMissing = "env" in command.flags && !given.some((a) => a === "--env" || a.startsWith("--env="));
+        const words = [...given, ...(envMissing ? ["--env", String(flags.env ?? "dev")] : []), ...extra.filter((e) => !given.includes(e))];
+        return `npm run ${command.name} -- ${words.map(shellWord).join(" ")}`;
+      },
       intFlag(name, fallback, min, max) {
         const raw = (flags as Record<string, unknown>)[name];
         if (raw === undefined || raw === "") return fallback;
-        const value = Number(raw);
-        if (!Number.isInteger(value) || value < min || value > max) {
-          throw new CliError(`--${name} ${JSON.stringify(raw)}: expected a whole number from ${min} to ${max}`, EXIT.USAGE);
-        }
-        return value;
+        return wholeNumberIn(`--${name}`, String(raw), min, max);
       },
     };
     const result = await command.run(ctx);
@@ -172,7 +202,7 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
     return result.code ?? EXIT.OK;
   } catch (error) {
     if (progressShown && isTty) process.stderr.write("\r\x1b[K");
-    const { message, code, hint } = describeError(error);
+    const { message, code, hint } = describeError(error, env);
     if (wantsJson) {
       process.stdout.write(JSON.stringify({ ok: false, error: { message: redact(message), exitCode: code, ...(hint ? { hint: redact(hint) } : {}) } }, null, 2) + "\n");
     }
@@ -182,12 +212,17 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
   }
 }
 
-function describeError(error: unknown): { message: string; code: ExitCode; hint?: string } {
+/** A word as a POSIX shell reads it back: bare when safe, else in single quotes. */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function describeError(error: unknown, env: string | undefined): { message: string; code: ExitCode; hint?: string } {
   if (error instanceof CliError) return { message: error.message, code: error.code, hint: error.hint };
   if (error instanceof SpecError) return { message: error.message, code: EXIT.ERROR, hint: "fix the stack file; nothing was started or changed" };
   const e = error as NodeJS.ErrnoException & { code?: string };
   if (e && typeof e === "object" && "code" in e && (e.code === "ECONNREFUSED" || e.code === "ETIMEDOUT")) {
-    return { message: `could not connect: ${e.message}`, code: EXIT.ERROR, hint: "is the environment up? (npm run status)" };
+    return { message: `could not connect: ${e.message}`, code: EXIT.ERROR, hint: `is the environment up? (npm run status${env ? ` -- --env ${env}` : ""})` };
   }
   return { message: e instanceof Error ? e.message : String(e), code: EXIT.ERROR };
 }

@@ -10,7 +10,7 @@
  * AWS environments (staging, prod): RDS + ElastiCache snapshots. Also: --list, --prune, --schedule.
  */
 import path from "node:path";
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { CliError, ENV_FLAG, EXIT, runCommand, shellWord } from "../lib/cli.js";
 import { backupEnvironment, backupRoot, type BackupResult } from "../lib/backup/backup.js";
 import { listBackups, pruneBackups, scheduleLine } from "../lib/backup/retention.js";
 import { DEFAULT_LEVEL, type DumpFormat } from "../lib/backup/postgres-dump.js";
@@ -162,6 +162,10 @@ function describe(env: string, result: BackupResult): string {
   }
   if (m.redis) lines.push(`  redis     ${m.redis.file.padEnd(16)} ${size(m.redis.file).padStart(9)}  ${m.redis.keys.toLocaleString("en-US")} keys (${m.redis.expires} with a TTL), Redis ${m.redis.serverVersion}`);
   if (m.aws) lines.push(`  aws       RDS snapshot ${m.aws.rds.snapshotIdentifier} (${m.aws.rds.status}); ElastiCache snapshot ${m.aws.elasticache.snapshotName} (${m.aws.elasticache.status})`);
-  lines.push(`  manifest  manifest.json: size and sha256 of every file`, `restore with: npm run restore -- --env ${env} --from ${rel}`);
+  lines.push(
+    `  manifest  manifest.json: size and sha256 of every file`,
+    `check it:     npm run restore -- --env ${env} --from ${shellWord(rel)} --check`,
+    `restore with: npm run restore -- --env ${env} --from ${shellWord(rel)} --yes   # replaces the data of '${env}'`,
+  );
   return lines.join("\n");
 }

@@ -33,8 +33,8 @@ await runCommand({
     "  npm run bench -- --only seed,queries",
     "",
     "With --only, the other items of an earlier run of the same mode on the same machine are kept in results.json.",
-    "Exit: 0 measured (targets met or not); 1 a figure could not be measured, or some of its runs failed (an error, not slowness).",
   ].join("\n"),
+  exitCodes: { 0: "measured (targets met or not)", 1: "a figure could not be measured, or some of its runs failed (an error, not slowness)" },
   async run(ctx) {
     const only = ctx.flags.only?.split(",").map((n) => n.trim()).filter(Boolean);
     if (ctx.flags.only !== undefined && !only?.length) throw new CliError(`--only needs item names: ${NAMES.join(", ")}`, EXIT.USAGE);

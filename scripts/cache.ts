@@ -36,8 +36,9 @@ await runCommand({
     "  npm run cache -- invalidate 'market:*' --dry-run",
     "",
     "Patterns must start with a literal domain ('crypto:…'); emptying the whole cache is an admin's FLUSHDB,",
-    "not a cache command. Exit: 0 done; 2 Redis unreachable; 64 bad usage or an unconfirmed large invalidation.",
+    "not a cache command.",
   ].join("\n"),
+  exitCodes: { 2: "Redis unreachable (nothing changed)", 64: "bad usage, or an unconfirmed large invalidation (nothing deleted)" },
   async run(ctx) {
     const [action, argument] = ctx.args as [string, string | undefined];
     const needs = (what: string) => {
@@ -81,7 +82,7 @@ await runCommand({
           const matching = await countMatching(redis, pattern);
           if (ctx.flags["dry-run"]) return { data: { pattern, matching, deleted: 0, dryRun: true }, human: `${pattern}: ${matching} keys match; nothing deleted (--dry-run)` };
           if (matching > INVALIDATE_CONFIRM_THRESHOLD && !ctx.flags.yes) {
-            throw new CliError(`${pattern} matches ${matching} keys (more than ${INVALIDATE_CONFIRM_THRESHOLD}); nothing was deleted`, EXIT.USAGE, `confirm with: npm run cache -- invalidate '${pattern}' --yes`);
+            throw new CliError(`${pattern} matches ${matching} keys (more than ${INVALIDATE_CONFIRM_THRESHOLD}); nothing was deleted`, EXIT.USAGE, `confirm with: ${ctx.rerun(["--yes"])}`);
           }
           ctx.progress(`deleting ${matching} keys matching ${pattern}`);
           const result = await invalidatePattern(redis, pattern);

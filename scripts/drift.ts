@@ -28,9 +28,8 @@ await runCommand({
     "  npm run drift -- --env eph-0123abcd --md drift-review.md",
     "  PGPASSWORD=… REDISCLI_AUTH=… npm run drift -- --env prod --database-url postgresql://admin@db.example/crypto_prediction_db?sslmode=verify-full --redis-url rediss://default@cache.example:6379",
     "",
-    "Exit: 0 no drift; 1 drift found (even if some parts could not be checked); 2 no drift found but",
-    "some part could not be checked (unreachable server, missing privilege, pulumi error).",
   ].join("\n"),
+  exitCodes: { 0: "no drift", 1: "drift found (even if some parts could not be checked)", 2: "no drift found, but some part could not be checked (unreachable server, a setting this login may not read, pulumi error)" },
   async run(ctx) {
     const target = targetFromFlags(ctx.flags, ctx.log);
     ctx.progress(`reviewing drift of ${target.label}`);

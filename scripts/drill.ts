@@ -18,6 +18,8 @@
  */
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
+import { decimalNumberIn } from "../lib/input.js";
+import { interceptTermination } from "../lib/signals.js";
 import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
 import { awsDrillPlan, corruptBackupFile, DEFAULT_SCRATCH_ROWS, DEFAULT_WRITE_SECONDS, formatAwsPlanMarkdown, formatDrillMarkdown, formatDrillText, runDrill, type DrillHooks } from "../lib/drill/index.js";
 import type { DrillEngine, DrillMethod } from "../lib/drill/index.js";
@@ -52,8 +54,8 @@ await runCommand({
     "  npm run drill -- --env dev --keep                   # inspect the recovered copy afterwards",
     "  npm run drill -- --env dev --in-place --yes         # destroys and restores dev itself (under its lock)",
     "  npm run drill -- --env staging --plan               # AWS: the steps, not run",
-    "Exit codes here: 0 pass, 1 the recovery failed or missed dr.rtoSeconds/dr.rpoSeconds, 2 the drill could not run up to the disaster.",
   ].join("\n"),
+  exitCodes: { 0: "pass", 1: "the recovery failed or missed dr.rtoSeconds/dr.rpoSeconds", 2: "the drill could not run up to the disaster" },
   async run(ctx) {
     const env = ctx.flags.env ?? "dev";
     const reportFile = ctx.flags.report ? path.resolve(ctx.flags.report) : undefined;
@@ -73,19 +75,15 @@ await runCommand({
     const rows = ctx.flags.rows === undefined ? undefined : ctx.intFlag("rows", 0, 0, MAX_ROWS);
     let writeSeconds: number | undefined;
     if (ctx.flags["write-seconds"] !== undefined) {
-      writeSeconds = Number(ctx.flags["write-seconds"]);
-      if (!Number.isFinite(writeSeconds) || writeSeconds < 0 || writeSeconds > 600) throw new CliError(`--write-seconds ${JSON.stringify(ctx.flags["write-seconds"])}: expected a number of seconds from 0 to 600`, EXIT.USAGE);
+      writeSeconds = decimalNumberIn("--write-seconds", ctx.flags["write-seconds"], 0, 600, "seconds");
     }
 
-    // Ctrl-C: stop at the next phase and clean up (a second one exits at once).
+    // Ctrl-C / SIGTERM: stop at the next phase and clean up (a second one exits through lib/signals.ts's clean-ups).
     const abort = new AbortController();
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (abort.signal.aborted) process.exit(130);
+    interceptTermination((signal) => {
       ctx.log(`drill: ${signal}: stopping after the current phase and cleaning up (again to exit now)`);
       abort.abort();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    });
 
     // Test hook (the test suite): flip a byte of the backup between the backup and the restore.
     const corrupt = process.env.CPI_DRILL_CORRUPT;

@@ -24,7 +24,7 @@ await runCommand({
     down: { type: "string", help: "remove the environment with this id (containers, volumes, network, state)" },
   },
   details:
-    "Examples:\n  eval \"$(npm run -s env:ci)\"            # dotenv lines: export them\n  npm run -s env:ci -- --engine docker --seed --format json\n  npm run -s env:ci -- --format github     # masks secrets, appends to $GITHUB_ENV\n  npm run env:ci -- --down eph-0123456789",
+    "Examples:\n  eval \"$(npm run -s env:ci | sed 's/^/export /')\"   # dotenv lines, exported\n  npm run -s env:ci -- --engine docker --seed --format json\n  npm run -s env:ci -- --format github     # masks secrets, appends to $GITHUB_ENV\n  npm run env:ci -- --down eph-0123456789",
   async run(ctx) {
     if (ctx.flags.down !== undefined) {
       if (!ctx.flags.down) throw new CliError("--down needs the environment's id (CPI_ENV_ID)", EXIT.USAGE);

@@ -25,9 +25,8 @@ await runCommand({
     "  npm run maintain",
     "  npm run maintain -- --env eph-0123abcd --as admin --json",
     "",
-    "Exit: 0 done; 1 done but a problem found (an invalid index, dead tuples VACUUM could not remove);",
-    "2 a step could not run (missing table, lock timeout, unreachable server).",
   ].join("\n"),
+  exitCodes: { 0: "done", 1: "done, but a problem found (an invalid index, dead tuples VACUUM could not remove)", 2: "a step could not run (missing table, lock timeout, unreachable server)" },
   async run(ctx) {
     const lockTimeoutSeconds = ctx.intFlag("lock-timeout", 30, 1, 3600);
     const target = targetFromFlags(ctx.flags, ctx.log);

@@ -23,8 +23,8 @@ await runCommand({
     "  npm run monitor",
     "  npm run monitor -- --env eph-0123abcd --interval 5 --json",
     "",
-    "Exit: 0 all within thresholds; 1 a threshold crossed (a WARN line); 2 something could not be measured.",
   ].join("\n"),
+  exitCodes: { 0: "all within thresholds", 1: "a threshold crossed (a WARN line)", 2: "something could not be measured (unreachable, or a statistic this login may not read)" },
   async run(ctx) {
     const interval = Number(ctx.flags.interval);
     if (!/^\d+(\.\d+)?$/.test(ctx.flags.interval ?? "") || interval > 60) {

@@ -29,9 +29,8 @@ await runCommand({
     "      --database-url postgresql://crypto_admin@db.example:5432/crypto_prediction_db?sslmode=verify-full \\",
     "      --redis-url rediss://default@cache.example:6379/0",
     "",
-    "Exit: 0 every check ok; 1 a problem found (even if some checks could not run); 2 nothing failed",
-    "but something could not be checked (server unreachable, missing privilege).",
   ].join("\n"),
+  exitCodes: { 0: "every check ok", 1: "a problem found (even if some checks could not run)", 2: "nothing failed, but something could not be checked (server unreachable, a setting this login may not read)" },
   async run(ctx) {
     const target = targetFromFlags(ctx.flags, ctx.log);
     const groups: CheckGroup[] = ctx.flags.check === "db" ? ["db"] : ctx.flags.check === "cache" ? ["cache"] : ["db", "cache"];

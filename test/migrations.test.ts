@@ -1,7 +1,8 @@
 /**
  * Migrations on a real server, through `npm run migrate` as an operator runs it: status lists
- * applied and pending, down --count 3 removes the schema, up restores it (with the app role's
- * privileges), and bad actions are refused.
+ * applied and pending, down refuses to drop tables without --yes (saying what it would drop),
+ * down --count 3 --yes removes the schema, up restores it (with the app role's privileges), and
+ * bad actions are refused.
  */
 import { describe, expect, it } from "vitest";
 import { EXIT } from "../lib/cli.js";
@@ -38,14 +39,38 @@ describe("npm run migrate", () => {
     expect(human.stdout).toContain("pending (0):");
   });
 
-  it("down --count 3 reverts all three, newest first, and drops every table", async () => {
-    const down = await migrate("down", "--count", "3");
+  it("down without --yes says what it would drop (tables and their rows), exits 64 and changes nothing, for any count", async () => {
+    await withPg(environment().connections.postgresConfig("owner"), (client) =>
+      client.query("INSERT INTO cryptocurrencies (symbol, name, coin_gecko_id) VALUES ('BTC', 'Bitcoin', 'bitcoin'), ('XRP', 'XRP', 'ripple')"),
+    );
+    for (const args of [["down"], ["down", "--count", "1"], ["down", "--count", "3"], ["down", "--count", "1000"]]) {
+      const refused = await migrate(...args);
+      expect(refused.code, `${args.join(" ")}: ${refused.stderr}`).toBe(EXIT.USAGE);
+      expect(refused.stderr).toContain("would drop data");
+      expect(refused.stderr).toContain("DROP TABLE");
+      expect(refused.stderr).toContain("nothing was changed");
+      expect(refused.stderr).toContain(`--env ${environment().env} --yes`);
+      expect(refused.json.ok).toBe(false);
+    }
+    const all3 = await migrate("down", "--count", "3");
+    expect(all3.stderr).toMatch(/DROP TABLE "?cryptocurrencies"? \(2 rows\)/);
+    expect(all3.stderr).toMatch(/DROP TABLE "?market_data"? \(0 rows\)/);
+    expect(await presentTables()).toEqual(TABLES.slice().sort());
+    expect((await migrate("status")).json).toEqual({ applied: all, pending: [], unknown: [] });
+    await withPg(environment().connections.postgresConfig("owner"), async (client) => {
+      expect(Number((await client.query("SELECT count(*) AS n FROM cryptocurrencies")).rows[0].n)).toBe(2);
+      await client.query("DELETE FROM cryptocurrencies");
+    });
+  });
+
+  it("down --count 3 --yes reverts all three, newest first, and drops every table", async () => {
+    const down = await migrate("down", "--count", "3", "--yes");
     expect(down.code, down.stderr).toBe(EXIT.OK);
     expect(down.json).toEqual({ action: "down", ran: all.slice().reverse() });
     expect(await presentTables()).toEqual([]);
     expect((await migrate("status")).json).toEqual({ applied: [], pending: all, unknown: [] });
-    const again = await migrate("down");
-    expect(again.code).toBe(EXIT.OK);
+    const again = await migrate("down"); // nothing left to revert: nothing to ask about
+    expect(again.code, again.stderr).toBe(EXIT.OK);
     expect(again.json.ran).toEqual([]);
   });
 
@@ -80,8 +105,8 @@ describe("npm run migrate", () => {
     expect(up.json.ran).toEqual([]);
   });
 
-  it("down (default count 1) reverts the newest only; status shows it pending; up brings it back", async () => {
-    const down = await migrate("down");
+  it("down --yes (default count 1) reverts the newest only; status shows it pending; up brings it back", async () => {
+    const down = await migrate("down", "--yes");
     expect(down.code, down.stderr).toBe(EXIT.OK);
     expect(down.json).toEqual({ action: "down", ran: [all[2]] });
     expect(await presentTables()).toEqual(["cryptocurrencies", "market_data"]);

@@ -11,7 +11,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { CliError, EXIT } from "../cli.js";
-import { writeFileAtomic } from "../fs.js";
+import { diskFullError, writeFileAtomic } from "../fs.js";
 import { readRecord, specOf } from "../env/environment.js";
 import { envPaths } from "../env/paths.js";
 import { withEnvLock } from "../env/lock.js";
@@ -20,6 +20,7 @@ import type { Spec } from "../spec/schema.js";
 import type { AwsClients } from "../aws/snapshots.js";
 import { backupId, createPartialDir } from "./files.js";
 import { localEnvironment } from "./local-env.js";
+import { assertUsableBackupRoot } from "./location.js";
 import { MANIFEST_FILE, manifestText, sealManifest, type Manifest, type ManifestBody, type ManifestFile } from "./manifest.js";
 import { dumpPostgres, LEVEL_RANGE, type DumpFormat } from "./postgres-dump.js";
 import { snapshotRedis } from "./redis.js";
@@ -80,6 +81,7 @@ export async function backupEnvironment(options: BackupOptions): Promise<BackupR
   const local = localEnvironment(options.env);
   const { spec, paths } = local.opened;
   const root = backupRoot(spec, options.env, options.out);
+  assertUsableBackupRoot(root, options.out !== undefined ? "--out" : `backup.dir (Pulumi.${options.env}.yaml) →`);
   const log = options.log ?? (() => undefined);
 
   return withEnvLock(options.env, paths.lock, { purpose: "backing it up", waitSeconds: options.lockWaitSeconds, onWait: log }, async () => {
@@ -123,8 +125,9 @@ export async function backupEnvironment(options: BackupOptions): Promise<BackupR
       return { dir, manifest, bytes: files.reduce((n, f) => n + f.bytes, 0), seconds: manifest.seconds };
     } catch (error) {
       abort.abort();
+      const full = diskFullError(error, partial.dir, "writing the backup");
       partial.discard();
-      throw error;
+      throw full ?? error;
     }
   });
 }

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from
 import { open } from "node:fs/promises";
 import path from "node:path";
 import { ensureDir } from "../fs.js";
+import { onTermination } from "../signals.js";
 import type { ManifestFile } from "./manifest.js";
 
 /** Prefix of folders that are being written (or were left by a killed backup). */
@@ -86,9 +87,12 @@ export function createPartialDir(root: string, id: string): PartialDir {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { mode: 0o700 });
   ensureDir(dir, 0o700);
+  // Killed by a signal: the unfinished folder goes (a SIGKILL leaves it for the next run to sweep).
+  const unregister = onTermination(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
   return {
     dir,
     async publish() {
+      unregister();
       await fsyncDir(dir);
       let final = path.join(root, id);
       for (let n = 2; existsSync(final); n++) final = path.join(root, `${id}-${n}`);
@@ -97,6 +101,7 @@ export function createPartialDir(root: string, id: string): PartialDir {
       return final;
     },
     discard() {
+      unregister();
       rmSync(dir, { recursive: true, force: true });
     },
   };

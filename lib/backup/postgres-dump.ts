@@ -164,7 +164,10 @@ async function runDump(tool: PgTool, args: string[], password: string, format: D
     return written;
   } catch (error) {
     await Promise.all(processes.map((p) => p.kill()));
-    // pg_dump's own message says more than a broken pipe downstream.
+    // pg_dump's own message says more than a broken pipe downstream, unless the writer's disk
+    // filled up (gzip: "No space left on device"): then pg_dump saw only the broken pipe.
+    const full = processes.find((p) => /No space left on device/i.test(p.stderr()));
+    if (full) throw new CliError(`${full.stderr().trim().split("\n").pop()} (${file})`, EXIT.ERROR);
     const dumpError = await dump.exited.then(() => undefined, (e: Error) => e);
     throw dumpError ?? error;
   } finally {

@@ -35,7 +35,7 @@ import { connectPg, withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from "../db/migrate.js";
 import { ephemeralRoot } from "../env/paths.js";
 import { writeFileAtomic } from "../fs.js";
-import { bootstrapSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
+import { applyRoleSql, bootstrapSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
 import { bootstrapExtensions } from "../drift/schema.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
 import { connectionArgs, resolvePgTool, type PgCommand, type PgTool, type StagedFile } from "../pgtools/resolve.js";
@@ -431,7 +431,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     // Owner, grants and default privileges of the spec's roles, as `up` gives the live database.
     const { ownerPassword, appPassword, readonlyPassword } = connections.credentials.postgres;
     const bootstrap = bootstrapSql({ ...spec, postgres: { ...spec.postgres, database: names.restore } }, { owner: ownerPassword, app: appPassword, readonly: readonlyPassword });
-    await withPg(local.pgConfig(names.restore), (c) => c.query(bootstrap));
+    await withPg(local.pgConfig(names.restore), (c) => applyRoleSql(c, bootstrap));
     options.log(`postgres: loading the dump into a new database ${names.restore}, as ${spec.postgres.user}`);
     /** What loaded the dump, for the report: "psql 15.18 (/usr/bin/psql)". */
     let tool: string;

@@ -13,6 +13,7 @@
  * `--from` is a backup folder, or a single dump file made outside the toolkit (plain SQL,
  * .sql.gz or custom format): that restores PostgreSQL only, without a manifest to check against.
  */
+import { interceptTermination } from "../signals.js";
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { CliError, EXIT, registerSecret } from "../cli.js";
@@ -248,20 +249,12 @@ interface HeldSignals {
  */
 function holdSignals(log: (m: string) => void): HeldSignals {
   let received: string | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (received) process.exit(130);
+  // The first signal is ours; a second one ends the process through lib/signals.ts's clean-ups.
+  const release = interceptTermination((signal) => {
     received = signal;
     log(`restore: ${signal} received; undoing the restore once the running step ends (again to quit now)`);
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  return {
-    received: () => received,
-    release: () => {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    },
-  };
+  });
+  return { received: () => received, release };
 }
 
 async function redisKeyCount(local: LocalEnvironment): Promise<number> {

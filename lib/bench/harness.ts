@@ -7,6 +7,7 @@
  * it). Ephemeral environments live under $TMPDIR, so every one this run or its child commands
  * made is found there and removed, even one whose id a killed child never printed.
  */
+import { interceptTermination } from "../signals.js";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -132,8 +133,7 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
         process.exit(signal === "SIGINT" ? 130 : 143);
       });
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const releaseSignals = interceptTermination(onSignal);
 
   const fixtures = new Map<number, Promise<StartedEmbeddedEnvironment>>();
   const machine = await describeMachine();
@@ -210,8 +210,7 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
   } finally {
     options.progress("removing the environments this run made");
     await cleanupAll();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    releaseSignals();
     if (previousTmp === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = previousTmp;
     removeWorkDir(workDir);

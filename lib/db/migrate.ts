@@ -40,9 +40,70 @@ export interface MigrateOptions {
 
 /** Applies (or reverts) migrations over one client connected as the schema owner. */
 export async function migrate(client: pg.ClientBase, options: MigrateOptions): Promise<string[]> {
+  return (await runMigrations(client, options, false)).ran;
+}
+
+/** A step of a migration run that loses data: a table, a column, or rows. */
+export interface DestructiveStep {
+  migration: string;
+  /** DROP TABLE, DROP COLUMN, TRUNCATE, DELETE, DROP SCHEMA, … */
+  kind: string;
+  /** The table it is about (schema-qualified when the SQL qualifies it). */
+  table: string;
+  /** Rows the table holds now (what would be lost), when it exists. */
+  rows?: number;
+  sql: string;
+}
+
+/**
+ * What a run would do, without doing it: node-pg-migrate's dry run renders every migration's SQL,
+ * which is read for the statements that lose data (so `migrate down` can ask for --yes and say
+ * what would go).
+ */
+export async function planMigrations(client: pg.ClientBase, options: MigrateOptions): Promise<{ migrations: string[]; destructive: DestructiveStep[] }> {
+  const { ran, sql } = await runMigrations(client, options, true);
+  const destructive: DestructiveStep[] = [];
+  for (const { migration, text } of sql) {
+    for (const statement of text.split(/;\s*\n/)) {
+      const step = destructiveStep(statement);
+      if (!step) continue;
+      if (step.kind === "DELETE" && new RegExp(`"?${MIGRATIONS_TABLE}"?\\s+WHERE\\s+name=`, "i").test(statement)) continue; // the runner's own bookkeeping
+      destructive.push({ migration, ...step, sql: statement.trim() });
+    }
+  }
+  for (const step of destructive) {
+    const exists = await client.query("SELECT to_regclass($1) IS NOT NULL AS present", [step.table]);
+    if (exists.rows[0].present) step.rows = Number((await client.query(`SELECT count(*) AS n FROM ${step.table}`)).rows[0].n);
+  }
+  return { migrations: ran, destructive };
+}
+
+const DESTRUCTIVE: { kind: string; pattern: RegExp }[] = [
+  { kind: "DROP TABLE", pattern: /^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?((?:"[^"]+"|\w+)(?:\.(?:"[^"]+"|\w+))?)/i },
+  { kind: "DROP MATERIALIZED VIEW", pattern: /^\s*DROP\s+MATERIALIZED\s+VIEW\s+(?:IF\s+EXISTS\s+)?((?:"[^"]+"|\w+)(?:\.(?:"[^"]+"|\w+))?)/i },
+  { kind: "DROP COLUMN", pattern: /^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?((?:"[^"]+"|\w+)(?:\.(?:"[^"]+"|\w+))?)[\s\S]*\bDROP\s+(?:COLUMN\s+)?(?!CONSTRAINT\b|DEFAULT\b|NOT\b|IDENTITY\b|EXPRESSION\b)/i },
+  { kind: "TRUNCATE", pattern: /^\s*TRUNCATE\s+(?:TABLE\s+)?(?:ONLY\s+)?((?:"[^"]+"|\w+)(?:\.(?:"[^"]+"|\w+))?)/i },
+  { kind: "DELETE", pattern: /^\s*DELETE\s+FROM\s+(?:ONLY\s+)?((?:"[^"]+"|\w+)(?:\.(?:"[^"]+"|\w+))?)/i },
+  { kind: "DROP SCHEMA", pattern: /^\s*DROP\s+SCHEMA\s+(?:IF\s+EXISTS\s+)?((?:"[^"]+"|\w+))/i },
+];
+
+function destructiveStep(statement: string): { kind: string; table: string } | undefined {
+  const text = statement.replace(/^\s*(--[^\n]*\n\s*)*/, "");
+  for (const { kind, pattern } of DESTRUCTIVE) {
+    const match = pattern.exec(text);
+    if (match) return { kind, table: match[1]! };
+  }
+  return undefined;
+}
+
+async function runMigrations(client: pg.ClientBase, options: MigrateOptions, dryRun: boolean): Promise<{ ran: string[]; sql: { migration: string; text: string }[] }> {
   // Loaded here, not at the top: backup and restore use this module's queries, not the runner.
   const { runner } = await import("node-pg-migrate");
+  const sql: { migration: string; text: string }[] = [];
+  let current = "";
   const ran = await runner({
+    dryRun,
+    verbose: dryRun, // the SQL reaches logger.debug only when verbose
     dbClient: client,
     dir: MIGRATIONS_DIR,
     migrationsTable: MIGRATIONS_TABLE,
@@ -51,9 +112,15 @@ export async function migrate(client: pg.ClientBase, options: MigrateOptions): P
     checkOrder: true,
     singleTransaction: true,
     log: () => undefined,
-    logger: { debug: () => undefined, info: () => undefined, warn: (m: string) => options.log?.(m), error: (m: string) => options.log?.(m) },
+    logger: {
+      // The dry run's SQL arrives as debug lines, after the info line naming its migration.
+      debug: (m: string) => void (dryRun && sql.push({ migration: current, text: m })),
+      info: (m: string) => void (current = /### MIGRATION (\S+)/.exec(m)?.[1] ?? current),
+      warn: (m: string) => options.log?.(m),
+      error: (m: string) => options.log?.(m),
+    },
   });
-  return ran.map((m) => m.name);
+  return { ran: ran.map((m) => m.name), sql };
 }
 
 /** Applied and pending migrations. */

@@ -6,6 +6,7 @@
  * The embedded engine runs it after initdb; the Docker target ships it as an initdb.d script.
  */
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
+import type pg from "pg";
 import type { Spec } from "../spec/schema.js";
 
 /** Passwords of the three roles of the spec. */
@@ -126,4 +127,31 @@ function passwordForSql(password: string): string {
 export function postMigrationSql(spec: Spec, migrationsTable: string): string {
   const pg = spec.postgres;
   return `REVOKE ALL ON TABLE ${sqlIdent(migrationsTable)} FROM ${sqlIdent(pg.appUser)}, ${sqlIdent(pg.readonlyUser)};`;
+}
+
+/**
+ * Runs role/privilege DDL (bootstrapSql, privilegesSql, postMigrationSql) as one transaction,
+ * retried when another session changed the same catalog row meanwhile. Some of these rows are in
+ * catalogs shared by the whole cluster (pg_authid, pg_parameter_acl), so `up` in an environment's
+ * database and drift's scratch database of the same cluster collide ("tuple concurrently updated",
+ * XX000), as do serialization failures and deadlocks (40001, 40P01). The SQL is idempotent, and
+ * a failed attempt is rolled back whole, so running it again is safe.
+ */
+export async function applyRoleSql(client: pg.ClientBase, sql: string, attempts = 8): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.query(`BEGIN;\n${sql}\nCOMMIT;`);
+      return;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      if (attempt >= attempts || !isConcurrentCatalogUpdate(error)) throw error;
+      await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 30)));
+    }
+  }
+}
+
+/** A catalog row updated by another transaction meanwhile (worth trying again). */
+export function isConcurrentCatalogUpdate(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  return e?.code === "40001" || e?.code === "40P01" || (e?.code === "XX000" && /tuple concurrently (updated|deleted)/.test(e.message ?? ""));
 }

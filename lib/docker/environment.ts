@@ -18,7 +18,7 @@ import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
 import { withPg } from "../db/clients.js";
 import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
-import { postMigrationSql } from "../db/roles.js";
+import { applyRoleSql, postMigrationSql } from "../db/roles.js";
 import { generateCredentials, writeCredentials } from "../env/credentials.js";
 import { EnvironmentConnections, readRecord, writeRecord, type EnvironmentRecord } from "../env/environment.js";
 import { ensureDir } from "../fs.js";
@@ -114,7 +114,7 @@ export class DockerEnvironment {
       const connections = new EnvironmentConnections(spec, credentials);
       await withPg(connections.postgresConfig("owner"), async (client) => {
         await migrate(client, { direction: "up", log: this.log });
-        await client.query(postMigrationSql(spec, MIGRATIONS_TABLE));
+        await applyRoleSql(client, postMigrationSql(spec, MIGRATIONS_TABLE));
       });
       return new StartedDockerEnvironment(spec, record, connections, (Date.now() - started) / 1000);
     } catch (error) {

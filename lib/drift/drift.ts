@@ -165,7 +165,7 @@ async function schemaSections(target: Target, spec: Spec): Promise<DriftSection[
     migrations.items.push({ name: m, expected: "applied", actual: "pending", source: "pgmigrations", fix: `npm run migrate -- up --env ${target.env}` });
   }
   for (const m of live.value.applied.filter((a) => !known.includes(a))) {
-    migrations.items.push({ name: m, expected: "not applied (unknown to this code)", actual: "applied", source: "pgmigrations", fix: "deploy the code that has this migration, or revert it with that code (npm run migrate -- down)" });
+    migrations.items.push({ name: m, expected: "not applied (unknown to this code)", actual: "applied", source: "pgmigrations", fix: `deploy the code that has this migration, or revert it with that code (npm run migrate -- down --env ${spec.env} --yes)` });
   }
   migrations.status = migrations.items.length ? "drift" : "ok";
   return [schema, migrations];

@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { withPg } from "../db/clients.js";
-import { postMigrationSql, privilegesSql, sqlIdent } from "../db/roles.js";
+import { applyRoleSql, postMigrationSql, privilegesSql, sqlIdent } from "../db/roles.js";
 import type { PostgresEndpoint } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 
@@ -229,11 +229,11 @@ export async function expectedSchema(endpoint: PostgresEndpoint, spec: Spec, opt
     try {
       // The roles' privileges, from the same SQL as every environment's bootstrap (where the
       // roles exist: with per-role logins; a URL target's lone login has no roles to compare).
-      if (options.perRoleLogins) await withPg(endpoint.config("admin", name), (c) => c.query(privilegesSql({ ...spec, postgres: { ...spec.postgres, database: name } })));
+      if (options.perRoleLogins) await withPg(endpoint.config("admin", name), (c) => applyRoleSql(c, privilegesSql({ ...spec, postgres: { ...spec.postgres, database: name } })));
       const { objects, migrations } = await withPg(endpoint.config(options.perRoleLogins ? "owner" : "admin", name), async (client) => {
         const { migrate, MIGRATIONS_TABLE } = await migrateModule;
         const ran = await migrate(client, { direction: "up" });
-        if (options.perRoleLogins) await client.query(postMigrationSql(spec, MIGRATIONS_TABLE));
+        if (options.perRoleLogins) await applyRoleSql(client, postMigrationSql(spec, MIGRATIONS_TABLE));
         phases.migrate = lap();
         const introspected = await introspectSchema(client, { privileges: options.perRoleLogins });
         phases.introspect = lap();
@@ -346,7 +346,7 @@ function fixMissing(o: SchemaObject): string {
     case "column":
       return `ALTER TABLE ${tableOf(o)} ADD COLUMN ${sqlIdentLoose(o.name)} ${o.definition};`;
     case "table":
-      return `the migrations create ${objectName(o)}: restore it from a backup or recreate it from migrations/, then run npm run verify`;
+      return `the migrations create ${objectName(o)}: restore it from a backup or recreate it from migrations/, then check again`;
     case "schema":
       return `CREATE SCHEMA ${sqlIdentLoose(o.name)};`;
     case "type":

@@ -52,6 +52,11 @@ export interface RedisSettingRow {
 // ---- PostgreSQL ------------------------------------------------------------------------------
 
 /** How to put a spec setting back, per kind of target. */
+/** How to restart the servers of the environment a report is about (URLs: the operator's own way). */
+function restartHint(target: Target): string {
+  return target.kind === "urls" ? "restart the server (reboot the instance)" : `restart the server: npm run down -- --env ${target.env} && npm run up -- --env ${target.env}`;
+}
+
 function reapplyHint(target: Target): string {
   return target.kind === "urls"
     ? "set it back in the instance's parameter group (pulumi up applies the spec)"
@@ -107,6 +112,10 @@ export async function postgresSettingsDrift(client: pg.ClientBase, spec: Spec, t
   // 1. The spec's settings.
   for (const [name, check] of checks) {
     if (check.ok) continue;
+    if (check.unreadable) {
+      errors.push(`${name} not checked: ${check.unreadable}`);
+      continue;
+    }
     const row = liveByName.get(name);
     const fromAuto = autoConf.some((a) => a.name === name);
     items.push({
@@ -114,7 +123,7 @@ export async function postgresSettingsDrift(client: pg.ClientBase, spec: Spec, t
       expected: check.expected,
       actual: `${check.actual ?? "(absent)"}${row?.pending_restart ? " (a file holds a new value: pending restart)" : ""}`,
       source: row ? describeSource(row) : undefined,
-      fix: fromAuto ? `ALTER SYSTEM RESET ${name}; SELECT pg_reload_conf();${row?.context === "postmaster" ? " then restart the server" : ""}` : row?.pending_restart ? "restart the server to load the file's value (npm run down && npm run up for a local env), then check again" : reapplyHint(target),
+      fix: fromAuto ? `ALTER SYSTEM RESET ${name}; SELECT pg_reload_conf();${row?.context === "postmaster" ? " then restart the server" : ""}` : row?.pending_restart ? `${restartHint(target)} to load the file's value, then check again` : reapplyHint(target),
     });
   }
   // 2. ALTER SYSTEM overrides: undeclared configuration, whatever their value.
@@ -170,7 +179,7 @@ export async function postgresSettingsDrift(client: pg.ClientBase, spec: Spec, t
       expected: restartOnly ? `the file's value to be live` : "a line the server accepts",
       actual: restartOnly ? `live ${row?.shown ?? "value differs"}; the file's value needs a restart` : e.error,
       source: `${e.sourcefile}:${e.sourceline}`,
-      fix: restartOnly ? "restart the server (npm run down && npm run up for a local env), or revert the line" : "correct or remove the line, then SELECT pg_reload_conf()",
+      fix: restartOnly ? `${restartHint(target)}, or revert the line` : "correct or remove the line, then SELECT pg_reload_conf()",
     });
   }
   return { rows, items, errors };
@@ -280,7 +289,7 @@ export async function redisAclDrift(redis: Redis, spec: Spec): Promise<DriftItem
   }
   const appFlags = await flagsOf(appUser);
   if (!appFlags) {
-    items.push({ name: `ACL user ${appUser}`, expected: "exists (the application's user)", actual: "missing", source: "ACL USERS", fix: `re-create it: npm run up (local environments), or ACL SETUSER ${appUser} with the rules of redisAclLines (lib/docker/containers.ts)` });
+    items.push({ name: `ACL user ${appUser}`, expected: "exists (the application's user)", actual: "missing", source: "ACL USERS", fix: `re-create it: npm run up -- --env ${spec.env} (local environments), or ACL SETUSER ${appUser} with the rules of redisAclLines (lib/docker/containers.ts)` });
     return items;
   }
   if (!appFlags.includes("on")) items.push({ name: `ACL user ${appUser}`, expected: "on", actual: "off: the application cannot log in", source: "ACL GETUSER", fix: `ACL SETUSER ${appUser} on` });

@@ -12,7 +12,7 @@ import path from "node:path";
 import { CliError, EXIT } from "../cli.js";
 import { withPg, withRedis } from "../db/clients.js";
 import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
-import { bootstrapSql, postMigrationSql, sqlIdent } from "../db/roles.js";
+import { applyRoleSql, bootstrapSql, postMigrationSql, sqlIdent } from "../db/roles.js";
 import { loadSpec } from "../spec/load.js";
 import { postgresConf, redisSettings, type ArchiveTarget } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
@@ -188,7 +188,7 @@ async function bringUp(spec: Spec, paths: EnvPaths, record: EnvironmentRecord, l
   await bootstrapDatabase(spec, connections);
   const migrationsApplied = await withPg(connections.postgresConfig("owner"), async (client) => {
     const ran = await migrate(client, { direction: "up", log });
-    await client.query(postMigrationSql(spec, MIGRATIONS_TABLE));
+    await applyRoleSql(client, postMigrationSql(spec, MIGRATIONS_TABLE));
     return ran;
   });
   if (migrationsApplied.length) log(`applied migrations: ${migrationsApplied.join(", ")}`);
@@ -258,7 +258,7 @@ async function bootstrapDatabase(spec: Spec, connections: EnvironmentConnections
     if (!rowCount) await client.query(`CREATE DATABASE ${sqlIdent(spec.postgres.database)}`);
   });
   await withPg(connections.postgresConfig("admin"), (client) =>
-    client.query(bootstrapSql(spec, { owner: pg.ownerPassword, app: pg.appPassword, readonly: pg.readonlyPassword, backup: pg.backupPassword })),
+    applyRoleSql(client, bootstrapSql(spec, { owner: pg.ownerPassword, app: pg.appPassword, readonly: pg.readonlyPassword, backup: pg.backupPassword })),
   );
 }
 

@@ -8,6 +8,8 @@ import lockfile from "proper-lockfile";
 import { CliError, EXIT } from "../cli.js";
 import { ensureDir } from "../fs.js";
 import path from "node:path";
+import { envWholeNumber } from "../input.js";
+import { onTermination } from "../signals.js";
 
 export interface LockOptions {
   /** What the holder is doing, for the message of a run that has to wait. */
@@ -28,7 +30,7 @@ const heldLocks = new AsyncLocalStorage<ReadonlySet<string>>();
 export async function withEnvLock<T>(env: string, lockPath: string, options: LockOptions, work: () => Promise<T>): Promise<T> {
   const held = heldLocks.getStore();
   if (held?.has(lockPath)) return work();
-  const waitSeconds = options.waitSeconds ?? Number(process.env.CPI_LOCK_WAIT_SECONDS ?? 120);
+  const waitSeconds = options.waitSeconds ?? lockWaitSeconds();
   ensureDir(path.dirname(lockPath), 0o700);
   const deadline = Date.now() + waitSeconds * 1000;
   let release: (() => Promise<void>) | undefined;
@@ -50,9 +52,23 @@ export async function withEnvLock<T>(env: string, lockPath: string, options: Loc
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+  // A SIGTERM/SIGINT releases it too (lib/signals.ts), so the next run goes ahead at once.
+  const releaseOnce = once(release);
+  const unregister = onTermination(`release the lock of '${env}'`, releaseOnce);
   try {
     return await heldLocks.run(new Set([...(held ?? []), lockPath]), work);
   } finally {
-    await release().catch(() => undefined);
+    unregister();
+    await releaseOnce().catch(() => undefined);
   }
+}
+
+/** $CPI_LOCK_WAIT_SECONDS (whole seconds, 0 fails fast; default 120); a bad value is refused, not ignored. */
+export function lockWaitSeconds(): number {
+  return envWholeNumber("CPI_LOCK_WAIT_SECONDS", 120, 0, 86_400, "seconds");
+}
+
+function once(release: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= release());
 }

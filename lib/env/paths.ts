@@ -14,6 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { CliError, EXIT } from "../cli.js";
 import { ensureDir } from "../fs.js";
+import { envAccountName, envFolder } from "../input.js";
 import { PROJECT_DIR } from "../spec/load.js";
 
 /**
@@ -22,7 +23,7 @@ import { PROJECT_DIR } from "../spec/load.js";
  * /var/lib/crypto-prediction-infra/<project hash> instead, so `npm run up` works from any clone.
  */
 export function stateRoot(): string {
-  if (process.env.CPI_STATE_DIR) return path.resolve(process.env.CPI_STATE_DIR);
+  if (process.env.CPI_STATE_DIR) return envFolder("CPI_STATE_DIR")!;
   const inProject = path.join(PROJECT_DIR, ".state");
   const user = process.getuid?.() === 0 ? serviceUser() : undefined;
   if (user && unreachableParent(inProject, user)) {
@@ -107,7 +108,7 @@ export interface ServiceUser {
 
 /** Name of the service account used when the toolkit runs as root ($CPI_SERVICE_USER, default postgres). */
 export function serviceUserName(): string {
-  return process.env.CPI_SERVICE_USER ?? "postgres";
+  return envAccountName("CPI_SERVICE_USER", "postgres");
 }
 
 /**

@@ -113,7 +113,7 @@ export function assertClusterVersion(paths: EnvPaths): void {
     throw new CliError(
       `the data dir ${paths.pgData} is from PostgreSQL ${major}; this toolkit runs PostgreSQL ${EMBEDDED_PG_MAJOR}`,
       EXIT.ERROR,
-      `upgrade it with pg_upgrade, or back it up and recreate the environment (npm run down -- --destroy --yes)`,
+      `upgrade it with pg_upgrade, or back it up and recreate the environment (npm run down -- --env ${path.basename(paths.dir)} --destroy --yes)`,
     );
   }
 }

@@ -138,7 +138,7 @@ export async function maintainEnvironment(target: Target, spec: Spec = target.sp
     const vacuumed = new Set<string>();
     for (const task of WEEKLY_TASKS) {
       if (!present.has(task.table)) {
-        steps.push({ sql: task.sql, status: "failed", ms: 0, note: `table ${task.table} does not exist (npm run verify)` });
+        steps.push({ sql: task.sql, status: "failed", ms: 0, note: `table ${task.table} does not exist (npm run verify -- --env ${target.env})` });
         continue;
       }
       if (task.what === "analyze" && vacuumed.has(task.table)) {

@@ -185,7 +185,7 @@ async function postgresMetrics(client: pg.Client, spec: Spec): Promise<MetricLin
     status: bloated.length ? "warn" : "ok",
     value: bloated.length ? `${bloated.length} table${bloated.length > 1 ? "s" : ""} above ${a.deadTuplePercent}% of live` : worst && Number(worst.dead) ? `worst: ${deadText(worst)}` : "none",
     threshold: `> ${a.deadTuplePercent}% of live tuples`,
-    detail: bloated.length ? `${bloated.map(deadText).join(", ")}; run npm run maintain (VACUUM ANALYZE), and check autovacuum` : undefined,
+    detail: bloated.length ? `${bloated.map(deadText).join(", ")}; run npm run maintain -- --env ${spec.env} (VACUUM ANALYZE), and check autovacuum` : undefined,
     measured: bloated.length,
   });
   lines.push({

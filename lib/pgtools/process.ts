@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { CliError, EXIT, redact } from "../cli.js";
 import type { PgCommand } from "./resolve.js";
+import { onTermination } from "../signals.js";
 
 export interface StartedProcess {
   child: ChildProcess;
@@ -44,20 +45,20 @@ export function startProcess(command: Pick<PgCommand, "file" | "args" | "env"> &
     });
   });
   exited.catch(() => undefined); // observed by the caller; never an unhandled rejection
-  return {
-    child,
-    exited,
-    stderr: () => stderr,
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-        await new Promise((resolve) => child.once("close", resolve));
-        clearTimeout(timer);
-      }
-      await command.abort?.();
-    },
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await new Promise((resolve) => child.once("close", resolve));
+      clearTimeout(timer);
+    }
+    await command.abort?.();
   };
+  // This process told to stop: its children stop with it (a plain `kill PID` reaches only us).
+  const unregister = onTermination(`stop ${options.what}`, kill);
+  child.once("close", unregister);
+  child.once("error", unregister);
+  return { child, exited, stderr: () => stderr, kill };
 }
 
 /** The last lines of a tool's stderr, redacted, on one line. */

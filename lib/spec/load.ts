@@ -11,7 +11,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { schema, type Spec } from "./schema.js";
-import { parsePgSize, parseRedisSize, humanBytes } from "./units.js";
+import { formatPgSize, formatRedisSize, parsePgSize, parseRedisSize, humanBytes } from "./units.js";
+import { systemFolderOf } from "../system-folders.js";
 
 /** The Pulumi project name, which is also the config namespace of every spec key. */
 export const PROJECT = "crypto-prediction-infra";
@@ -121,6 +122,20 @@ export function crossFieldIssues(spec: Spec, memoryBytes: number | undefined): S
     });
   }
   if (sharedBuffers < 128 * 1024) issues.push({ key: "postgres.sharedBuffers", value: pg.sharedBuffers, message: "PostgreSQL needs at least 128kB" });
+  else if (sharedBuffers < minSharedBuffers(pg.maxConnections)) {
+    issues.push({
+      key: "postgres.sharedBuffers",
+      value: pg.sharedBuffers,
+      message: `must be at least ${formatPgSize(minSharedBuffers(pg.maxConnections))} for postgres.maxConnections ${pg.maxConnections} (2 buffers of 8kB per connection): every session pins buffers, and with fewer queries fail with "no unpinned buffers available"`,
+    });
+  }
+  if (maxmemory > 0 && maxmemory < MIN_REDIS_MAXMEMORY) {
+    issues.push({
+      key: "redis.maxmemory",
+      value: spec.redis.maxmemory,
+      message: `must be at least ${formatRedisSize(MIN_REDIS_MAXMEMORY)}: Redis uses about 1 MB for itself and its clients' buffers before any key, and below that every write fails with "OOM command not allowed"`,
+    });
+  }
   if (parsePgSize(pg.workMem)! < 64 * 1024) issues.push({ key: "postgres.workMem", value: pg.workMem, message: "PostgreSQL needs at least 64kB" });
   if (parsePgSize(pg.maintenanceWorkMem)! < 1024 * 1024) {
     issues.push({ key: "postgres.maintenanceWorkMem", value: pg.maintenanceWorkMem, message: "PostgreSQL needs at least 1MB" });
@@ -132,6 +147,17 @@ export function crossFieldIssues(spec: Spec, memoryBytes: number | undefined): S
     if (maxmemory > memoryBytes) {
       issues.push({ key: "redis.maxmemory", value: spec.redis.maxmemory, message: `is above this machine's memory (${humanBytes(memoryBytes)})` });
     }
+    for (const [key, value] of [["workMem", pg.workMem], ["maintenanceWorkMem", pg.maintenanceWorkMem], ["effectiveCacheSize", pg.effectiveCacheSize]] as const) {
+      if (parsePgSize(value)! > memoryBytes) issues.push({ key: `postgres.${key}`, value, message: `is above this machine's memory (${humanBytes(memoryBytes)}); the planner and sorts would count on memory that is not there` });
+    }
+    if (parsePgSize(spec.docker.shmSize)! > memoryBytes) issues.push({ key: "docker.shmSize", value: spec.docker.shmSize, message: `is above this machine's memory (${humanBytes(memoryBytes)})` });
+    if (sharedBuffers <= memoryBytes && maxmemory <= memoryBytes && sharedBuffers + maxmemory > memoryBytes) {
+      issues.push({
+        key: "redis.maxmemory",
+        value: spec.redis.maxmemory,
+        message: `plus postgres.sharedBuffers (${pg.sharedBuffers}) is above this machine's memory (${humanBytes(memoryBytes)}); both servers run here, so one of them would be killed for memory`,
+      });
+    }
   }
   if (maxmemory === 0) issues.push({ key: "redis.maxmemory", value: spec.redis.maxmemory, message: "0 means no limit; the guide caps the cache (e.g. 256mb)" });
   const poolMax = spec.pool.postgresSize + spec.pool.postgresMaxOverflow;
@@ -142,6 +168,11 @@ export function crossFieldIssues(spec: Spec, memoryBytes: number | undefined): S
       message: `must leave room for the client pool (pool.postgresSize + pool.postgresMaxOverflow = ${poolMax}) plus ${RESERVED_CONNECTIONS} admin connections`,
     });
   }
+  if (spec.pool.redisMaxConnections > REDIS_MAX_CLIENTS) {
+    issues.push({ key: "pool.redisMaxConnections", value: spec.pool.redisMaxConnections, message: `is above Redis's maxclients (${REDIS_MAX_CLIENTS}); the connections beyond it are refused` });
+  }
+  const backupDirProblem = backupDirIssue(spec.backup.dir);
+  if (backupDirProblem) issues.push({ key: "backup.dir", value: spec.backup.dir, message: backupDirProblem });
   if (pg.port === spec.redis.port) issues.push({ key: "redis.port", value: spec.redis.port, message: "is the same as postgres.port" });
   const { ttlShortSeconds: s, ttlMediumSeconds: m, ttlLongSeconds: l } = spec.cache;
   if (!(s < m && m < l)) issues.push({ key: "cache", value: { s, m, l }, message: "TTL tiers must grow: ttlShortSeconds < ttlMediumSeconds < ttlLongSeconds" });
@@ -160,6 +191,32 @@ export function crossFieldIssues(spec: Spec, memoryBytes: number | undefined): S
     issues.push({ key: "aws.rdsMaxAllocatedStorageGb", value: spec.aws.rdsMaxAllocatedStorageGb, message: "must be at least aws.rdsAllocatedStorageGb" });
   }
   return issues;
+}
+
+/** Below this, Redis's own overhead fills maxmemory and writes fail with OOM. */
+export const MIN_REDIS_MAXMEMORY = 8 * 1024 * 1024;
+/** Redis's default maxclients. */
+export const REDIS_MAX_CLIENTS = 10_000;
+
+/** shared_buffers that max_connections sessions can work with: 2 pinned 8 kB buffers each, and PostgreSQL's 128kB. */
+export function minSharedBuffers(maxConnections: number): number {
+  return Math.max(128 * 1024, 2 * 8192 * maxConnections);
+}
+
+/**
+ * backup.dir is relative to the project and stays inside it, or an absolute folder outside the
+ * system's (whether the user owns it is checked when a backup runs: lib/backup/location.ts).
+ */
+export function backupDirIssue(dir: string): string | undefined {
+  if (path.isAbsolute(dir)) {
+    const system = systemFolderOf(dir);
+    if (system) return system === path.resolve(dir) ? `${system} is a system folder; backups need a folder of their own (e.g. backups, or /srv/backups/crypto)` : `is inside the system folder ${system}; use a folder in the project (e.g. backups) or one you own`;
+    return undefined;
+  }
+  const normalized = path.normalize(dir);
+  if (normalized === ".") return "is the project folder itself; use a subfolder (e.g. backups)";
+  if (normalized === ".." || normalized.startsWith(`..${path.sep}`)) return "leaves the project; a relative backup.dir stays inside it (or give an absolute folder you own)";
+  return undefined;
 }
 
 /** superuser_reserved_connections (3) that the pool may not take. */

@@ -1,7 +1,7 @@
 /**
  * The spec: every documented setting of the data layer, typed and validated in one place.
  *
- * Defaults are the values of the user's guide (../shared/seed/database-setup-guide.md); each
+ * Defaults are the values of the user's guide (docs/database-setup-guide.md); each
  * environment overrides them in `Pulumi.<env>.yaml` under the project's config namespace. Every
  * target (embedded, Docker, AWS) and every script derives what it needs from a parsed `Spec`
  * through the pure functions in ./render.ts: no value is written twice.
@@ -153,7 +153,7 @@ export const schema = z.strictObject({
       schedule: z.string().regex(/^(\S+\s+){4}\S+$/, { error: "expected a five-field cron expression" }).default("0 2 * * *"),
       keepDaily: count("backups").min(1, { error: "keep at least 1" }).default(7),
       keepWeekly: count("backups").min(0, { error: "must be 0 or more" }).default(4),
-      /** Folder for backups, relative to the project. */
+      /** Folder for backups: relative to the project (and inside it), or an absolute folder the user owns; never a system folder such as /etc. */
       dir: z.string().min(1).default("backups"),
       /** AWS automated backups / snapshot retention, days. */
       retentionDays: count("days").min(1, { error: "must be 1-35" }).max(35, { error: "must be 1-35 (AWS limit)" }).default(7),

@@ -18,6 +18,12 @@ export interface SettingCheck {
   pendingRestart?: boolean;
   /** Where the live value comes from (pg_settings.source), when known. */
   source?: string;
+  /**
+   * Why the live value could not be read (then `ok` says nothing): pg_settings hides
+   * superuser-only settings (shared_preload_libraries, …) from a login without
+   * pg_read_all_settings, such as the schema owner connecting by URL.
+   */
+  unreadable?: string;
 }
 
 /** Bytes of a pg_settings value in its unit (`8kB`, `kB`, `MB`…), or undefined for unitless. */
@@ -43,8 +49,13 @@ export async function checkPostgresSettings(client: pg.ClientBase, spec: Spec, a
     const v = placeholder[0]?.v;
     if (v !== null && v !== undefined) live.set(s.name, { name: s.name, setting: v, unit: null, shown: v, pending_restart: false, source: "configuration file" });
   }
+  const missing = declared.filter((s) => !live.has(s.name));
+  const privileged = missing.length ? await canReadAllSettings(client) : true;
   return declared.map((s) => {
     const row = live.get(s.name);
+    if (!row && !privileged) {
+      return { server: "postgres", name: s.name, expected: s.value, actual: undefined, ok: false, unreadable: `this login (not a superuser, no pg_read_all_settings) may not read ${s.name}; connect as the admin or GRANT pg_read_all_settings` };
+    }
     let ok = false;
     if (row) {
       if (s.kind === "size") ok = pgSettingBytes(row.setting, row.unit) === parsePgSize(s.value);
@@ -53,6 +64,14 @@ export async function checkPostgresSettings(client: pg.ClientBase, spec: Spec, a
     }
     return { server: "postgres", name: s.name, expected: s.value, actual: row?.shown, ok: ok && !row?.pending_restart, pendingRestart: row?.pending_restart, source: row?.source };
   });
+}
+
+/** Whether this login sees every setting: a superuser or a member of pg_read_all_settings. */
+export async function canReadAllSettings(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ can: boolean }>(
+    "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(current_user, 'pg_read_all_settings', 'MEMBER') AS can",
+  );
+  return rows[0]?.can === true;
 }
 
 function sameList(a: string, b: string): boolean {

@@ -118,6 +118,10 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
   });
 
   for (const s of facts.settings) {
+    if (s.unreadable) {
+      checks.push({ id: `db.setting.${s.name}`, group: "db", title: `setting ${s.name}`, status: "error", detail: `could not check: ${s.unreadable}`, expected: s.expected, hint: `verify with the admin login (npm run verify -- --env ${target.env}, without a URL), or GRANT pg_read_all_settings TO this login` });
+      continue;
+    }
     checks.push({
       id: `db.setting.${s.name}`,
       group: "db",
@@ -159,7 +163,7 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
       hint: "the check needs a login that may CREATE DATABASE on this server (the admin; on RDS the master user)",
     });
   } else {
-    checks.push(...schemaChecks(expected.value!.objects, facts.live, facts.database));
+    checks.push(...schemaChecks(expected.value!.objects, facts.live, facts.database, spec.env));
   }
 
   const probe = await probeTask;
@@ -200,7 +204,7 @@ export function assessmentCheck(a: Assessment): Check {
 }
 
 /** Constraints, indexes and tables the migrations make must all be there (extra ones are drift's business). */
-function schemaChecks(expected: SchemaObject[], live: SchemaObject[], database: string): Check[] {
+function schemaChecks(expected: SchemaObject[], live: SchemaObject[], database: string, env: string): Check[] {
   const drift = compareSchemas(expected, live);
   const missing = (kinds: string[]) => drift.filter((d) => (d.difference === "missing" || d.difference === "changed" || d.difference === "invalid") && kinds.includes(d.kind));
   const count = (kinds: string[]) => expected.filter((o) => kinds.includes(o.kind)).length;
@@ -221,7 +225,7 @@ function schemaChecks(expected: SchemaObject[], live: SchemaObject[], database: 
       detail: bad.length
         ? `${bad.length} of ${total} not as the migrations make them: ${bad.map((d) => `${d.name} (${d.difference})`).join(", ")}`
         : `${total}/${total} present in ${database}, as the migrations make them`,
-      hint: bad.length ? `${bad[0]!.fix}${bad.length > 1 ? ` (and ${bad.length - 1} more: npm run drift -- --md drift.md)` : ""}` : undefined,
+      hint: bad.length ? `${bad[0]!.fix}${bad.length > 1 ? ` (and ${bad.length - 1} more: npm run drift -- --env ${env} --md drift.md)` : ""}` : undefined,
     } satisfies Check;
   });
 }

@@ -1,19 +1,23 @@
 /**
  * Least privilege: each PostgreSQL role can do its job and nothing more (owner: DDL; app: DML on
  * the guide's tables; read-only: SELECT), the URLs `up --json` prints say which role they log in
- * as, both servers listen on loopback only, and Redis refuses anonymous clients and keeps the
+ * as, both servers of both engines listen on loopback only (read from the kernel's socket tables:
+ * the test connects to nothing but loopback), and Redis refuses anonymous clients and keeps the
  * dangerous commands from the application's ACL user while the admin keeps what it needs.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import net from "node:net";
-import os from "node:os";
+import path from "node:path";
 import pg from "pg";
 import { Redis } from "ioredis";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { withPg, withRedis } from "../../lib/db/clients.js";
 import type { PostgresRole } from "../../lib/env/environment.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { runScript } from "../reliability/support.js";
+import { describeDocker, dockerBinary, requireOfflineImages } from "../support/docker.js";
+import { isLoopback, listeningSockets, listeningSocketsOf, type ListeningSocket } from "../support/listening.js";
 
 const environment = useEphemeralEnvironment();
 
@@ -143,50 +147,25 @@ describe("URLs printed by up --json", () => {
 
 // ---- loopback only -----------------------------------------------------------------------------
 
-const DUMMY = { link: "cpi-lp0", address: "198.18.42.1" };
-let dummyCreated = false;
-
-/** A non-loopback IPv4 address of this machine: an interface's, else a dummy interface made for the test. */
-function nonLoopbackAddress(): string {
-  for (const addresses of Object.values(os.networkInterfaces())) {
-    for (const a of addresses ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
-  }
-  // No such address (an isolated container): make one (root and iproute2 needed).
-  execFileSync("ip", ["link", "add", DUMMY.link, "type", "dummy"]);
-  dummyCreated = true;
-  execFileSync("ip", ["addr", "add", `${DUMMY.address}/32`, "dev", DUMMY.link]);
-  execFileSync("ip", ["link", "set", DUMMY.link, "up"]);
-  return DUMMY.address;
+/** Loopback-only, from the kernel's socket tables: every socket on `port` listens on loopback. */
+function expectLoopbackOnly(port: number, what: string): ListeningSocket[] {
+  const sockets = listeningSockets().filter((s) => s.port === port);
+  expect(sockets.length, `${what}: something listens on port ${port}`).toBeGreaterThan(0);
+  expect(sockets.filter((s) => !isLoopback(s.address)).map((s) => `${s.address}:${s.port}`), `${what}: non-loopback listeners`).toEqual([]);
+  return sockets;
 }
 
-afterAll(() => {
-  if (dummyCreated) execFileSync("ip", ["link", "del", DUMMY.link]);
-});
-
-function tcpConnect(host: string, port: number): Promise<"connected" | string> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port, timeout: 5_000 });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve("connected");
-    });
-    socket.once("timeout", () => {
-      socket.destroy();
-      resolve("ETIMEDOUT");
-    });
-    socket.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-  });
-}
-
-describe("loopback only", () => {
-  it("both servers refuse connections to a non-loopback address of this machine (ECONNREFUSED) and accept them on 127.0.0.1", async () => {
-    const { spec } = environment();
-    const address = nonLoopbackAddress();
-    for (const port of [spec.postgres.port, spec.redis.port]) {
-      expect(await tcpConnect(address, port), `${address}:${port}`).toBe("ECONNREFUSED");
-      expect(await tcpConnect("127.0.0.1", port), `127.0.0.1:${port}`).toBe("connected");
+describe("loopback only (from /proc/net/tcp and tcp6; no traffic beyond loopback)", () => {
+  it("embedded: every listening socket of the postgres and redis-server processes is on 127.0.0.1, and nothing else listens on their ports", () => {
+    const env = environment();
+    const pgPid = Number(readFileSync(path.join(env.paths.pgData, "postmaster.pid"), "utf8").split("\n")[0]);
+    const redisPid = Number(readFileSync(env.paths.redisPid, "utf8").trim());
+    for (const [what, pid, port] of [["postgres", pgPid, env.spec.postgres.port], ["redis", redisPid, env.spec.redis.port]] as const) {
+      const own = listeningSocketsOf(pid);
+      expect(own.map((s) => `${s.address}:${s.port}`), `${what} (pid ${pid})`).toEqual([`127.0.0.1:${port}`]);
+      expectLoopbackOnly(port, what);
     }
-    console.log(`[figures] loopback: ${address}:${spec.postgres.port} and :${spec.redis.port} refused`);
+    console.log(`[figures] loopback: postgres pid ${pgPid} and redis pid ${redisPid} listen only on 127.0.0.1 (/proc/net/tcp*)`);
   });
 
   it("and say so in their own settings (listen_addresses, bind, protected-mode)", async () => {
@@ -196,6 +175,25 @@ describe("loopback only", () => {
       expect(await r.config("GET", "protected-mode")).toEqual(["protected-mode", "yes"]);
     });
   });
+});
+
+describeDocker("loopback only, Docker target (the ports it publishes on the host)", () => {
+  it("env:ci --engine docker: the published PostgreSQL and Redis ports listen on 127.0.0.1 only, and Docker binds them to 127.0.0.1", async () => {
+    await requireOfflineImages();
+    const started = await runScript("env-ci", ["--engine", "docker", "--format", "json"], { timeoutMs: 240_000 });
+    expect(started.code, started.stderr).toBe(0);
+    const id = started.json.CPI_ENV_ID as string;
+    try {
+      for (const [what, port] of [["postgres", Number(started.json.PGPORT)], ["redis", Number(started.json.REDIS_PORT)]] as const) {
+        expectLoopbackOnly(port, `docker ${what}`);
+        const bindings = execFileSync(dockerBinary(), ["ps", "--filter", `publish=${port}`, "--format", "{{.Ports}}"], { encoding: "utf8" }).trim();
+        expect(bindings, `docker ${what}`).toContain(`127.0.0.1:${port}->`);
+        expect(bindings, `docker ${what}`).not.toMatch(/(^|, )(0\.0\.0\.0|:::|\[::\]):/);
+      }
+    } finally {
+      await runScript("env-ci", ["--down", id], { timeoutMs: 120_000 });
+    }
+  }, 300_000);
 });
 
 // ---- Redis ACL ---------------------------------------------------------------------------------
