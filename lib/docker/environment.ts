@@ -184,7 +184,8 @@ export async function findDockerObjects(id: string, docker = requireEngine(), re
       continue;
     }
     const [state = "unknown", health] = out.trim().split(/\s+/);
-    containers.push({ name, state, running: state === "running", ...(health ? { health } : {}) });
+    // A stopped container keeps its last health status: it means nothing then.
+    containers.push({ name, state, running: state === "running", ...(health && state === "running" ? { health } : {}) });
   }
   const exists = async (kind: "volume" | "network", name: string) => dockerOk(docker, [kind, "inspect", name]);
   const volumes = new Set(await listed(["volume", "ls", "-q", "--filter", label]));

@@ -161,8 +161,8 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     exitCode: EXIT.ERROR,
     reasons: [],
     objectives: { rtoSeconds: spec.dr.rtoSeconds, rpoSeconds: spec.dr.rpoSeconds },
-    rto: { objectiveSeconds: spec.dr.rtoSeconds, ok: false },
-    rpo: { objectiveSeconds: spec.dr.rpoSeconds, ok: false },
+    rto: { objectiveSeconds: spec.dr.rtoSeconds, measured: false },
+    rpo: { objectiveSeconds: spec.dr.rpoSeconds, measured: false },
     phases: PHASES.map((p, i): PhaseRecord => ({ number: i + 1, name: p.name, title: p.title, status: "skipped", detail: "not reached" })),
     settings: { rows: resolved.rows, format: resolved.format, writeSeconds: resolved.writeSeconds, writeIntervalMs: resolved.writeIntervalMs, keep: options.keep === true },
     machine: { cpus: os.cpus().length, node: process.version, toolkit: toolkitVersion() },
@@ -372,16 +372,21 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
 
   // Measures: RTO and RPO, then the verdict.
   const reachedDisaster = rtoStarted !== undefined;
-  report.rto = { seconds: rtoSeconds, objectiveSeconds: spec.dr.rtoSeconds, ok: recovered && rtoSeconds !== undefined && rtoSeconds <= spec.dr.rtoSeconds };
-  if (writes && present) {
+  // A drill that never reached the disaster (the environment could not start, an image is
+  // missing…) measured nothing: it scores no objective and reports that it could not run.
+  if (reachedDisaster) report.rto = { seconds: rtoSeconds, objectiveSeconds: spec.dr.rtoSeconds, measured: true, ok: recovered && rtoSeconds !== undefined && rtoSeconds <= spec.dr.rtoSeconds };
+  else report.reasons.push("the drill could not run up to the disaster: RTO and RPO were not measured");
+  if (reachedDisaster && writes && present) {
     const postgres = storeRecovery(writes.postgres, present.postgres, backupDoneAt);
     const redis = storeRecovery(writes.redis, present.redis, backupDoneAt);
     const worst = [postgres.rpoSeconds, redis.rpoSeconds].some((s) => s === undefined) ? undefined : Math.max(postgres.rpoSeconds!, redis.rpoSeconds!);
-    report.rpo = { seconds: worst, objectiveSeconds: spec.dr.rpoSeconds, ok: worst !== undefined && worst <= spec.dr.rpoSeconds, postgres, redis };
+    report.rpo = { seconds: worst, objectiveSeconds: spec.dr.rpoSeconds, measured: true, ok: worst !== undefined && worst <= spec.dr.rpoSeconds, postgres, redis };
     for (const [name, store] of [["PostgreSQL", postgres], ["Redis", redis]] as const) {
       if (store.present === 0) report.reasons.push(`${name}: no drill write survived the restore, not even the marker written before the backup`);
       else if (!store.contiguous) report.reasons.push(`${name}: the restored writes have gaps (${store.present} present up to the newest): the backup is not one consistent point in time`);
     }
+  } else if (reachedDisaster) {
+    report.rpo = { objectiveSeconds: spec.dr.rpoSeconds, measured: true, ok: false }; // destroyed, and not recovered
   }
   if (recovered) {
     if (!report.rto.ok) report.reasons.push(`RTO ${rtoSeconds!.toFixed(1)} s is above the objective dr.rtoSeconds = ${spec.dr.rtoSeconds} s`);

@@ -52,9 +52,11 @@ async function dockerDown(env: string, options: DownOptions, notes: string[] = [
   const { removeDockerEnvironment, stopDockerEnvironment } = await import("../docker/environment.js");
   const log = options.log ?? (() => undefined);
   if (options.destroy) {
+    const { findDockerObjects } = await import("../docker/environment.js");
+    const running = (await findDockerObjects(env)).containers.filter((c) => c.running).map((c) => c.name);
     const removed = await removeDockerEnvironment(env, log, { lockWaitSeconds: options.lockWaitSeconds });
-    const had = (what: string) => removed.some((r) => r.startsWith("container ") && r.endsWith(`-${what}`));
-    return { env, engine: "docker", stopped: { postgres: had("postgres"), redis: had("redis") }, destroyed: true, removed, ...(notes.length ? { notes } : {}) };
+    const was = (what: string) => running.some((name) => name.endsWith(`-${what}`));
+    return { env, engine: "docker", stopped: { postgres: was("postgres"), redis: was("redis") }, destroyed: true, removed, ...(notes.length ? { notes } : {}) };
   }
   const { stopped, missing } = await stopDockerEnvironment(env, log, { lockWaitSeconds: options.lockWaitSeconds });
   const was = (what: string) => stopped.some((name) => name.endsWith(`-${what}`));
