@@ -30,9 +30,10 @@ await runCommand({
         environmentStatus(env).catch((error: Error): StatusReport => ({ env, exists: true, problem: error.message, hint: (error as CliError).hint, unreadable: true })),
       ),
     );
-    const unreadable = problems.length > 0 || reports.some((r) => r.unreadable);
-    const human = [...problems.map((p) => `${p.dir}: ${p.problem}\n  hint: ${p.hint}`), ...reports.map(describe)].join("\n") || "no local environments";
-    return { code: unreadable ? EXIT.ERROR : EXIT.OK, data: problems.length ? { environments: reports, problems } : reports, human };
+    // A state root this user cannot read is one entry more (the JSON stays one array of reports).
+    const all: StatusReport[] = [...problems.map((p): StatusReport => ({ env: p.dir, exists: false, problem: p.problem, hint: p.hint, unreadable: true })), ...reports];
+    const human = all.map(describe).join("\n") || "no local environments";
+    return { code: all.some((r) => r.unreadable) ? EXIT.ERROR : EXIT.OK, data: all, human };
   },
 });
 
