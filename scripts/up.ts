@@ -8,10 +8,11 @@
 import { EXIT, ENV_FLAG, runCommand } from "../lib/cli.js";
 import { EmbeddedEnvironment } from "../lib/env/embedded.js";
 import { upSummary } from "../lib/env/report.js";
+import { readRecord } from "../lib/env/environment.js";
 
 await runCommand({
   name: "up",
-  summary: "Start an environment's PostgreSQL 16 + Redis 7 on the embedded engine, migrated and verified (idempotent).",
+  summary: "Start an environment's PostgreSQL 16 + Redis 7 on the embedded engine, migrated and verified (idempotent); a stopped Docker environment's containers.",
   usage: "[--env NAME] [--ephemeral] [--show-secrets] [--json]",
   flags: {
     env: ENV_FLAG,
@@ -20,7 +21,15 @@ await runCommand({
   },
   details: "Examples:\n  npm run up\n  npm run -s up -- --env ci --json\n  npm run -s up -- --ephemeral --json --show-secrets",
   async run(ctx) {
-    let builder = new EmbeddedEnvironment(ctx.flags.env ?? "dev").withLog(ctx.log);
+    const env = ctx.flags.env ?? "dev";
+    // A Docker environment (env:ci --engine docker) stopped by `down`: start its containers again.
+    if (!ctx.flags.ephemeral && readRecord(env)?.engine === "docker") {
+      const { startDockerEnvironment } = await import("../lib/docker/environment.js");
+      const result = await startDockerEnvironment(env, ctx.log);
+      const what = result.started.length ? `started ${result.started.join(", ")}` : "already up";
+      return { data: { env, engine: "docker", ...result }, human: `${env}: ${what}; healthy in ${result.seconds.toFixed(1)}s (docker)${result.migrationsApplied.length ? `; migrations applied: ${result.migrationsApplied.join(", ")}` : ""}` };
+    }
+    let builder = new EmbeddedEnvironment(env).withLog(ctx.log);
     if (ctx.flags.ephemeral) builder = builder.withEphemeral();
     const started = await builder.start();
     const summary = upSummary(started, ctx.flags["show-secrets"]);

@@ -83,7 +83,8 @@ describe("env:ci --engine embedded", () => {
 });
 
 describeDocker("env:ci --engine docker", () => {
-  it("two spin-ups at once do not collide, and --down removes containers, volumes, network and state", async () => {
+  // Two containers pairs start at once: on a loaded 2-core machine that alone can take a minute.
+  it("two spin-ups at once do not collide, and --down removes containers, volumes, network and state", { timeout: 240_000 }, async () => {
     const [a, b] = await Promise.all([spinUp("docker"), spinUp("docker")]);
     const ids = [a.CPI_ENV_ID!, b.CPI_ENV_ID!];
     try {

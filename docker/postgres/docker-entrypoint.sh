@@ -59,6 +59,9 @@ create_directories() {
 	if [ "$user" = 0 ]; then
 		find "$PGDATA" \! -user postgres -exec chown postgres '{}' +
 		find /var/run/postgresql \! -user postgres -exec chown postgres '{}' +
+		# Init scripts copied in as root's and 0600 (they hold role password verifiers; Pulumi's
+		# uploads cannot set an owner): psql runs them as postgres.
+		find /docker-entrypoint-initdb.d -type f -user 0 -exec chown postgres:postgres '{}' + 2>/dev/null || :
 	fi
 }
 
@@ -187,6 +190,8 @@ main() {
 			printf '\nPostgreSQL Database directory appears to contain a database; Skipping initialization\n\n'
 		fi
 	fi
+	# The server's environment keeps no password (POSTGRES_PASSWORD came from the file).
+	unset POSTGRES_PASSWORD PGPASSWORD
 	exec "$@"
 }
 

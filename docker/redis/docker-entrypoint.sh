@@ -11,6 +11,13 @@ fi
 
 if [ "$1" = redis-server ] && [ "$(id -u)" = 0 ]; then
 	find . \! -user redis -exec chown redis '{}' +
+	# A config file copied in as root's and 0600 (it holds the ACL passwords: Pulumi's uploads cannot
+	# set an owner) is handed to redis, so the server reads it and nobody else does.
+	for arg; do
+		case "$arg" in
+			*.conf) if [ -f "$arg" ] && [ "$(stat -c %u "$arg")" = 0 ]; then chown redis:redis "$arg" 2>/dev/null || :; fi ;;
+		esac
+	done
 	# setpriv (util-linux) drops to redis without an extra package such as gosu.
 	exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
 fi

@@ -53,18 +53,31 @@ function secretsOf(c: Credentials): string[] {
   return [c.postgres.superuserPassword, c.postgres.ownerPassword, c.postgres.appPassword, c.postgres.readonlyPassword, c.redis.adminPassword, c.redis.appPassword];
 }
 
-/** Removes a CI environment and everything it made; says what it removed. */
+/**
+ * Removes a CI environment and everything it made; says what it removed. A Docker environment is
+ * found by its record or, when that is gone or corrupt, by its labels.
+ */
 export async function removeCiEnvironment(id: string, log: (message: string) => void): Promise<{ id: string; removed: string[] }> {
   if (!isEphemeralId(id)) {
     throw new CliError(`${JSON.stringify(id)} is not a CI environment id (eph-…)`, EXIT.USAGE, "named environments are stopped with: npm run down -- --env NAME");
   }
-  const record = readRecord(id);
-  if (record?.engine === "docker") {
+  let record: ReturnType<typeof readRecord>;
+  try {
+    record = readRecord(id);
+  } catch {
+    record = undefined; // corrupt: whatever runs is found by pid files or labels below
+  }
+  if (record?.engine === "docker" || (record === undefined && (await hasDockerObjects(id)))) {
     const { removeDockerEnvironment } = await import("../docker/environment.js");
     return { id, removed: await removeDockerEnvironment(id, log) };
   }
-  if (!record && !existsSync(envPaths(id).dir)) return { id, removed: [] };
+  if (!existsSync(envPaths(id).dir)) return { id, removed: [] };
   const report = await downEmbedded(id, { destroy: true, log });
   rmSync(envPaths(id).dir, { recursive: true, force: true });
   return { id, removed: [report.stopped.postgres && "postgres process", report.stopped.redis && "redis process", "state dir"].filter((x): x is string => Boolean(x)) };
+}
+
+async function hasDockerObjects(id: string): Promise<boolean> {
+  const { hasDockerObjects: check } = await import("../docker/environment.js");
+  return check(id);
 }

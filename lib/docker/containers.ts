@@ -36,6 +36,14 @@ export const POSTGRES_ROLES_SCRIPT_PATH = "/docker-entrypoint-initdb.d/10-roles.
 export const POSTGRES_SUPERUSER = "postgres";
 /** Redis's config file inside the container: it holds the passwords, so they are not in argv. */
 export const REDIS_CONF_PATH = "/usr/local/etc/redis/redis.conf";
+/** The Redis admin password as a file, for the healthcheck's redis-cli (never an environment variable). */
+export const REDIS_PASSWORD_PATH = "/run/secrets/redis-admin-password";
+/**
+ * The uid and gid of the images' service users (postgres, redis): 999, as in the official images
+ * and the Dockerfiles in docker/. Secret files are theirs, mode 0600, so the server reads them and
+ * nobody else in the container does (root, which runs the healthcheck, reads every file).
+ */
+export const IMAGE_SERVICE_UID = 999;
 
 /** A file to place in the container before it starts. */
 export interface ContainerFile {
@@ -45,6 +53,11 @@ export interface ContainerFile {
   mode: number;
   /** The content is a secret (Pulumi wraps it with pulumi.secret). */
   secret: boolean;
+  /**
+   * Owner inside the container (uid = gid). Tools that cannot set it (Pulumi's uploads) leave
+   * the file root's: the images' entrypoints then hand secret files to the service user.
+   */
+  owner?: number;
 }
 
 /** One container's definition, independent of the tool that starts it. */
@@ -53,7 +66,7 @@ export interface ContainerDefinition {
   image: string;
   /** Arguments after the image's entrypoint. */
   command: string[];
-  /** Environment variables; none holds a password except REDISCLI_AUTH, read by redis-cli. */
+  /** Environment variables; none holds a secret (`docker inspect` shows them): secrets are files. */
   env: Record<string, string>;
   files: ContainerFile[];
   healthcheck: { test: string[]; intervalSeconds: number; timeoutSeconds: number; retries: number; startPeriodSeconds: number };
@@ -113,8 +126,8 @@ export function postgresContainer(spec: Spec, secrets: Pick<ContainerSecrets, "p
       PGDATA: POSTGRES_DATA_PATH,
     },
     files: [
-      { path: POSTGRES_PASSWORD_PATH, content: secrets.postgresPassword, mode: 0o444, secret: true },
-      { path: POSTGRES_ROLES_SCRIPT_PATH, content: bootstrapSql(spec, secrets.roles), mode: 0o444, secret: true },
+      { path: POSTGRES_PASSWORD_PATH, content: secrets.postgresPassword, mode: 0o600, secret: true, owner: IMAGE_SERVICE_UID },
+      { path: POSTGRES_ROLES_SCRIPT_PATH, content: bootstrapSql(spec, secrets.roles), mode: 0o600, secret: true, owner: IMAGE_SERVICE_UID },
       { path: POSTGRES_REPLICATION_HBA_SCRIPT_PATH, content: replicationHbaScript(spec), mode: 0o555, secret: false },
     ],
     healthcheck: {
@@ -172,19 +185,23 @@ export function redisAclLines(spec: Spec, adminPassword: string, appPassword: st
 }
 
 /**
- * The Redis container: `redis-server <conf> --<setting> …`. The passwords live in the conf file;
- * the spec's settings are arguments, so `docker inspect` shows the tuning. REDISCLI_AUTH lets the
- * healthcheck's redis-cli authenticate without a password in argv.
+ * The Redis container: `redis-server <conf> --<setting> …`. The passwords live in the conf file
+ * (0600, the redis user's); the spec's settings are arguments, so `docker inspect` shows the
+ * tuning. The healthcheck's redis-cli reads the admin password from a 0600 file into
+ * REDISCLI_AUTH of its own process: no password in argv, nor in the container's environment.
  */
 export function redisContainer(spec: Spec, secrets: ContainerSecrets, specHashValue: string): ContainerDefinition {
   return {
     name: resourceName(spec, "redis"),
     image: spec.images.redis,
     command: ["redis-server", REDIS_CONF_PATH, ...redisArgs(spec)],
-    env: { REDISCLI_AUTH: secrets.redisPassword },
-    files: [{ path: REDIS_CONF_PATH, content: redisContainerConf(spec, secrets), mode: 0o644, secret: true }],
+    env: {},
+    files: [
+      { path: REDIS_CONF_PATH, content: redisContainerConf(spec, secrets), mode: 0o600, secret: true, owner: IMAGE_SERVICE_UID },
+      { path: REDIS_PASSWORD_PATH, content: secrets.redisPassword, mode: 0o600, secret: true, owner: IMAGE_SERVICE_UID },
+    ],
     healthcheck: {
-      test: ["CMD-SHELL", `redis-cli -p ${REDIS_CONTAINER_PORT} ping | grep -q PONG`],
+      test: ["CMD-SHELL", `REDISCLI_AUTH="$(cat ${REDIS_PASSWORD_PATH})" redis-cli -p ${REDIS_CONTAINER_PORT} ping | grep -q PONG`],
       intervalSeconds: 1,
       timeoutSeconds: 3,
       retries: 30,

@@ -11,7 +11,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -20,7 +20,9 @@ import { withPg } from "../db/clients.js";
 import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
 import { applyRoleSql, postMigrationSql } from "../db/roles.js";
 import { generateCredentials, writeCredentials } from "../env/credentials.js";
-import { EnvironmentConnections, readRecord, writeRecord, type EnvironmentRecord } from "../env/environment.js";
+import { EnvironmentConnections, openEnvironment, readRecord, writeRecord, type EnvironmentRecord } from "../env/environment.js";
+import { folderBytes } from "../env/folder-bytes.js";
+import { withEnvLock } from "../env/lock.js";
 import { ensureDir } from "../fs.js";
 import { envPaths } from "../env/paths.js";
 import { freePort } from "../env/ports.js";
@@ -144,27 +146,173 @@ export class StartedDockerEnvironment {
   }
 }
 
+/** Label every Docker object of an environment carries (lib/docker/containers.ts: dockerLabels). */
+export const ENV_LABEL = "crypto-prediction-infra.env";
+
+/** One container of an environment, as the engine sees it now. */
+export interface DockerContainerState {
+  name: string;
+  /** created, running, exited, … ("missing" when the record names it and the engine has none). */
+  state: string;
+  running: boolean;
+  /** healthy, unhealthy, starting (when it has a healthcheck and runs). */
+  health?: string;
+}
+
+/** What of an environment exists on the engine: by its labels, and by the names its record holds. */
+export interface DockerObjects {
+  containers: DockerContainerState[];
+  volumes: string[];
+  networks: string[];
+}
+
+/**
+ * The record of a Docker environment, or undefined when there is none or it is unreadable: a
+ * corrupt state file must not hide containers from the commands that stop and remove them.
+ */
+function recordOrNothing(id: string): EnvironmentRecord | undefined {
+  try {
+    return readRecord(id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Finds an environment's containers, volumes and network by label (and by its record's names). */
+export async function findDockerObjects(id: string, docker = requireEngine(), record = recordOrNothing(id)): Promise<DockerObjects> {
+  const label = `label=${ENV_LABEL}=${id}`;
+  const listed = async (args: string[]) => (await docker$(docker, args)).split("\n").map((l) => l.trim()).filter(Boolean);
+  const names = new Set([...(record?.docker ? Object.values(record.docker.containers) : []), ...(await listed(["ps", "-aq", "--filter", label, "--format", "{{.Names}}"]))]);
+  const containers: DockerContainerState[] = [];
+  for (const name of names) {
+    const out = await docker$(docker, ["container", "inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", name]).catch(() => undefined);
+    if (out === undefined) {
+      containers.push({ name, state: "missing", running: false });
+      continue;
+    }
+    const [state = "unknown", health] = out.trim().split(/\s+/);
+    // A stopped container keeps its last health status: it means nothing then.
+    containers.push({ name, state, running: state === "running", ...(health && state === "running" ? { health } : {}) });
+  }
+  const exists = async (kind: "volume" | "network", name: string) => dockerOk(docker, [kind, "inspect", name]);
+  const volumes = new Set(await listed(["volume", "ls", "-q", "--filter", label]));
+  for (const v of record?.docker?.volumes ?? []) if (await exists("volume", v)) volumes.add(v);
+  const networks = new Set(await listed(["network", "ls", "--filter", label, "--format", "{{.Name}}"]));
+  if (record?.docker?.network && (await exists("network", record.docker.network))) networks.add(record.docker.network);
+  return { containers, volumes: [...volumes], networks: [...networks] };
+}
+
+/** True when the engine holds anything labelled with this id (false without an engine). */
+export async function hasDockerObjects(id: string): Promise<boolean> {
+  const { probeEngine } = await import("./engine.js");
+  const engine = probeEngine(5_000);
+  if (!engine.answering || !engine.binary) return false;
+  const o = await findDockerObjects(id, engine.binary);
+  return o.containers.some((c) => c.state !== "missing") || o.volumes.length > 0 || o.networks.length > 0;
+}
+
 /**
  * Removes everything a Docker environment made: its recorded containers, volumes and network,
- * anything else labelled with its id, and its state folder. Returns what it removed.
+ * anything else labelled with its id, and then its state folder. The state goes last, and only
+ * when nothing labelled with the id is left: otherwise the toolkit could no longer find what it
+ * made (a failed removal keeps the state, and the error says what is left). Returns what it removed.
  */
-export async function removeDockerEnvironment(id: string, log: Log): Promise<string[]> {
+export async function removeDockerEnvironment(id: string, log: Log, options: { lockWaitSeconds?: number } = {}): Promise<string[]> {
   const docker = requireEngine();
-  const record = readRecord(id);
-  const removed: string[] = [];
-  const label = `label=crypto-prediction-infra.env=${id}`;
-  const listed = async (args: string[]) => (await docker$(docker, args)).split("\n").map((l) => l.trim()).filter(Boolean);
-  const containers = new Set([...(record?.docker ? Object.values(record.docker.containers) : []), ...(await listed(["ps", "-aq", "--filter", label, "--format", "{{.Names}}"]))]);
-  for (const name of containers) if (await dockerOk(docker, ["rm", "-f", "-v", name])) removed.push(`container ${name}`);
-  const volumes = new Set([...(record?.docker?.volumes ?? []), ...(await listed(["volume", "ls", "-q", "--filter", label]))]);
-  for (const name of volumes) if (await dockerOk(docker, ["volume", "rm", "-f", name])) removed.push(`volume ${name}`);
-  const networks = new Set([...(record?.docker?.network ? [record.docker.network] : []), ...(await listed(["network", "ls", "-q", "--filter", label, "--format", "{{.Name}}"]))]);
-  for (const name of networks) if (await dockerOk(docker, ["network", "rm", name])) removed.push(`network ${name}`);
-  const dir = envPaths(id).dir;
-  rmSync(dir, { recursive: true, force: true });
-  removed.push("state dir");
-  log(`removed ${removed.length} resources of ${id}`);
-  return removed;
+  const paths = envPaths(id);
+  return withEnvLock(id, paths.lock, { purpose: "removing it", waitSeconds: options.lockWaitSeconds, onWait: log }, async () => {
+    const found = await findDockerObjects(id, docker);
+    const removed: string[] = [];
+    for (const c of found.containers) if (c.state !== "missing" && (await dockerOk(docker, ["rm", "-f", "-v", c.name]))) removed.push(`container ${c.name}`);
+    for (const name of found.volumes) if (await dockerOk(docker, ["volume", "rm", "-f", name])) removed.push(`volume ${name}`);
+    for (const name of found.networks) if (await dockerOk(docker, ["network", "rm", name])) removed.push(`network ${name}`);
+    const left = await findDockerObjects(id, docker);
+    const remaining = [...left.containers.filter((c) => c.state !== "missing").map((c) => `container ${c.name}`), ...left.volumes.map((v) => `volume ${v}`), ...left.networks.map((n) => `network ${n}`)];
+    if (remaining.length) {
+      throw new CliError(`${id}: could not remove ${remaining.join(", ")}; its state is kept so that the toolkit can still find them`, EXIT.ERROR, `see why: docker ps -a --filter label=${ENV_LABEL}=${id}; then again: npm run env:ci -- --down ${id}`);
+    }
+    if (existsSync(paths.dir)) {
+      rmSync(paths.dir, { recursive: true, force: true });
+      removed.push("state dir");
+    }
+    log(`removed ${removed.length} resources of ${id}`);
+    return removed;
+  });
+}
+
+/** Stops an environment's containers (data kept in the volumes). Returns the containers stopped. */
+export async function stopDockerEnvironment(id: string, log: Log, options: { lockWaitSeconds?: number } = {}): Promise<{ stopped: string[]; missing: string[] }> {
+  const docker = requireEngine();
+  const paths = envPaths(id);
+  return withEnvLock(id, paths.lock, { purpose: "stopping it", waitSeconds: options.lockWaitSeconds, onWait: log }, async () => {
+    const found = await findDockerObjects(id, docker);
+    const running = found.containers.filter((c) => c.running).map((c) => c.name);
+    // PostgreSQL's image stops on SIGINT (fast shutdown, data flushed); Redis saves on SIGTERM.
+    if (running.length) await docker$(docker, ["stop", "-t", "60", ...running]);
+    return { stopped: running, missing: found.containers.filter((c) => c.state === "missing").map((c) => c.name) };
+  });
+}
+
+/**
+ * Starts the stopped containers of an existing Docker environment (after `down`), waits until
+ * both are healthy and applies pending migrations. `restart` stops them first.
+ */
+export async function startDockerEnvironment(id: string, log: Log, options: { restart?: boolean; healthTimeoutSeconds?: number; lockWaitSeconds?: number } = {}): Promise<{ started: string[]; alreadyRunning: string[]; migrationsApplied: string[]; seconds: number }> {
+  const docker = requireEngine();
+  const paths = envPaths(id);
+  const t = Date.now();
+  return withEnvLock(id, paths.lock, { purpose: options.restart ? "restarting it" : "starting it", waitSeconds: options.lockWaitSeconds, onWait: log }, async () => {
+    const opened = openEnvironment(id);
+    const found = await findDockerObjects(id, docker, opened.record);
+    const wanted = opened.record.docker ? Object.values(opened.record.docker.containers) : found.containers.map((c) => c.name);
+    const missing = wanted.filter((name) => found.containers.find((c) => c.name === name)?.state !== undefined && found.containers.find((c) => c.name === name)!.state === "missing");
+    if (missing.length) {
+      throw new CliError(
+        `${id}: container ${missing.join(" and ")} no longer exists (removed outside the toolkit); a Docker environment is throw-away and cannot be recreated under its id`,
+        EXIT.ERROR,
+        `remove what is left: npm run env:ci -- --down ${id}; then make a new one: npm run env:ci -- --engine docker`,
+      );
+    }
+    const alreadyRunning = found.containers.filter((c) => c.running).map((c) => c.name);
+    if (options.restart && alreadyRunning.length) {
+      log(`${id}: restarting ${alreadyRunning.join(", ")}`);
+      await docker$(docker, ["restart", "-t", "60", ...alreadyRunning]);
+    }
+    const toStart = found.containers.filter((c) => !c.running).map((c) => c.name);
+    if (toStart.length) {
+      log(`${id}: starting ${toStart.join(", ")}`);
+      await docker$(docker, ["start", ...toStart]);
+    }
+    await Promise.all(wanted.map((name) => waitHealthy(docker, name, options.healthTimeoutSeconds ?? 60)));
+    const migrationsApplied = await withPg(opened.connections.postgresConfig("owner"), async (client) => {
+      const ran = await migrate(client, { direction: "up", log });
+      await client.query(postMigrationSql(opened.spec, MIGRATIONS_TABLE));
+      return ran;
+    });
+    return { started: options.restart ? [...alreadyRunning, ...toStart] : toStart, alreadyRunning: options.restart ? [] : alreadyRunning, migrationsApplied, seconds: (Date.now() - t) / 1000 };
+  });
+}
+
+/** Bytes in a named volume: its folder on the engine's host, or `du` in the running container. */
+export async function volumeBytes(volume: string, container: DockerContainerState | undefined, dataPath: string, docker = requireEngine()): Promise<number | undefined> {
+  const mountpoint = (await docker$(docker, ["volume", "inspect", "-f", "{{.Mountpoint}}", volume]).catch(() => "")).trim();
+  if (mountpoint) {
+    try {
+      accessSync(mountpoint, constants.R_OK | constants.X_OK);
+      return await folderBytes(mountpoint);
+    } catch {
+      // not on this host, or not ours to read
+    }
+  }
+  if (!container?.running) return undefined;
+  const out = await docker$(docker, ["exec", container.name, "du", "-sb", dataPath]).catch(() => "");
+  const bytes = Number(out.split(/\s+/)[0]);
+  return Number.isFinite(bytes) && out ? bytes : undefined;
+}
+
+/** `docker logs` of an environment's container (stdout and stderr interleaved as Docker keeps them). */
+export function dockerLogsArgs(container: string, lines: number, follow: boolean): string[] {
+  return ["logs", "--tail", String(lines), ...(follow ? ["--follow"] : []), container];
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -221,28 +369,35 @@ async function createAndStart(docker: string, def: ContainerDefinition, network:
   await docker$(docker, ["start", def.name]);
 }
 
-/** Copies the definition's files into the created container as a tar of files only (parents are created, existing folders keep their modes). */
+/**
+ * Copies the definition's files into the created container as tars of files only (parents are
+ * created, existing folders keep their modes), one tar per owner: a secret file is its service
+ * user's, mode 0600.
+ */
 async function copyFilesIn(docker: string, def: ContainerDefinition): Promise<void> {
-  const staging = mkdtempSync(path.join(os.tmpdir(), "cpi-files-"));
-  try {
-    const relative = def.files.map((file) => {
-      const rel = file.path.replace(/^\/+/, "");
-      mkdirSync(path.join(staging, path.dirname(rel)), { recursive: true, mode: 0o700 });
-      writeFileSync(path.join(staging, rel), file.content, { mode: 0o600 });
-      chmodSync(path.join(staging, rel), file.mode);
-      return rel;
-    });
-    await new Promise<void>((resolve, reject) => {
-      const tar = spawn("tar", ["-C", staging, "--owner=0", "--group=0", "-cf", "-", ...relative], { stdio: ["ignore", "pipe", "pipe"] });
-      const cp = spawn(docker, ["cp", "-", `${def.name}:/`], { stdio: ["pipe", "ignore", "pipe"] });
-      let stderr = "";
-      tar.stderr.on("data", (d) => (stderr += d));
-      cp.stderr.on("data", (d) => (stderr += d));
-      tar.stdout.pipe(cp.stdin);
-      cp.on("close", (code) => (code === 0 ? resolve() : reject(new CliError(`docker cp into ${def.name} failed: ${stderr.trim()}`, EXIT.ERROR))));
-    });
-  } finally {
-    rmSync(staging, { recursive: true, force: true });
+  const owners = [...new Set(def.files.map((f) => f.owner ?? 0))];
+  for (const owner of owners) {
+    const staging = mkdtempSync(path.join(os.tmpdir(), "cpi-files-"));
+    try {
+      const relative = def.files.filter((f) => (f.owner ?? 0) === owner).map((file) => {
+        const rel = file.path.replace(/^\/+/, "");
+        mkdirSync(path.join(staging, path.dirname(rel)), { recursive: true, mode: 0o700 });
+        writeFileSync(path.join(staging, rel), file.content, { mode: 0o600 });
+        chmodSync(path.join(staging, rel), file.mode);
+        return rel;
+      });
+      await new Promise<void>((resolve, reject) => {
+        const tar = spawn("tar", ["-C", staging, "--numeric-owner", `--owner=${owner}`, `--group=${owner}`, "-cf", "-", ...relative], { stdio: ["ignore", "pipe", "pipe"] });
+        const cp = spawn(docker, ["cp", "-", `${def.name}:/`], { stdio: ["pipe", "ignore", "pipe"] });
+        let stderr = "";
+        tar.stderr.on("data", (d) => (stderr += d));
+        cp.stderr.on("data", (d) => (stderr += d));
+        tar.stdout.pipe(cp.stdin);
+        cp.on("close", (code) => (code === 0 ? resolve() : reject(new CliError(`docker cp into ${def.name} failed: ${stderr.trim()}`, EXIT.ERROR))));
+      });
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+    }
   }
 }
 

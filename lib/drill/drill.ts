@@ -200,8 +200,8 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     exitCode: EXIT.ERROR,
     reasons: [],
     objectives: { rtoSeconds: spec.dr.rtoSeconds, rpoSeconds: rpoObjectiveSeconds(spec) },
-    rto: { objectiveSeconds: spec.dr.rtoSeconds, ok: false },
-    rpo: { objectiveSeconds: rpoObjectiveSeconds(spec), ok: false },
+    rto: { objectiveSeconds: spec.dr.rtoSeconds, measured: false },
+    rpo: { objectiveSeconds: rpoObjectiveSeconds(spec), measured: false },
     phases: PHASES.map((p, i): PhaseRecord => ({ number: i + 1, name: p.name, title: p.title, status: "skipped", detail: "not reached" })),
     method: resolved.method,
     settings: {
@@ -483,12 +483,15 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
 
   // Measures: RTO and RPO, then the verdict.
   const reachedDisaster = rtoStarted !== undefined;
-  report.rto = { seconds: rtoSeconds, objectiveSeconds: spec.dr.rtoSeconds, ok: recovered && rtoSeconds !== undefined && rtoSeconds <= spec.dr.rtoSeconds };
-  if (writes && present) {
+  // A drill that never reached the disaster (the environment could not start, an image is
+  // missing…) measured nothing: it scores no objective and reports that it could not run.
+  if (reachedDisaster) report.rto = { seconds: rtoSeconds, objectiveSeconds: spec.dr.rtoSeconds, measured: true, ok: recovered && rtoSeconds !== undefined && rtoSeconds <= spec.dr.rtoSeconds };
+  else report.reasons.push("the drill could not run up to the disaster: RTO and RPO were not measured");
+  if (reachedDisaster && writes && present) {
     const postgres = storeRecovery(writes.postgres, present.postgres, backupDoneAt);
     const redis = storeRecovery(writes.redis, present.redis, backupDoneAt);
     const worst = [postgres.rpoSeconds, redis.rpoSeconds].some((s) => s === undefined) ? undefined : Math.max(postgres.rpoSeconds!, redis.rpoSeconds!);
-    report.rpo = { seconds: worst, objectiveSeconds: rpoObjectiveSeconds(spec), ok: worst !== undefined && worst <= rpoObjectiveSeconds(spec), postgres, redis };
+    report.rpo = { seconds: worst, objectiveSeconds: rpoObjectiveSeconds(spec), measured: true, ok: worst !== undefined && worst <= rpoObjectiveSeconds(spec), postgres, redis };
     if (report.pitr) {
       // Writes acknowledged after the base backup ended that came back: they were replayed from archived WAL.
       const presentSeqs = new Set(present.postgres.seqs);
@@ -501,6 +504,8 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
       if (store.present === 0) report.reasons.push(`${name}: no drill write survived the restore, not even the marker written before the backup`);
       else if (!store.contiguous) report.reasons.push(`${name}: the restored writes have gaps (${store.present} present up to the newest): the backup is not one consistent point in time`);
     }
+  } else if (reachedDisaster) {
+    report.rpo = { objectiveSeconds: rpoObjectiveSeconds(spec), measured: true, ok: false }; // destroyed, and not recovered
   }
   if (recovered) {
     if (!report.rto.ok) report.reasons.push(`RTO ${rtoSeconds!.toFixed(1)} s is above the objective dr.rtoSeconds = ${spec.dr.rtoSeconds} s`);

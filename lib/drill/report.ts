@@ -88,9 +88,10 @@ export interface DrillReport {
   reasons: string[];
   objectives: { rtoSeconds: number; rpoSeconds: number };
   /** From the start of the disaster to the end of verification. */
-  rto: { seconds?: number; objectiveSeconds: number; ok: boolean };
+  /** `measured` false: the drill did not reach the disaster, so no objective was scored (`ok` absent). */
+  rto: { seconds?: number; objectiveSeconds: number; measured: boolean; ok?: boolean };
   /** The worse of the two stores. */
-  rpo: { seconds?: number; objectiveSeconds: number; ok: boolean; postgres?: StoreRecovery; redis?: StoreRecovery };
+  rpo: { seconds?: number; objectiveSeconds: number; measured: boolean; ok?: boolean; postgres?: StoreRecovery; redis?: StoreRecovery };
   phases: PhaseRecord[];
   /** pitr: base backup + archived WAL, recovered to the latest; logical: the backup command's dump. */
   method: "pitr" | "logical";
@@ -146,6 +147,10 @@ export interface DrillReport {
 
 const number = (n: number) => n.toLocaleString("en-US");
 const secs = (s: number | undefined) => (s === undefined ? "—" : `${s.toFixed(s < 10 ? 2 : 1)} s`);
+/** An objective's verdict; a drill that could not run scores none. */
+function verdict(objective: { measured: boolean; ok?: boolean }, met: string, missed: string): string {
+  return !objective.measured ? "not measured (the drill could not run)" : objective.ok ? met : missed;
+}
 function statusWord(report: DrillReport): string {
   return report.status === "pass" ? "PASS" : report.status === "fail" ? "FAIL" : "COULD NOT RUN";
 }
@@ -154,8 +159,8 @@ function statusWord(report: DrillReport): string {
 export function formatDrillText(report: DrillReport): string {
   const lines = [
     `DR drill of '${report.env}' (${report.mode === "scratch" ? `scratch ${report.engine} copy ${report.subject?.env ?? ""}` : "in place"}): ${statusWord(report)}`,
-    `  RTO ${secs(report.rto.seconds)} (objective ${secs(report.rto.objectiveSeconds)}) ${report.rto.ok ? "ok" : "MISSED"}   ` +
-      `RPO ${secs(report.rpo.seconds)} (objective ${secs(report.rpo.objectiveSeconds)}) ${report.rpo.ok ? "ok" : "MISSED"}`,
+    `  RTO ${secs(report.rto.seconds)} (objective ${secs(report.rto.objectiveSeconds)}) ${verdict(report.rto, "ok", "MISSED")}   ` +
+      `RPO ${secs(report.rpo.seconds)} (objective ${secs(report.rpo.objectiveSeconds)}) ${verdict(report.rpo, "ok", "MISSED")}`,
   ];
   for (const p of report.phases) {
     lines.push(`  ${p.number}. ${p.name.padEnd(9)} ${p.status === "ok" ? "ok  " : p.status === "failed" ? "FAIL" : "skip"} ${secs(p.seconds).padStart(8)}  ${p.detail}`);
@@ -193,8 +198,8 @@ export function formatDrillMarkdown(report: DrillReport): string {
     "",
   );
   md.push("## Objectives", "", "| | Measured | Objective (spec) | Result |", "|---|---|---|---|");
-  md.push(`| RTO (disaster → verified) | ${secs(report.rto.seconds)} | ${secs(report.rto.objectiveSeconds)} (\`dr.rtoSeconds\`) | ${report.rto.ok ? "met" : "**missed**"} |`);
-  md.push(`| RPO (newest acknowledged write − newest restored write) | ${secs(report.rpo.seconds)} | ${secs(report.rpo.objectiveSeconds)} (\`dr.rpoSeconds\`) | ${report.rpo.ok ? "met" : "**missed**"} |`, "");
+  md.push(`| RTO (disaster → verified) | ${secs(report.rto.seconds)} | ${secs(report.rto.objectiveSeconds)} (\`dr.rtoSeconds\`) | ${verdict(report.rto, "met", "**missed**")} |`);
+  md.push(`| RPO (newest acknowledged write − newest restored write) | ${secs(report.rpo.seconds)} | ${secs(report.rpo.objectiveSeconds)} (\`dr.rpoSeconds\`) | ${verdict(report.rpo, "met", "**missed**")} |`, "");
   if (report.reasons.length) md.push("## Why it did not pass", "", ...report.reasons.map((r) => `- ${cell(r)}`), "");
 
   md.push("## Phases", "", "| # | Phase | Status | Duration | Detail |", "|---|---|---|---|---|");

@@ -19,6 +19,7 @@ import type { Spec } from "../spec/schema.js";
 import { checkPostgresSettings, checkRedisSettings, type SettingCheck } from "../verify/settings.js";
 import { generateCredentials, generatePassword, readCredentials, registerCredentials, writeCredentials, type Credentials } from "./credentials.js";
 import { EnvironmentConnections, readRecord, specOf, writeRecord, type EnvironmentRecord } from "./environment.js";
+import { folderBytes } from "./folder-bytes.js";
 import { withEnvLock } from "./lock.js";
 import { assertReachableByServiceUser, ensureServiceDir, envPaths, serviceUser, type EnvPaths, type ServiceUser } from "./paths.js";
 import { assertPortFree, freePort } from "./ports.js";
@@ -272,19 +273,37 @@ async function destroyState(paths: EnvPaths): Promise<void> {
 
 export interface DownReport {
   env: string;
+  engine?: "embedded" | "docker";
   stopped: { postgres: boolean; redis: boolean };
   destroyed: boolean;
+  /** Docker: what was removed (containers, volumes, network, state). */
+  removed?: string[];
+  /** What was found wrong on the way (e.g. containers removed by hand). */
+  notes?: string[];
+}
+
+export interface DownOptions {
+  destroy: boolean;
+  log?: Log;
+  lockWaitSeconds?: number;
+  /**
+   * Do not read env.json (it may be corrupt): stop the servers named by the pid files of the
+   * data folders, PostgreSQL with pg_ctl on its data folder and Redis with SIGTERM (which saves).
+   */
+  byPidFiles?: boolean;
 }
 
 /** Stops an environment's servers; with `destroy`, deletes all its state. */
-export async function downEmbedded(env: string, options: { destroy: boolean; log?: Log; lockWaitSeconds?: number }): Promise<DownReport> {
+export async function downEmbedded(env: string, options: DownOptions): Promise<DownReport> {
   const paths = envPaths(env);
   return withEnvLock(env, paths.lock, { purpose: "stopping it", waitSeconds: options.lockWaitSeconds, onWait: options.log }, async () => {
     let record: EnvironmentRecord | undefined;
-    try {
-      record = readRecord(env);
-    } catch (error) {
-      if (!options.destroy) throw error; // --destroy is the way out of a corrupt state file: do not block it
+    if (!options.byPidFiles) {
+      try {
+        record = readRecord(env);
+      } catch (error) {
+        if (!options.destroy) throw error; // --destroy is the way out of a corrupt state file: do not block it
+      }
     }
     if (!record && !existsSync(paths.dir)) {
       throw new CliError(`environment '${env}' has no local state; there is nothing to stop`, EXIT.ERROR, "see: npm run status -- --all");
@@ -293,10 +312,12 @@ export async function downEmbedded(env: string, options: { destroy: boolean; log
     let redisStopped = false;
     if (redisPid(paths) !== undefined) {
       let password: string | undefined;
-      try {
-        password = readCredentials(paths.credentials, env).redis.adminPassword;
-      } catch (error) {
-        if (!options.destroy) throw error;
+      if (!options.byPidFiles) {
+        try {
+          password = readCredentials(paths.credentials, env).redis.adminPassword;
+        } catch (error) {
+          if (!options.destroy) throw error;
+        }
       }
       let port = 0; // unknown: stopRedis falls back to SIGTERM, which saves as SHUTDOWN does
       try {
@@ -308,18 +329,22 @@ export async function downEmbedded(env: string, options: { destroy: boolean; log
     }
     const pgStopped = await stopPostgres(paths, user, options.destroy ? "immediate" : "fast");
     if (options.destroy) rmSync(paths.dir, { recursive: true, force: true });
-    return { env, stopped: { postgres: pgStopped, redis: redisStopped }, destroyed: options.destroy };
+    return { env, engine: "embedded", stopped: { postgres: pgStopped, redis: redisStopped }, destroyed: options.destroy };
   });
 }
 
 /** One server in a status report. */
 export interface ServiceStatus {
-  /** Its process exists (pid file and a live process). */
+  /** Its process (embedded) or container (Docker) runs. */
   running: boolean;
   /** It answered an authenticated query within STATUS_PROBE_MS (false when running but hung). */
   answering: boolean;
   port: number;
   pid?: number;
+  /** Docker: the container's name, state (running, exited, missing…) and health. */
+  container?: string;
+  state?: string;
+  health?: string;
   /** The version it reported (when answering). */
   version?: string;
   dataBytes?: number;
@@ -332,33 +357,49 @@ export interface StatusReport {
   ephemeral?: boolean;
   postgres?: ServiceStatus;
   redis?: ServiceStatus;
+  /** Something is wrong with the environment itself (corrupt state, unreadable folder, missing containers). */
+  problem?: string;
+  /** What to do about `problem`. */
+  hint?: string;
+  /** Its state could not be read (corrupt, not readable by this user, no engine): status exits 2. */
+  unreadable?: boolean;
 }
 
 /** How long `status` waits for each server: a quick look (verify is the health check). */
 export const STATUS_PROBE_MS = 3_000;
 
+/** The versions the servers report, asked at once with a short timeout; undefined where not answering. */
+export async function probeVersions(connections: EnvironmentConnections | undefined, pgRunning: boolean, redisRunning: boolean): Promise<[string | undefined, string | undefined]> {
+  return Promise.all([
+    pgRunning && connections
+      ? withPg({ ...connections.postgresConfig("admin"), connectionTimeoutMillis: STATUS_PROBE_MS, query_timeout: STATUS_PROBE_MS }, async (c) => (await c.query("SHOW server_version")).rows[0].server_version as string).catch(() => undefined)
+      : undefined,
+    redisRunning && connections
+      ? withRedis({ ...connections.redisOptions("admin"), connectTimeout: STATUS_PROBE_MS, commandTimeout: STATUS_PROBE_MS }, async (r) => /redis_version:(\S+)/.exec(await r.info("server"))?.[1]).catch(() => undefined)
+      : undefined,
+  ]);
+}
+
+/** The credentials when readable, else undefined (status reports what it can). */
+export function credentialsOrNothing(paths: EnvPaths, env: string): Credentials | undefined {
+  try {
+    return readCredentials(paths.credentials, env);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Is it running, on which ports, which versions, how much data. Both servers are asked at once. */
-export async function statusEmbedded(env: string): Promise<StatusReport> {
+export async function statusEmbedded(env: string, record = readRecord(env)): Promise<StatusReport> {
   const paths = envPaths(env);
-  const record = readRecord(env);
   if (!record) return { env, exists: false };
   const spec = specOf(env, record);
   const pgPidValue = postmasterPid(paths);
   const redisPidValue = redisPid(paths);
-  let credentials: Credentials | undefined;
-  try {
-    credentials = readCredentials(paths.credentials, env);
-  } catch {
-    credentials = undefined;
-  }
+  const credentials = credentialsOrNothing(paths, env);
   const connections = credentials && new EnvironmentConnections(spec, credentials);
-  const [pgVersion, redisVersion, pgBytes, redisBytes] = await Promise.all([
-    pgPidValue && connections
-      ? withPg({ ...connections.postgresConfig("admin"), connectionTimeoutMillis: STATUS_PROBE_MS, query_timeout: STATUS_PROBE_MS }, async (c) => (await c.query("SHOW server_version")).rows[0].server_version as string).catch(() => undefined)
-      : undefined,
-    redisPidValue && connections
-      ? withRedis({ ...connections.redisOptions("admin"), connectTimeout: STATUS_PROBE_MS, commandTimeout: STATUS_PROBE_MS }, async (r) => /redis_version:(\S+)/.exec(await r.info("server"))?.[1]).catch(() => undefined)
-      : undefined,
+  const [[pgVersion, redisVersion], pgBytes, redisBytes] = await Promise.all([
+    probeVersions(connections, pgPidValue !== undefined, redisPidValue !== undefined),
     folderBytes(paths.pgData),
     folderBytes(paths.redisDir),
   ]);
@@ -369,19 +410,6 @@ export async function statusEmbedded(env: string): Promise<StatusReport> {
     ephemeral: record.ephemeral,
     postgres: { running: pgPidValue !== undefined, answering: pgVersion !== undefined, port: spec.postgres.port, pid: pgPidValue, version: pgVersion, dataBytes: pgBytes },
     redis: { running: redisPidValue !== undefined, answering: redisVersion !== undefined, port: spec.redis.port, pid: redisPidValue, version: redisVersion, dataBytes: redisBytes },
+    ...(credentials ? {} : { problem: `credentials file ${paths.credentials} is missing or unreadable: the servers cannot be asked`, hint: `restore it; or stop the servers by their pid files: npm run down -- --env ${env} --by-pid-files` }),
   };
-}
-
-async function folderBytes(dir: string): Promise<number> {
-  const { readdir, lstat } = await import("node:fs/promises");
-  let total = 0;
-  const walk = async (d: string) => {
-    for (const entry of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const file = path.join(d, entry.name);
-      if (entry.isDirectory()) await walk(file);
-      else total += (await lstat(file).catch(() => ({ size: 0 }))).size;
-    }
-  };
-  await walk(dir);
-  return total;
 }

@@ -12,7 +12,7 @@ import { writeFileAtomicIfChanged } from "../fs.js";
 import { listEnvironments, loadSpec } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
 import { readCredentials, type Credentials } from "./credentials.js";
-import { envPaths, isEphemeralId, type EnvPaths } from "./paths.js";
+import { currentUserName, envPaths, isEphemeralId, type EnvPaths } from "./paths.js";
 
 /** PostgreSQL roles: superuser (toolkit admin), schema owner (migrations), application, read-only. */
 export type PostgresRole = "admin" | "owner" | "app" | "readonly";
@@ -47,12 +47,22 @@ export function writeRecord(paths: EnvPaths, record: EnvironmentRecord): void {
 export function readRecord(env: string): EnvironmentRecord | undefined {
   const paths = envPaths(env);
   if (!existsSync(paths.record)) return undefined;
+  let text: string;
   try {
-    return recordSchema.parse(JSON.parse(readFileSync(paths.record, "utf8")));
+    text = readFileSync(paths.record, "utf8");
+  } catch (error) {
+    throw new CliError(`state file ${paths.record} cannot be read by user '${currentUserName()}': ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT.ERROR, "run as the user that brought it up (as root: sudo npm run …)");
+  }
+  try {
+    return recordSchema.parse(JSON.parse(text));
   } catch (error) {
     // A zod error's message is a JSON dump: name the first bad field instead.
     const detail = error instanceof z.ZodError ? `${error.issues[0]?.path.join(".") || "(root)"}: ${error.issues[0]?.message}` : (error as Error).message.split("\n")[0];
-    throw new CliError(`state file ${paths.record} is corrupt: ${detail}`, EXIT.ERROR, `if the data is expendable: npm run down -- --env ${env} --destroy --yes`);
+    throw new CliError(
+      `state file ${paths.record} is corrupt: ${detail}`,
+      EXIT.ERROR,
+      `restore it from where you keep it; to stop the servers anyway (found by their pid files in ${paths.dir}, data kept): npm run down -- --env ${env} --by-pid-files; if the data is expendable: npm run down -- --env ${env} --destroy --yes`,
+    );
   }
 }
 

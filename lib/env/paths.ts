@@ -9,7 +9,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chownSync, existsSync, statSync } from "node:fs";
+import { accessSync, chownSync, constants, existsSync, readFileSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { CliError, EXIT } from "../cli.js";
@@ -181,4 +181,61 @@ function unreachableParent(dir: string, user: ServiceUser): { dir: string; mode:
     if (parent === current) return undefined;
     current = parent;
   }
+}
+
+/**
+ * Where root keeps named environments' state when the servers' account cannot enter the project
+ * (see stateRoot): a non-root user looks there too, to say where an environment made by root is.
+ */
+export function rootStateRoot(): string {
+  const hash = createHash("sha256").update(PROJECT_DIR).digest("hex").slice(0, 8);
+  return path.join("/var/lib/crypto-prediction-infra", `${path.basename(PROJECT_DIR)}-${hash}`);
+}
+
+/** A folder on the way to `target` that this user may not enter or read. */
+export interface BlockedFolder {
+  dir: string;
+  owner: string;
+  mode: number;
+}
+
+/**
+ * The first folder on the way to `target` (itself included) that exists and that this process
+ * cannot enter; undefined when the path can be read, or simply does not exist.
+ */
+export function blockedFolder(target: string): BlockedFolder | undefined {
+  const parts = path.resolve(target).split(path.sep).filter(Boolean);
+  let current: string = path.sep;
+  for (const part of parts) {
+    current = path.join(current, part);
+    let stat;
+    try {
+      stat = statSync(current);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EACCES") return undefined; // reported at its parent
+      return undefined; // does not exist
+    }
+    if (!stat.isDirectory()) return undefined;
+    try {
+      accessSync(current, constants.R_OK | constants.X_OK);
+    } catch {
+      return { dir: current, owner: userName(stat.uid), mode: stat.mode & 0o777 };
+    }
+  }
+  return undefined;
+}
+
+/** The name of a uid (from /etc/passwd), or the number. */
+export function userName(uid: number): string {
+  try {
+    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === String(uid));
+    return line?.split(":")[0] ?? String(uid);
+  } catch {
+    return String(uid);
+  }
+}
+
+/** This process's user name, for messages. */
+export function currentUserName(): string {
+  return process.getuid ? userName(process.getuid()) : "this user";
 }

@@ -98,7 +98,7 @@ export function environmentTarget(env: string): Target {
     perRoleLogins: true,
     postgres: { config: (role, database) => c.postgresConfig(role, database), label: `127.0.0.1:${spec.postgres.port}/${spec.postgres.database}` },
     redis: { options: (role) => c.redisOptions(role), label: `127.0.0.1:${spec.redis.port}/${spec.redis.db}` },
-    unreachableHint: opened.record.engine === "embedded" ? `is it running? npm run status -- --env ${env}; start it: npm run up -- --env ${env}` : `is it running? docker ps --filter label=crypto-prediction-infra.env=${env}`,
+    unreachableHint: opened.record.engine === "embedded" ? `is it running? npm run status -- --env ${env}; start it: npm run up -- --env ${env}` : `is it running? npm run status -- --env ${env}; start its containers: npm run up -- --env ${env}`,
   };
 }
 

@@ -145,12 +145,18 @@ export function dockerStackSuite(stack: string): { run: () => Run; spec: Spec } 
       expect(run.outputs.redisHost!.value).toBe("127.0.0.1");
     });
 
-    it("keeps every password secret: files, REDISCLI_AUTH, URLs", () => {
+    it("keeps every password secret: files (0600), none in a container's environment, URLs", () => {
       expectSecretsStaySecret(run);
-      for (const c of run.all(CONTAINER)) expect(run.isSecret(c, "uploads.0.content")).toBe(true);
+      for (const c of run.all(CONTAINER)) {
+        expect(run.isSecret(c, "uploads.0.content")).toBe(true);
+        // `docker inspect` shows Config.Env to anyone with the socket: secrets go as files only.
+        const envs = JSON.stringify(c.inputs.envs ?? []);
+        for (const secret of [secrets.postgresPassword, secrets.redisPassword, secrets.redisAppPassword, ...Object.values(secrets.roles)]) expect(envs).not.toContain(secret);
+        for (const upload of c.inputs.uploads as { permissions: string }[]) expect(upload.permissions).toBe("0600");
+      }
       const redis = run.one(CONTAINER, (c) => c.inputs.name === resourceName(spec, "redis"));
-      expect(envValue(redis, "REDISCLI_AUTH")).toBe(secrets.redisPassword);
-      expect(run.isSecret(redis, "envs")).toBe(true);
+      expect(envValue(redis, "REDISCLI_AUTH")).toBeUndefined();
+      expect((redis.inputs.uploads as { file: string }[]).map((u) => u.file)).toContain("/run/secrets/redis-admin-password");
       for (const key of ["postgresUrl", "redisUrl", "postgresUrls", "redisUrls"]) expect(run.outputs[key]!.secret, key).toBe(true);
     });
 

@@ -8,6 +8,7 @@
  */
 import type { GenericContainer as GenericContainerType, StartedTestContainer } from "testcontainers";
 import { createServer } from "node:net";
+import type { Readable } from "node:stream";
 import { $ } from "zx";
 import { describe, it } from "vitest";
 import type { ContainerDefinition } from "../../lib/docker/containers.js";
@@ -112,7 +113,7 @@ export async function startDefinedContainer(definition: ContainerDefinition, opt
     .withCommand(definition.command)
     .withEnvironment(definition.env)
     .withLabels(definition.labels)
-    .withCopyContentToContainer(definition.files.map((f) => ({ content: f.content, target: f.path, mode: f.mode })))
+    .withCopyArchivesToContainer(await filesAsTars(definition.files))
     .withHealthCheck({
       test: healthTest(hc.test),
       interval: hc.intervalSeconds * 1000,
@@ -126,6 +127,34 @@ export async function startDefinedContainer(definition: ContainerDefinition, opt
   if (definition.shmSizeBytes !== undefined) container = container.withSharedMemorySize(definition.shmSizeBytes);
   if (options.volume) container = container.withBindMounts([{ source: options.volume, target: definition.dataPath, mode: "rw" }]);
   return container.start();
+}
+
+/**
+ * The definition's files as tar archives, one per owner (withCopyContentToContainer would make
+ * every file root's, and a 0600 secret file must be its service user's to be read by the server).
+ */
+async function filesAsTars(files: ContainerDefinition["files"]): Promise<{ tar: Readable; target: string }[]> {
+  const { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } = await import("node:fs");
+  const { spawnSync } = await import("node:child_process");
+  const { Readable } = await import("node:stream");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const archives = [];
+  for (const owner of new Set(files.map((f) => f.owner ?? 0))) {
+    const staging = mkdtempSync(path.join(os.tmpdir(), "cpi-test-files-"));
+    const relative = files.filter((f) => (f.owner ?? 0) === owner).map((f) => {
+      const rel = f.path.replace(/^\/+/, "");
+      mkdirSync(path.join(staging, path.dirname(rel)), { recursive: true, mode: 0o700 });
+      writeFileSync(path.join(staging, rel), f.content, { mode: 0o600 });
+      chmodSync(path.join(staging, rel), f.mode);
+      return rel;
+    });
+    const tar = spawnSync("tar", ["-C", staging, "--numeric-owner", `--owner=${owner}`, `--group=${owner}`, "-cf", "-", ...relative], { maxBuffer: 64 * 1024 * 1024 });
+    rmSync(staging, { recursive: true, force: true });
+    if (tar.status !== 0) throw new Error(`tar failed: ${tar.stderr}`);
+    archives.push({ tar: Readable.from([tar.stdout]), target: "/" });
+  }
+  return archives;
 }
 
 /** Creates a named volume (labelled, so a stray one left by a killed run can be found). */
