@@ -181,8 +181,8 @@ export const ALARM_PERIOD_SECONDS = 60;
 export interface AlarmRule {
   /** Short id, used in resource names: `postgres-connections`. */
   id: string;
-  /** Which resource's metric: the RDS instance, each ElastiCache member cluster, or the PostgreSQL log. */
-  source: "rds" | "elasticache" | "rds-log";
+  /** Which resource's metric: the RDS instance, each read replica, each ElastiCache member cluster, or the PostgreSQL log. */
+  source: "rds" | "rds-replica" | "elasticache" | "rds-log";
   /** The spec key that sets the threshold. */
   specKey: string;
   namespace: string;
@@ -193,6 +193,8 @@ export interface AlarmRule {
   period: number;
   evaluationPeriods: number;
   treatMissingData: "missing" | "notBreaching" | "breaching" | "ignore";
+  /** Silence is itself a problem (the resource stopped reporting): INSUFFICIENT_DATA notifies too. */
+  notifyInsufficientData: boolean;
   /** What fires it, in the guide's words, with the unit conversion spelled out. */
   description: string;
 }
@@ -225,6 +227,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "missing",
+      notifyInsufficientData: true,
       description: `connections > ${a.connectionPoolPercent}% of max_connections ${maxConnections} (${connections}) for 5 minutes`,
     },
   ];
@@ -241,6 +244,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 1,
       treatMissingData: "notBreaching",
+      notifyInsufficientData: false,
       description:
         `a statement slower than ${spec.postgres.logMinDurationStatementMs} ms (log_min_duration_statement; guide: query time > ${a.queryTimeSeconds} s) ` +
         `was logged in the last minute`,
@@ -259,7 +263,8 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period: 300,
       evaluationPeriods: 1,
       treatMissingData: "missing",
-      description: `free storage < ${spec.aws.freeStorageAlarmPercent}% of ${spec.aws.rdsAllocatedStorageGb} GB (${storageBytes} bytes)`,
+      notifyInsufficientData: true,
+      description: storageDescription(spec, storageBytes),
     },
     {
       id: "postgres-cpu",
@@ -273,6 +278,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "missing",
+      notifyInsufficientData: true,
       description: `CPU > ${spec.aws.cpuAlarmPercent}% for 5 minutes`,
     },
     {
@@ -287,6 +293,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "missing",
+      notifyInsufficientData: true,
       description: `memory > ${a.redisMemoryPercent}% of maxmemory for 5 minutes`,
     },
     {
@@ -301,6 +308,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 1,
       treatMissingData: "notBreaching",
+      notifyInsufficientData: false,
       description: `evictions > ${a.redisEvictionsPerSecond}/s (Sum > ${a.redisEvictionsPerSecond * period} per ${period} s)`,
     },
     {
@@ -315,10 +323,123 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "notBreaching",
+      notifyInsufficientData: false,
       description: `hit rate < ${a.redisHitRatePercent}% for 5 minutes (no lookups: not breaching)`,
     },
   );
+  const x = spec.aws.alarms;
+  const latencySeconds = x.latencyMs / 1000;
+  rules.push(
+    {
+      id: "postgres-freeable-memory",
+      source: "rds",
+      specKey: "aws.alarms.freeableMemoryMb",
+      namespace: "AWS/RDS",
+      metricName: "FreeableMemory",
+      statistic: "Minimum",
+      comparisonOperator: "LessThanThreshold",
+      threshold: x.freeableMemoryMb * 1024 * 1024,
+      period,
+      evaluationPeriods: 5,
+      treatMissingData: "missing",
+      notifyInsufficientData: true,
+      description: `freeable memory < ${x.freeableMemoryMb} MiB (${x.freeableMemoryMb * 1024 * 1024} bytes) for 5 minutes`,
+    },
+    ...(["Read", "Write"] as const).map(
+      (kind): AlarmRule => ({
+        id: `postgres-${kind.toLowerCase()}-latency`,
+        source: "rds",
+        specKey: "aws.alarms.latencyMs",
+        namespace: "AWS/RDS",
+        metricName: `${kind}Latency`,
+        statistic: "Average",
+        comparisonOperator: "GreaterThanThreshold",
+        threshold: latencySeconds,
+        period,
+        evaluationPeriods: 5,
+        treatMissingData: "notBreaching",
+        notifyInsufficientData: false,
+        description: `${kind.toLowerCase()} latency > ${x.latencyMs} ms (${latencySeconds} s) for 5 minutes`,
+      }),
+    ),
+    {
+      id: "postgres-xid-wraparound",
+      source: "rds",
+      specKey: "aws.alarms.transactionIds",
+      namespace: "AWS/RDS",
+      metricName: "MaximumUsedTransactionIDs",
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.transactionIds,
+      period: 300,
+      evaluationPeriods: 1,
+      treatMissingData: "missing",
+      notifyInsufficientData: true,
+      description: `oldest unfrozen transaction age > ${x.transactionIds} of 2^31 (wraparound: VACUUM FREEZE is falling behind)`,
+    },
+  );
+  if (spec.aws.replicas.count > 0) {
+    rules.push({
+      id: "postgres-replica-lag",
+      source: "rds-replica",
+      specKey: "aws.alarms.replicaLagSeconds",
+      namespace: "AWS/RDS",
+      metricName: "ReplicaLag",
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.replicaLagSeconds,
+      period,
+      evaluationPeriods: 5,
+      // A replica that reports no lag has stopped replicating (or is gone).
+      treatMissingData: "breaching",
+      notifyInsufficientData: true,
+      description: `a read replica lags > ${x.replicaLagSeconds} s for 5 minutes (no data: breaching)`,
+    });
+  }
+  rules.push(
+    {
+      id: "redis-engine-cpu",
+      source: "elasticache",
+      specKey: "aws.alarms.cacheEngineCpuPercent",
+      namespace: "AWS/ElastiCache",
+      metricName: "EngineCPUUtilization",
+      statistic: "Average",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.cacheEngineCpuPercent,
+      period,
+      evaluationPeriods: 5,
+      treatMissingData: "missing",
+      notifyInsufficientData: true,
+      description: `Redis engine thread CPU > ${x.cacheEngineCpuPercent}% for 5 minutes`,
+    },
+    {
+      id: "redis-connections",
+      source: "elasticache",
+      specKey: "aws.alarms.cacheConnections",
+      namespace: "AWS/ElastiCache",
+      metricName: "CurrConnections",
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.cacheConnections,
+      period,
+      evaluationPeriods: 5,
+      treatMissingData: "missing",
+      notifyInsufficientData: false,
+      description: `client connections > ${x.cacheConnections} for 5 minutes (the pool allows ${spec.pool.redisMaxConnections} per app instance)`,
+    },
+  );
   return rules;
+}
+
+/**
+ * With storage autoscaling (rdsMaxAllocatedStorageGb above rdsAllocatedStorageGb) RDS grows the
+ * volume when free space stays under 10%, until the ceiling; the alarm then says that growth
+ * cannot keep up or the ceiling is near, and names both sizes.
+ */
+function storageDescription(spec: Spec, storageBytes: number): string {
+  const { rdsAllocatedStorageGb: allocated, rdsMaxAllocatedStorageGb: max, freeStorageAlarmPercent: pct } = spec.aws;
+  const scaling = max > allocated ? `; autoscaling ${allocated} → ${max} GB adds room first, so this fires when it cannot` : "; no storage autoscaling";
+  return `free storage < ${pct}% of ${allocated} GB (${storageBytes} bytes)${scaling}`;
 }
 
 // ---------------------------------------------------------------------------------------------
