@@ -6,18 +6,20 @@
  *   3. PostgreSQL into a new database, row counts checked, then swapped in by renaming
  *      (the old data stays intact until that moment); --table replaces one table in one transaction;
  *   4. Redis: stopped, RDB placed, started with appendonly no, AOF rewritten, keys checked.
- * `--check` only verifies. AWS environments: new RDS and ElastiCache resources from the snapshots.
+ * `--check` only verifies. AWS environments: new RDS and ElastiCache resources from the snapshots;
+ * `--to TIME|latest` there recovers RDS to a point in time into a new instance (lib/aws/point-in-time.ts).
  */
 import path from "node:path";
 import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
 import { restoreEnvironment, type RestoreReport } from "../lib/backup/restore.js";
+import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { verifyBackup, BackupVerificationError } from "../lib/backup/verify.js";
 import { humanBytes } from "../lib/spec/units.js";
 
 await runCommand({
   name: "restore",
   summary: "Restore an environment from a backup folder (verified first) or a plain pg_dump file.",
-  usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --from DIR --check",
+  usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --from DIR --check | --env staging|prod --to TIME|latest",
   flags: {
     env: ENV_FLAG,
     from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom" },
@@ -25,6 +27,7 @@ await runCommand({
     yes: { type: "boolean", help: "replace data that is there (refused without it)" },
     jobs: { type: "string", help: "connections that load rows at once (default 2; 1 = one psql/pg_restore stream)" },
     check: { type: "boolean", help: "only verify the backup (manifest, sizes, sha256, RDB); change nothing" },
+    to: { type: "string", help: "recover to TIME (ISO-8601, e.g. 2026-12-03T08:00:00Z) or latest" },
   },
   details: [
     "Examples:",
@@ -32,8 +35,14 @@ await runCommand({
     "  npm run restore -- --env dev --from backups/dev/20251127T020000Z --yes",
     "  npm run restore -- --env dev --from backups/dev/20251127T020000Z --table market_data --yes",
     "  npm run restore -- --env dev --from backup.sql --yes          # a dump made with plain pg_dump",
+    "  npm run restore -- --env prod --to 2026-12-03T08:00:00Z       # AWS: a new RDS instance recovered to that time",
   ].join("\n"),
   async run(ctx) {
+    if (ctx.flags.to !== undefined && isAwsEnvironment(ctx.flags.env ?? "dev")) {
+      const pitr = await import("../lib/aws/point-in-time.js");
+      const r = await pitr.restoreToPointInTimeCommand(ctx.flags.env!, ctx.flags.to, ctx.progress);
+      return { data: { ok: true, ...r }, human: pitr.describePointInTime(r) };
+    }
     if (!ctx.flags.from) throw new CliError("--from is required: a backup folder or a dump file", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
     if (ctx.flags.check) {
       try {

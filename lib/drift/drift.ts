@@ -12,7 +12,7 @@ import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { redisOptions } from "../verify/redis.js";
-import { infraDrift, type InfraDrift } from "./infra.js";
+import { awsInfraDrift, infraDrift, type InfraDrift } from "./infra.js";
 import { sqlIdent } from "../db/roles.js";
 import { compareSchemas, DATABASE_PLACEHOLDER, expectedSchema, introspectSchema, type SchemaDrift } from "./schema.js";
 import { postgresSettingsDrift, redisAclDrift, redisSettingsDrift, type DriftItem, type PostgresSettingRow, type RedisSettingRow } from "./settings.js";
@@ -106,12 +106,12 @@ export async function reviewDrift(target: Target, spec: Spec = target.spec, opti
 
   const infraMode = options.infra ?? "auto";
   work.push(
-    section("infra", "Infrastructure (Pulumi)", `pulumi preview --refresh --expect-no-changes --stack ${spec.env}`, async () => {
+    section("infra", "Infrastructure (Pulumi)", `pulumi preview --refresh --expect-no-changes --stack ${spec.env}${spec.target === "aws" ? ", and RDS pending reboots" : ""}`, async () => {
       if (infraMode === "no") return { items: [], notes: ["not requested (--infra no)"], skipped: true };
       if (infraMode === "auto" && target.kind !== "urls") {
         return { items: [], notes: [`${target.env} is a local ${target.kind} environment, not made by Pulumi: nothing to preview (give the servers' URLs, or --infra yes, to compare a Pulumi stack)`], skipped: true };
       }
-      const r: InfraDrift = await infraDrift(spec.env, { log: options.log });
+      const r: InfraDrift = spec.target === "aws" ? await awsInfraDrift(spec, { log: options.log }) : await infraDrift(spec.env, { log: options.log });
       if (r.status === "skipped" && infraMode === "yes") return { items: [], notes: [r.note!] };
       return { items: r.items, notes: r.note ? [r.note] : [], skipped: r.status === "skipped" };
     }),
