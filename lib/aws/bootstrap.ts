@@ -20,12 +20,19 @@ import type { Spec } from "../spec/schema.js";
 /** The SQL, as one script (no secrets in it). */
 export function rdsBootstrapSql(spec: Spec): string {
   const pg = spec.postgres;
+  // Only a superuser may touch the SUPERUSER attribute (RDS has none), so attributes are changed
+  // only where they differ, and a superuser app role is refused rather than silently kept.
   const role = (name: string) => `DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(name)}) THEN
-    CREATE ROLE ${sqlIdent(name)} LOGIN;
+    CREATE ROLE ${sqlIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
   END IF;
-END $$;
-ALTER ROLE ${sqlIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;`;
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = ${sqlLiteral(name)}) THEN
+    RAISE EXCEPTION 'role % is a superuser: a least-privilege role must not be; drop or fix it first', ${sqlLiteral(name)};
+  END IF;
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(name)} AND (NOT rolcanlogin OR rolcreatedb OR rolcreaterole)) THEN
+    ALTER ROLE ${sqlIdent(name)} LOGIN NOCREATEDB NOCREATEROLE;
+  END IF;
+END $$;`;
   const privileges = privilegesSql(spec).replace(/^(GRANT SET ON PARAMETER [^;]+;)$/gm, (statement) =>
     `DO $$ BEGIN
   EXECUTE ${sqlLiteral(statement.slice(0, -1))};
