@@ -214,3 +214,20 @@ describe("ElastiCache RBAC from the local ACL", () => {
     expect(cacheUserId({ ...staging, namePrefix: "a-very-long-name-prefix-of-thirty" }, "redis-admin").length).toBeLessThanOrEqual(40);
   });
 });
+
+describe("snapshot restore of an RBAC replication group", () => {
+  it("reuses the stack's user group instead of making an AUTH token", async () => {
+    const { restoreAwsSnapshots } = await import("../../lib/aws/snapshots.js");
+    const { RestoreDBInstanceFromDBSnapshotCommand } = await import("@aws-sdk/client-rds");
+    const { CreateReplicationGroupCommand } = await import("@aws-sdk/client-elasticache");
+    rdsMock.on(RestoreDBInstanceFromDBSnapshotCommand).resolves({ DBInstance: { DBInstanceStatus: "creating" } });
+    cacheMock.on(CreateReplicationGroupCommand).resolves({ ReplicationGroup: { Status: "creating" } });
+    const r = await restoreAwsSnapshots(staging, { rds, elasticache }, {
+      rds: { snapshotIdentifier: "pg-snap" },
+      elasticache: { snapshotName: "redis-snap", settings: { securityGroupIds: [], numCacheClusters: 1, transitEncryption: true, userGroupIds: ["crypto-prediction-staging-redis-users"] } },
+    });
+    const input = cacheMock.commandCalls(CreateReplicationGroupCommand)[0]!.args[0].input;
+    expect([input.UserGroupIds, input.AuthToken, input.TransitEncryptionEnabled]).toEqual([["crypto-prediction-staging-redis-users"], undefined, true]);
+    expect(r.redisAuthToken).toBeUndefined();
+  });
+});
