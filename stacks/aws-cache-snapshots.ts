@@ -71,11 +71,13 @@ export class AwsCacheSnapshots extends pulumi.ComponentResource {
       `${name}-prune-policy`,
       {
         role: functionRole.id,
-        policy: pulumi.all([account, args.replicationGroupId]).apply(([acct, rg]) =>
+        policy: pulumi.all([account, args.replicationGroupId, args.kmsKeyArn]).apply(([acct, rg, key]) =>
           JSON.stringify({
             Version: "2012-10-17",
             Statement: [
               { Effect: "Allow", Action: "elasticache:DescribeSnapshots", Resource: "*" },
+              // The function's environment is encrypted with the stack's key.
+              { Effect: "Allow", Action: "kms:Decrypt", Resource: key },
               { Effect: "Allow", Action: "elasticache:DeleteSnapshot", Resource: `arn:aws:elasticache:${region}:${acct}:snapshot:${scheduledSnapshotPrefix(rg)}*` },
             ],
           }),
