@@ -33,13 +33,7 @@ export function rdsBootstrapSql(spec: Spec): string {
     ALTER ROLE ${sqlIdent(name)} LOGIN NOCREATEDB NOCREATEROLE;
   END IF;
 END $$;`;
-  const privileges = privilegesSql(spec).replace(/^(GRANT SET ON PARAMETER [^;]+;)$/gm, (statement) =>
-    `DO $$ BEGIN
-  EXECUTE ${sqlLiteral(statement.slice(0, -1))};
-EXCEPTION WHEN insufficient_privilege THEN
-  RAISE NOTICE 'not granted (no superuser here): %', ${sqlLiteral(statement.slice(0, -1))};
-END $$;`,
-  );
+  const privileges = rdsPrivilegesSql(spec);
   return `-- App and read-only roles on RDS (lib/aws/bootstrap.ts; privileges from lib/db/roles.ts)
 ${role(pg.appUser)}
 ${role(pg.readonlyUser)}
@@ -55,6 +49,20 @@ DO $$ BEGIN
   END IF;
 END $$;
 `;
+}
+
+/**
+ * The local targets' privileges SQL as RDS can run it: a superuser-only statement becomes a
+ * notice when refused. Also drift's reference for an AWS stack (its scratch database).
+ */
+export function rdsPrivilegesSql(spec: Spec): string {
+  return privilegesSql(spec).replace(/^(GRANT SET ON PARAMETER [^;]+;)$/gm, (statement) =>
+    `DO $$ BEGIN
+  EXECUTE ${sqlLiteral(statement.slice(0, -1))};
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE 'not granted (no superuser here): %', ${sqlLiteral(statement.slice(0, -1))};
+END $$;`,
+  );
 }
 
 export interface BootstrapResult {

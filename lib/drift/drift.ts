@@ -128,20 +128,25 @@ export async function reviewDrift(target: Target, spec: Spec = target.spec, opti
 /** Schema objects and migrations, from one live introspection and one scratch derivation. */
 async function schemaSections(target: Target, spec: Spec): Promise<DriftSection[]> {
   const endpoint = target.postgres!;
+  // An AWS stack's roles come from `npm run bootstrap` (the same grants, as RDS runs them), so
+  // its privileges are compared too, although its URL is one login.
+  const aws = spec.target === "aws" && target.kind === "urls";
+  const privileges = target.perRoleLogins || aws;
+  const rdsPrivileges = aws ? (await import("../aws/bootstrap.js")).rdsPrivilegesSql : undefined;
   const t = performance.now();
   const migrationsModule = import("../db/migrate.js");
   const [live, expected] = await Promise.allSettled([
     withPg(endpoint.config("admin"), async (client) => {
       const { appliedMigrations } = await migrationsModule;
-      const objects = await introspectSchema(client, { privileges: target.perRoleLogins });
+      const objects = await introspectSchema(client, { privileges });
       return { objects, applied: await appliedMigrations(client), database: (await client.query("SELECT current_database() AS db")).rows[0].db as string };
     }),
-    expectedSchema(endpoint, spec, { perRoleLogins: target.perRoleLogins }),
+    expectedSchema(endpoint, spec, { perRoleLogins: privileges, privilegesSql: rdsPrivileges }),
   ]);
   const ms = Math.round(performance.now() - t);
   const compared =
     live.status === "fulfilled"
-      ? `the live schema${target.perRoleLogins ? " and privileges" : ""} of ${live.value.database} vs what the migrations${target.perRoleLogins ? " and the roles bootstrap" : ""} make in an empty scratch database on the same server`
+      ? `the live schema${privileges ? " and privileges" : ""} of ${live.value.database} vs what the migrations${privileges ? ` and the roles bootstrap${aws ? " (npm run bootstrap)" : ""}` : ""} make in an empty scratch database on the same server`
       : "the live schema vs the migrations";
   const schema: DriftSection = { id: "schema", title: "Schema", compared, status: "ok", items: [], notes: [], ms };
   const migrations: DriftSection = { id: "migrations", title: "Migrations", compared: "applied migrations (pgmigrations) vs migrations/", status: "ok", items: [], notes: [], ms };
