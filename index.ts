@@ -38,7 +38,7 @@ export const postgresUrl = data.postgresUrl;
 export const redisUrl = data.redisUrl;
 /** Secrets: URL per role (Docker: admin, owner, app, readonly; AWS: owner, the RDS master user). */
 export const postgresUrls: Record<string, pulumi.Output<string>> = data.postgresUrls;
-/** Secrets: URL per Redis user (Docker: admin, app; AWS: admin, the AUTH token's default user). */
+/** Secrets: URL per Redis user (Docker: admin, app; AWS: admin (`default`), app: ElastiCache RBAC users). */
 export const redisUrls: Record<string, pulumi.Output<string>> = data.redisUrls;
 /** Docker only. */
 export const containerNames = data instanceof DockerDataStack ? data.containerNames : undefined;
@@ -46,6 +46,7 @@ export const containerNames = data instanceof DockerDataStack ? data.containerNa
 export const redisReaderHost = data instanceof AwsDataStack ? data.redisReaderHost : undefined;
 export const postgresMasterSecretArn = data instanceof AwsDataStack ? data.postgresMasterSecretArn : undefined;
 export const alarmTopicArns = data instanceof AwsDataStack ? data.alarmTopicArns : undefined;
+export const postgresReaderHosts = data instanceof AwsDataStack ? data.postgresReaderHosts : undefined;
 export const pendingRebootParameters = data instanceof AwsDataStack ? data.pendingRebootParameters : undefined;
 /** What each target does with each documented setting (rows, and as markdown). */
 export const capabilities = rows;

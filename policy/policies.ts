@@ -5,7 +5,12 @@
  *   - encryption on: RDS storage, ElastiCache at rest and in transit;
  *   - Docker containers publish ports on loopback only (no host network, no publish-all);
  *   - parameter groups hold exactly the spec's values (rdsParameters/elasticacheParameters of
- *     the stack's Pulumi.<stack>.yaml, loaded through the spec's one loader).
+ *     the stack's Pulumi.<stack>.yaml, loaded through the spec's one loader);
+ *   - alarms have actions (someone hears them);
+ *   - data is encrypted with a customer-managed key (rotation on), not an AWS-managed one;
+ *   - RDS keeps automated backups at least 7 days;
+ *   - prod's RDS instances have enhanced monitoring;
+ *   - ElastiCache authenticates with RBAC user groups, not a static AUTH token.
  */
 import type { ReportViolation, ResourceValidation, ResourceValidationArgs, ResourceValidationPolicy } from "@pulumi/policy";
 import { loadSpec } from "../lib/spec/load.js";
@@ -24,7 +29,16 @@ export const TYPES = {
   securityGroupRule: "aws:ec2/securityGroupRule:SecurityGroupRule",
   ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   container: "docker:index/container:Container",
+  metricAlarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
+  logGroup: "aws:cloudwatch/logGroup:LogGroup",
+  snsTopic: "aws:sns/topic:Topic",
+  kmsKey: "aws:kms/key:Key",
 } as const;
+
+/** Minimum automated backup retention of an RDS instance, days. */
+export const MIN_BACKUP_RETENTION_DAYS = 7;
+/** Stacks whose RDS instances must have enhanced monitoring. */
+export const MONITORED_STACKS = new Set(["prod"]);
 
 /** The arguments a handler reads; a subset of ResourceValidationArgs, so tests can build them by hand. */
 export type PolicyArgs = Pick<ResourceValidationArgs, "type" | "props" | "urn" | "name">;
@@ -125,6 +139,54 @@ export function validateParametersMatchSpec(specOf: (stack: string) => Spec = (s
 
 export const validateParametersMatchStackSpec = validateParametersMatchSpec();
 
+const isSet = (v: unknown) => typeof v === "string" && v.length > 0;
+const isRds = (type: string) => type === TYPES.rdsInstance || type === TYPES.rdsCluster;
+
+/** Every alarm notifies someone: alarm actions present and enabled. */
+export const validateAlarmActions: Handler = ({ type, props }, report) => {
+  if (type !== TYPES.metricAlarm) return;
+  const actions = Array.isArray(props.alarmActions) ? props.alarmActions : [];
+  if (actions.length === 0) report(`alarm ${props.name ?? ""} has no alarmActions: nobody hears it; give the stack a topic (aws.createAlarmTopic or aws.alarmTopicArn)`);
+  if (props.actionsEnabled === false || props.actionsEnabled === "false") report(`alarm ${props.name ?? ""} has actionsEnabled false`);
+};
+
+/** Customer-managed keys (ours, rotated) for every store of data: RDS, ElastiCache, logs, SNS. */
+export const validateCustomerManagedKeys: Handler = ({ type, props }, report) => {
+  const awsManaged = (v: unknown) => typeof v === "string" && /^alias\/aws\//.test(v);
+  if (isRds(type)) {
+    if (!isSet(props.kmsKeyId) || awsManaged(props.kmsKeyId)) report("RDS storage uses the AWS-managed key: set kmsKeyId to the stack's customer-managed key (snapshots can then be shared across accounts)");
+    if (isTrue(props.performanceInsightsEnabled) && (!isSet(props.performanceInsightsKmsKeyId) || awsManaged(props.performanceInsightsKmsKeyId))) report("Performance Insights uses the AWS-managed key: set performanceInsightsKmsKeyId");
+    if (isTrue(props.manageMasterUserPassword) && (!isSet(props.masterUserSecretKmsKeyId) || awsManaged(props.masterUserSecretKmsKeyId))) report("the master-user secret uses the AWS-managed key: set masterUserSecretKmsKeyId");
+  }
+  if (type === TYPES.replicationGroup && (!isSet(props.kmsKeyId) || awsManaged(props.kmsKeyId))) report("ElastiCache at-rest encryption uses the AWS-managed key: set kmsKeyId");
+  if (type === TYPES.logGroup && !isSet(props.kmsKeyId)) report(`log group ${props.name ?? ""} is not encrypted with the stack's key: set kmsKeyId`);
+  if (type === TYPES.snsTopic && (!isSet(props.kmsMasterKeyId) || awsManaged(props.kmsMasterKeyId))) report("the SNS topic is not encrypted with the stack's key: set kmsMasterKeyId");
+  if (type === TYPES.kmsKey && !isTrue(props.enableKeyRotation)) report("the KMS key does not rotate: set enableKeyRotation true");
+};
+
+/** RDS keeps automated backups (point-in-time recovery) at least MIN_BACKUP_RETENTION_DAYS. Read replicas take the source's. */
+export const validateBackupRetention: Handler = ({ type, props }, report) => {
+  if (type !== TYPES.rdsInstance || props.replicateSourceDb !== undefined) return;
+  const days = Number(props.backupRetentionPeriod ?? 0);
+  if (!(days >= MIN_BACKUP_RETENTION_DAYS)) report(`backupRetentionPeriod ${props.backupRetentionPeriod ?? "unset"} is below ${MIN_BACKUP_RETENTION_DAYS} days: set backup.retentionDays ≥ ${MIN_BACKUP_RETENTION_DAYS}`);
+};
+
+/** prod's RDS instances have enhanced monitoring (OS metrics every aws.monitoring.enhancedIntervalSeconds). */
+export const validateEnhancedMonitoring: Handler = ({ type, props, urn }, report) => {
+  if (type !== TYPES.rdsInstance || !MONITORED_STACKS.has(stackOfUrn(urn) ?? "")) return;
+  if (!(Number(props.monitoringInterval ?? 0) > 0) || !isSet(props.monitoringRoleArn)) {
+    report(`enhanced monitoring is off (monitoringInterval ${props.monitoringInterval ?? 0}): set aws.monitoring.enhancedIntervalSeconds in Pulumi.${stackOfUrn(urn)}.yaml`);
+  }
+};
+
+/** ElastiCache authenticates users with an RBAC user group (per-user ACLs), not one static AUTH token. */
+export const validateCacheRbac: Handler = ({ type, props }, report) => {
+  if (type !== TYPES.replicationGroup) return;
+  const groups = Array.isArray(props.userGroupIds) ? props.userGroupIds : [];
+  if (groups.length === 0) report("ElastiCache has no RBAC user group: set userGroupIds (admin and app users with their own ACLs)");
+  if (props.authToken !== undefined) report("ElastiCache uses a static AUTH token: replace it with an RBAC user group");
+};
+
 const asValidation = (h: Handler): ResourceValidation => (args, report) => h(args, report);
 
 export const policies: ResourceValidationPolicy[] = [
@@ -151,5 +213,35 @@ export const policies: ResourceValidationPolicy[] = [
     description: "RDS and ElastiCache parameter groups hold exactly the values of the stack's spec (Pulumi.<stack>.yaml).",
     enforcementLevel: "mandatory",
     validateResource: asValidation(validateParametersMatchStackSpec),
+  },
+  {
+    name: "alarms-have-actions",
+    description: "Every CloudWatch alarm notifies a topic.",
+    enforcementLevel: "mandatory",
+    validateResource: asValidation(validateAlarmActions),
+  },
+  {
+    name: "customer-managed-keys",
+    description: "RDS, Performance Insights, the master secret, ElastiCache, log groups and SNS use a customer-managed KMS key with rotation.",
+    enforcementLevel: "mandatory",
+    validateResource: asValidation(validateCustomerManagedKeys),
+  },
+  {
+    name: "backups-retained",
+    description: `RDS keeps automated backups at least ${MIN_BACKUP_RETENTION_DAYS} days.`,
+    enforcementLevel: "mandatory",
+    validateResource: asValidation(validateBackupRetention),
+  },
+  {
+    name: "enhanced-monitoring-in-prod",
+    description: "prod's RDS instances have enhanced monitoring with its role.",
+    enforcementLevel: "mandatory",
+    validateResource: asValidation(validateEnhancedMonitoring),
+  },
+  {
+    name: "elasticache-rbac",
+    description: "ElastiCache uses an RBAC user group, not a static AUTH token.",
+    enforcementLevel: "mandatory",
+    validateResource: asValidation(validateCacheRbac),
   },
 ];

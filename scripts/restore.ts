@@ -8,11 +8,13 @@
  *      they make, row counts against the manifest), then swapped in by renaming
  *      (the old data stays intact until that moment); --table replaces one table in one transaction;
  *   4. Redis: stopped, RDB placed, started with appendonly no, AOF rewritten, keys checked.
- * `--check` only verifies. AWS environments: new RDS and ElastiCache resources from the snapshots.
+ * `--check` only verifies. AWS environments: new RDS and ElastiCache resources from the snapshots;
+ * `--to TIME|latest` there recovers RDS to a point in time into a new instance (lib/aws/point-in-time.ts).
  */
 import path from "node:path";
 import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
 import { restoreEnvironment, type RestoreReport } from "../lib/backup/restore.js";
+import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { verifyBackup, BackupVerificationError } from "../lib/backup/verify.js";
 import { humanBytes } from "../lib/spec/units.js";
 import { parseRecoveryTarget, recoverTo, type RecoveryReport } from "../lib/backup/physical/index.js";
@@ -20,7 +22,7 @@ import { parseRecoveryTarget, recoverTo, type RecoveryReport } from "../lib/back
 await runCommand({
   name: "restore",
   summary: "Restore an environment from a backup folder (verified first) or a plain pg_dump file.",
-  usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --env NAME --to TIME|latest [--yes] | --env NAME --to-lsn LSN [--yes] | --from DIR --check",
+  usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --env NAME --to TIME|latest [--yes] | --env NAME --to-lsn LSN [--yes] | --from DIR --check | --env staging|prod --to TIME|latest",
   flags: {
     env: ENV_FLAG,
     from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom" },
@@ -42,8 +44,14 @@ await runCommand({
     "  npm run restore -- --env dev --to latest --yes",
     "--to picks the newest base backup that ends before TIME, checks it (physical.json, backup_manifest, the WAL chain,",
     "the system identifier), recovers beside the live data folder, verifies, and only then swaps it in.",
+    "  npm run restore -- --env prod --to 2026-12-03T08:00:00Z       # AWS: a new RDS instance recovered to that time",
   ].join("\n"),
   async run(ctx) {
+    if (ctx.flags.to !== undefined && isAwsEnvironment(ctx.flags.env ?? "dev")) {
+      const pitr = await import("../lib/aws/point-in-time.js");
+      const r = await pitr.restoreToPointInTimeCommand(ctx.flags.env!, ctx.flags.to, ctx.progress);
+      return { data: { ok: true, ...r }, human: pitr.describePointInTime(r) };
+    }
     if (ctx.flags.to !== undefined || ctx.flags["to-lsn"] !== undefined) {
       if (ctx.flags.from !== undefined || ctx.flags.table !== undefined || ctx.flags.check) throw new CliError("--to/--to-lsn recover the whole environment from its base backups and WAL archive; they do not go with --from, --table or --check", EXIT.USAGE);
       const target = parseRecoveryTarget(ctx.flags.to, ctx.flags["to-lsn"]);

@@ -2,7 +2,9 @@
  * CloudWatch alarms for the guide's alerting thresholds (spec.alerts), one per rule of
  * awsAlarmRules() in lib/aws/capabilities.ts: RDS metrics on the instance, ElastiCache metrics on
  * every member cluster, and slow queries from the exported PostgreSQL log (RDS has no query-time
- * metric). Alarm actions go to the SNS topic(s) given.
+ * metric), ReplicaLag on each read replica. Alarm, OK and (where silence is a problem)
+ * insufficient-data actions go to the SNS topic(s) given, and so do the RDS events of the
+ * instance and its replicas (an event subscription).
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -22,12 +24,23 @@ export interface AwsAlarmsArgs {
   postgresLogGroupName?: pulumi.Input<string>;
   /** SNS topic ARNs for alarm and OK actions. Default: none (alarms only show in the console). */
   actions?: pulumi.Input<string>[];
+  /**
+   * Identifiers of the RDS read replicas (ReplicaLag alarms, one per replica).
+   * @default none
+   */
+  replicaIdentifiers?: pulumi.Input<string>[];
+  /**
+   * The topic RDS events (aws.events.rdsCategories) of the instance and its replicas go to.
+   * @default none: no event subscription
+   */
+  eventTopicArn?: pulumi.Input<string>;
 }
 
 /** The spec's alarms on one RDS instance and one ElastiCache replication group. */
 export class AwsAlarms extends pulumi.ComponentResource {
   readonly alarms: aws.cloudwatch.MetricAlarm[] = [];
   readonly slowQueryFilter?: aws.cloudwatch.LogMetricFilter;
+  readonly eventSubscription?: aws.rds.EventSubscription;
 
   constructor(name: string, args: AwsAlarmsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:Alarms", name, {}, opts);
@@ -45,6 +58,8 @@ export class AwsAlarms extends pulumi.ComponentResource {
       treatMissingData: rule.treatMissingData,
       alarmActions: actions,
       okActions: actions,
+      // Where silence is itself a problem (the resource stopped reporting), say so too.
+      insufficientDataActions: rule.notifyInsufficientData ? actions : [],
     });
 
     for (const rule of awsAlarmRules(spec)) {
@@ -61,6 +76,21 @@ export class AwsAlarms extends pulumi.ComponentResource {
             child,
           ),
         );
+      } else if (rule.source === "rds-replica") {
+        (args.replicaIdentifiers ?? []).forEach((replica, i) => {
+          this.alarms.push(
+            new aws.cloudwatch.MetricAlarm(
+              `${name}-${rule.id}-${i}`,
+              {
+                name: resourceName(spec, `${rule.id}-${i + 1}`),
+                alarmDescription: `${spec.env}: PostgreSQL replica ${i + 1}: ${rule.description} (${rule.specKey})`,
+                dimensions: { DBInstanceIdentifier: replica },
+                ...common(rule),
+              },
+              child,
+            ),
+          );
+        });
       } else if (rule.source === "elasticache") {
         for (let i = 0; i < args.cacheClusterCount; i++) {
           this.alarms.push(
@@ -95,6 +125,20 @@ export class AwsAlarms extends pulumi.ComponentResource {
           ),
         );
       }
+    }
+    if (args.eventTopicArn !== undefined) {
+      this.eventSubscription = new aws.rds.EventSubscription(
+        `${name}-rds-events`,
+        {
+          name: resourceName(spec, "rds-events"),
+          snsTopic: args.eventTopicArn,
+          sourceType: "db-instance",
+          sourceIds: [args.dbInstanceIdentifier, ...(args.replicaIdentifiers ?? [])],
+          eventCategories: spec.aws.events.rdsCategories,
+          enabled: true,
+        },
+        child,
+      );
     }
     this.registerOutputs({ alarmNames: this.alarms.map((a) => a.name) });
   }

@@ -4,11 +4,14 @@
  * (rdsParameters: RDS units, static parameters pending-reboot) and ElastiCache through a redis7
  * parameter group (elasticacheParameters); what ElastiCache cannot take (maxmemory, save,
  * appendonly) is mapped to the node type, snapshots and replicas, as lib/aws/capabilities.ts
- * documents row by row.
+ * documents row by row. Production surface (issue 16): one customer-managed key for everything
+ * (aws-key.ts), alarms and events to an encrypted topic (aws-alert-topic.ts, aws-alarms.ts),
+ * enhanced monitoring and logs (aws-monitoring.ts), ElastiCache RBAC (aws-cache-users.ts),
+ * scheduled cache snapshots (aws-cache-snapshots.ts), RDS read replicas, cross-region backups
+ * and IAM database authentication.
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
 import {
   AwsMappingError,
   cacheFailover,
@@ -23,7 +26,12 @@ import { specHash as computeSpecHash, PROJECT } from "../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../lib/spec/render.js";
 import type { Spec } from "../lib/spec/schema.js";
 import { AwsAlarms } from "./aws-alarms.js";
-import { AwsNetwork } from "./aws-network.js";
+import { AwsAlertTopic } from "./aws-alert-topic.js";
+import { AwsCacheSnapshots } from "./aws-cache-snapshots.js";
+import { AwsCacheUsers } from "./aws-cache-users.js";
+import { AwsKey } from "./aws-key.js";
+import { AwsMonitoring } from "./aws-monitoring.js";
+import { AwsNetwork, pickZone } from "./aws-network.js";
 import { postgresUrl, redisUrl } from "./docker-data-stack.js";
 
 export interface AwsDataStackArgs {
@@ -31,8 +39,11 @@ export interface AwsDataStackArgs {
   spec: Spec;
   /** Value of the spec-hash tag on the parameter groups. Default: `specHash(spec)`. */
   specHash?: string;
-  /** Length of the ElastiCache AUTH token (16-128, letters and digits). Default: 64. */
-  authTokenLength?: number;
+  /**
+   * Length of the ElastiCache users' passwords (16-128, letters and digits).
+   * @default 64
+   */
+  passwordLength?: number;
   /**
    * Keep final snapshots (RDS and ElastiCache) and automated backups when the stack is destroyed.
    * Default: `spec.aws.deletionProtection` (prod keeps them; staging does not).
@@ -42,8 +53,6 @@ export interface AwsDataStackArgs {
 
 /** Redis OSS engine version of ElastiCache for the spec's Redis 7 (parameter group family redis7). */
 export const REDIS_ENGINE_VERSION = "7.1";
-/** Performance Insights retention when enabled: 7 days is the free tier. */
-export const PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7;
 
 /** RDS PostgreSQL 16 + ElastiCache Redis 7, from the spec. */
 export class AwsDataStack extends pulumi.ComponentResource {
@@ -57,9 +66,18 @@ export class AwsDataStack extends pulumi.ComponentResource {
   readonly postgres: aws.rds.Instance;
   readonly redisParameterGroup: aws.elasticache.ParameterGroup;
   readonly redisSubnetGroup: aws.elasticache.SubnetGroup;
-  readonly redisAuthToken: random.RandomPassword;
+  readonly redisUsers: AwsCacheUsers;
   readonly redis: aws.elasticache.ReplicationGroup;
+  readonly key: AwsKey;
+  readonly monitoring: AwsMonitoring;
+  readonly alertTopic: AwsAlertTopic;
   readonly alarmTopic?: aws.sns.Topic;
+  readonly postgresReplicas: aws.rds.Instance[] = [];
+  /** Present when aws.replicas.backupRegion is set. */
+  readonly backupReplication?: aws.rds.InstanceAutomatedBackupsReplication;
+  /** Present when aws.iamAuth.enabled: `rds-db:connect` as postgres.appUser. */
+  readonly iamConnectPolicy?: aws.iam.Policy;
+  readonly cacheSnapshots?: AwsCacheSnapshots;
   readonly alarms: AwsAlarms;
   readonly cacheNode: CacheNodeFit;
 
@@ -70,16 +88,18 @@ export class AwsDataStack extends pulumi.ComponentResource {
   readonly redisPort: pulumi.Output<number>;
   /** Master user's URL with the password read from Secrets Manager at deploy time (secret; RDS rotates it: see README.md). */
   readonly postgresUrl: pulumi.Output<string>;
-  /** `rediss://` URL with the AUTH token (secret). */
+  /** `rediss://` URL of the admin (`default`) user (secret). */
   readonly redisUrl: pulumi.Output<string>;
   /** The master user is the schema owner; the app and read-only roles are the toolkit's to create (lib/db/roles.ts). */
   readonly postgresUrls: { owner: pulumi.Output<string> };
-  /** ElastiCache with an AUTH token has one user. */
-  readonly redisUrls: { admin: pulumi.Output<string> };
+  /** ElastiCache RBAC users: admin (`default`) and the app user (secrets). */
+  readonly redisUrls: { admin: pulumi.Output<string>; app: pulumi.Output<string> };
+  /** Read replicas' endpoints. */
+  readonly postgresReaderHosts: pulumi.Output<string[]>;
   /** Secrets Manager secret of the RDS master password. */
   readonly postgresMasterSecretArn: pulumi.Output<string>;
   readonly alarmTopicArns: pulumi.Output<string[]>;
-  /** Static parameters: changing them needs a reboot (`aws rds reboot-db-instance`). */
+  /** Static parameters: changing them needs a reboot (`npm run reboot -- --env <stack>`). */
   readonly pendingRebootParameters: string[];
 
   constructor(name: string, args: AwsDataStackArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -109,6 +129,12 @@ export class AwsDataStack extends pulumi.ComponentResource {
     const tags = { "spec-hash": hash };
 
     this.network = new AwsNetwork(`${name}-network`, { spec }, comp);
+    this.key = new AwsKey(`${name}-kms`, { spec }, comp);
+    const keyArn = this.key.arn;
+    this.monitoring = new AwsMonitoring(`${name}-monitoring`, { spec, kmsKeyArn: keyArn, vpcId: this.network.vpc?.id }, comp);
+    this.alertTopic = new AwsAlertTopic(`${name}-alerts`, { spec, kmsKeyArn: keyArn }, comp);
+    this.alarmTopic = this.alertTopic.topic;
+    const monitoringRoleArn = this.monitoring.enhancedMonitoringRole?.arn;
 
     // --- PostgreSQL -------------------------------------------------------------------------
     const identifier = resourceName(spec, "postgres");
@@ -135,7 +161,7 @@ export class AwsDataStack extends pulumi.ComponentResource {
       (type) =>
         new aws.cloudwatch.LogGroup(
           `${name}-postgres-log-${type}`,
-          { name: rdsLogGroupName(identifier, type), retentionInDays: spec.aws.logRetentionDays },
+          { name: rdsLogGroupName(identifier, type), retentionInDays: spec.aws.logRetentionDays, kmsKeyId: keyArn },
           res,
         ),
     );
@@ -150,9 +176,12 @@ export class AwsDataStack extends pulumi.ComponentResource {
         maxAllocatedStorage: spec.aws.rdsMaxAllocatedStorageGb,
         storageType: "gp3",
         storageEncrypted: true,
+        kmsKeyId: keyArn,
         dbName: spec.postgres.database,
         username: spec.postgres.user,
         manageMasterUserPassword: true,
+        masterUserSecretKmsKeyId: keyArn,
+        iamDatabaseAuthenticationEnabled: spec.aws.iamAuth.enabled,
         port: spec.postgres.port,
         dbSubnetGroupName: this.postgresSubnetGroup.name,
         vpcSecurityGroupIds: [this.network.postgresSecurityGroup.id],
@@ -167,14 +196,78 @@ export class AwsDataStack extends pulumi.ComponentResource {
         deleteAutomatedBackups: !keepFinal,
         skipFinalSnapshot: !keepFinal,
         finalSnapshotIdentifier: keepFinal ? `${identifier}-final` : undefined,
-        performanceInsightsEnabled: spec.aws.performanceInsights,
-        performanceInsightsRetentionPeriod: spec.aws.performanceInsights ? PERFORMANCE_INSIGHTS_RETENTION_DAYS : undefined,
+        ...this.observability(spec, keyArn, monitoringRoleArn),
         enabledCloudwatchLogsExports: spec.aws.logExports,
         autoMinorVersionUpgrade: true,
         allowMajorVersionUpgrade: false,
+        caCertIdentifier: spec.aws.caCertIdentifier,
+        engineLifecycleSupport: spec.aws.engineLifecycleSupport,
+        blueGreenUpdate: { enabled: spec.aws.blueGreenUpdate },
+        // One-zone primary with replicas: pinned to the first zone so the replicas are elsewhere.
+        availabilityZone: !spec.aws.multiAz && spec.aws.replicas.count > 0 ? this.network.zoneNames?.apply((z) => pickZone(z, 0)) : undefined,
       },
       { ...res, dependsOn: this.postgresLogGroups },
     );
+
+    // Read replicas (aws.replicas.count), each in a zone other than the primary's first zone.
+    for (let i = 0; i < spec.aws.replicas.count; i++) {
+      this.postgresReplicas.push(
+        new aws.rds.Instance(
+          `${name}-postgres-replica-${i + 1}`,
+          {
+            identifier: `${identifier}-replica-${i + 1}`,
+            replicateSourceDb: this.postgres.identifier,
+            instanceClass: spec.aws.replicas.instanceClass ?? spec.aws.rdsInstanceClass,
+            storageType: "gp3",
+            storageEncrypted: true,
+            kmsKeyId: keyArn,
+            vpcSecurityGroupIds: [this.network.postgresSecurityGroup.id],
+            parameterGroupName: this.postgresParameterGroup.name,
+            publiclyAccessible: false,
+            availabilityZone: this.network.zoneNames?.apply((z) => pickZone(z, i + 1)),
+            iamDatabaseAuthenticationEnabled: spec.aws.iamAuth.enabled,
+            ...this.observability(spec, keyArn, monitoringRoleArn),
+            enabledCloudwatchLogsExports: spec.aws.logExports,
+            caCertIdentifier: spec.aws.caCertIdentifier,
+            autoMinorVersionUpgrade: true,
+            maintenanceWindow: spec.aws.maintenanceWindow,
+            deletionProtection: spec.aws.deletionProtection,
+            skipFinalSnapshot: true,
+            copyTagsToSnapshot: true,
+          },
+          res,
+        ),
+      );
+    }
+    if (spec.aws.replicas.backupRegion) {
+      // The replicated backups are encrypted with a key in their own region.
+      const remoteKey = new AwsKey(`${name}-kms-${spec.aws.replicas.backupRegion}`, { spec, region: spec.aws.replicas.backupRegion, purpose: "backups" }, comp);
+      this.backupReplication = new aws.rds.InstanceAutomatedBackupsReplication(
+        `${name}-postgres-backup-replication`,
+        { sourceDbInstanceArn: this.postgres.arn, region: spec.aws.replicas.backupRegion, retentionPeriod: spec.backup.retentionDays, kmsKeyId: remoteKey.arn },
+        res,
+      );
+    }
+    if (spec.aws.iamAuth.enabled) {
+      const account = aws.getCallerIdentityOutput({}, { parent: this, provider: this.provider }).accountId;
+      this.iamConnectPolicy = new aws.iam.Policy(
+        `${name}-postgres-connect`,
+        {
+          name: resourceName(spec, "postgres-connect"),
+          description: `Connect to ${identifier} as ${spec.postgres.appUser} with IAM authentication`,
+          policy: pulumi.all([account, this.postgres.resourceId]).apply(([acct, resourceId]) =>
+            JSON.stringify({
+              Version: "2012-10-17",
+              Statement: [{ Effect: "Allow", Action: "rds-db:connect", Resource: `arn:aws:rds-db:${spec.aws.region}:${acct}:dbuser:${resourceId}/${spec.postgres.appUser}` }],
+            }),
+          ),
+        },
+        res,
+      );
+      if (spec.aws.iamAuth.roleName) {
+        new aws.iam.RolePolicyAttachment(`${name}-postgres-connect-role`, { role: spec.aws.iamAuth.roleName, policyArn: this.iamConnectPolicy.arn }, res);
+      }
+    }
 
     // --- Redis ------------------------------------------------------------------------------
     const replicationGroupId = resourceName(spec, "redis");
@@ -196,11 +289,7 @@ export class AwsDataStack extends pulumi.ComponentResource {
       { name: replicationGroupId, description: `Private subnets of ${replicationGroupId}`, subnetIds: this.network.subnetIds },
       res,
     );
-    this.redisAuthToken = new random.RandomPassword(
-      `${name}-redis-auth-token`,
-      { length: args.authTokenLength ?? 64, special: false, minLower: 1, minUpper: 1, minNumeric: 1 },
-      { parent: this },
-    );
+    this.redisUsers = new AwsCacheUsers(`${name}-redis-users`, { spec, passwordLength: args.passwordLength }, comp);
     this.redis = new aws.elasticache.ReplicationGroup(
       `${name}-redis`,
       {
@@ -217,8 +306,11 @@ export class AwsDataStack extends pulumi.ComponentResource {
         subnetGroupName: this.redisSubnetGroup.name,
         securityGroupIds: [this.network.redisSecurityGroup.id],
         atRestEncryptionEnabled: true,
+        kmsKeyId: keyArn,
         transitEncryptionEnabled: true,
-        authToken: pulumi.secret(this.redisAuthToken.result),
+        userGroupIds: [this.redisUsers.userGroup.userGroupId],
+        logDeliveryConfigurations: this.monitoring.cacheLogDelivery,
+        notificationTopicArn: this.alertTopic.primaryArn,
         snapshotRetentionLimit: snapshotDays,
         snapshotWindow: snapshotDays > 0 ? spec.aws.snapshotWindow : undefined,
         maintenanceWindow: spec.aws.maintenanceWindow,
@@ -227,15 +319,12 @@ export class AwsDataStack extends pulumi.ComponentResource {
       },
       res,
     );
+    if (spec.aws.cacheSnapshots.enabled) {
+      this.cacheSnapshots = new AwsCacheSnapshots(`${name}-redis-snapshots`, { spec, replicationGroupId: this.redis.replicationGroupId, kmsKeyArn: keyArn }, comp);
+    }
 
     // --- Alarms -----------------------------------------------------------------------------
-    if (spec.aws.createAlarmTopic) {
-      this.alarmTopic = new aws.sns.Topic(`${name}-alarm-topic`, { name: resourceName(spec, "alarms") }, res);
-    }
-    const actions: pulumi.Input<string>[] = [
-      ...(this.alarmTopic ? [this.alarmTopic.arn] : []),
-      ...(spec.aws.alarmTopicArn ? [spec.aws.alarmTopicArn] : []),
-    ];
+    const actions = this.alertTopic.arns;
     this.alarmTopicArns = pulumi.all(actions);
     const postgresLog = this.postgresLogGroups[spec.aws.logExports.indexOf("postgresql")];
     this.alarms = new AwsAlarms(
@@ -247,6 +336,8 @@ export class AwsDataStack extends pulumi.ComponentResource {
         cacheClusterCount: 1 + spec.aws.cacheReplicas,
         postgresLogGroupName: postgresLog?.name,
         actions,
+        replicaIdentifiers: this.postgresReplicas.map((r) => r.identifier),
+        eventTopicArn: this.alertTopic.primaryArn,
       },
       comp,
     );
@@ -264,13 +355,16 @@ export class AwsDataStack extends pulumi.ComponentResource {
         postgresUrl({ host, port, user: spec.postgres.user, password: masterPassword(secretString), database: spec.postgres.database, sslmode: "require" }),
       ),
     );
-    this.redisUrl = pulumi.secret(
-      pulumi.all([this.redis.primaryEndpointAddress, this.redisAuthToken.result]).apply(([host, token]) =>
-        redisUrl({ host, port: spec.redis.port, user: "default", password: token, db: spec.redis.db, tls: true }),
-      ),
-    );
+    const cacheUrl = (role: "admin" | "app") =>
+      pulumi.secret(
+        pulumi.all([this.redis.primaryEndpointAddress, this.redisUsers.passwords[role].result]).apply(([host, password]) =>
+          redisUrl({ host, port: spec.redis.port, user: this.redisUsers.userNames[role], password, db: spec.redis.db, tls: true }),
+        ),
+      );
+    this.redisUrl = cacheUrl("admin");
     this.postgresUrls = { owner: this.postgresUrl };
-    this.redisUrls = { admin: this.redisUrl };
+    this.redisUrls = { admin: this.redisUrl, app: cacheUrl("app") };
+    this.postgresReaderHosts = pulumi.all(this.postgresReplicas.map((r) => r.address));
 
     this.registerOutputs({
       specHash: hash,
@@ -283,7 +377,21 @@ export class AwsDataStack extends pulumi.ComponentResource {
       redisUrl: this.redisUrl,
       postgresMasterSecretArn: this.postgresMasterSecretArn,
       alarmTopicArns: this.alarmTopicArns,
+      postgresReaderHosts: this.postgresReaderHosts,
+      kmsKeyArn: keyArn,
     });
+  }
+
+  /** Performance Insights (with the stack's key) and enhanced monitoring, for the primary and each replica. */
+  private observability(spec: Spec, keyArn: pulumi.Input<string>, monitoringRoleArn: pulumi.Input<string> | undefined) {
+    const m = spec.aws.monitoring;
+    return {
+      performanceInsightsEnabled: spec.aws.performanceInsights,
+      performanceInsightsKmsKeyId: spec.aws.performanceInsights ? keyArn : undefined,
+      performanceInsightsRetentionPeriod: spec.aws.performanceInsights ? m.performanceInsightsRetentionDays : undefined,
+      monitoringInterval: m.enhancedIntervalSeconds,
+      monitoringRoleArn: m.enhancedIntervalSeconds > 0 ? monitoringRoleArn : undefined,
+    };
   }
 }
 

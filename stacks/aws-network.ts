@@ -25,6 +25,8 @@ export class AwsNetwork extends pulumi.ComponentResource {
   /** Created only when the spec names no VPC. */
   readonly vpc?: aws.ec2.Vpc;
   readonly subnets: aws.ec2.Subnet[] = [];
+  /** Zones of the created subnets, in subnet order (undefined for the spec's existing subnets). */
+  readonly zoneNames?: pulumi.Output<string[]>;
 
   constructor(name: string, args: AwsNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:Network", name, {}, opts);
@@ -60,6 +62,7 @@ export class AwsNetwork extends pulumi.ComponentResource {
       }
       this.vpcId = this.vpc.id;
       this.subnetIds = pulumi.all(this.subnets.map((s) => s.id));
+      this.zoneNames = zones.names.apply((names) => Array.from({ length: count }, (_, i) => pickZone(names, i)));
     }
 
     if (spec.aws.allowedCidrs.length === 0 && spec.aws.allowedSecurityGroupIds.length === 0) {

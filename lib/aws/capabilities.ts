@@ -181,8 +181,8 @@ export const ALARM_PERIOD_SECONDS = 60;
 export interface AlarmRule {
   /** Short id, used in resource names: `postgres-connections`. */
   id: string;
-  /** Which resource's metric: the RDS instance, each ElastiCache member cluster, or the PostgreSQL log. */
-  source: "rds" | "elasticache" | "rds-log";
+  /** Which resource's metric: the RDS instance, each read replica, each ElastiCache member cluster, or the PostgreSQL log. */
+  source: "rds" | "rds-replica" | "elasticache" | "rds-log";
   /** The spec key that sets the threshold. */
   specKey: string;
   namespace: string;
@@ -193,6 +193,8 @@ export interface AlarmRule {
   period: number;
   evaluationPeriods: number;
   treatMissingData: "missing" | "notBreaching" | "breaching" | "ignore";
+  /** Silence is itself a problem (the resource stopped reporting): INSUFFICIENT_DATA notifies too. */
+  notifyInsufficientData: boolean;
   /** What fires it, in the guide's words, with the unit conversion spelled out. */
   description: string;
 }
@@ -225,6 +227,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "missing",
+      notifyInsufficientData: true,
       description: `connections > ${a.connectionPoolPercent}% of max_connections ${maxConnections} (${connections}) for 5 minutes`,
     },
   ];
@@ -241,6 +244,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 1,
       treatMissingData: "notBreaching",
+      notifyInsufficientData: false,
       description:
         `a statement slower than ${spec.postgres.logMinDurationStatementMs} ms (log_min_duration_statement; guide: query time > ${a.queryTimeSeconds} s) ` +
         `was logged in the last minute`,
@@ -259,7 +263,8 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period: 300,
       evaluationPeriods: 1,
       treatMissingData: "missing",
-      description: `free storage < ${spec.aws.freeStorageAlarmPercent}% of ${spec.aws.rdsAllocatedStorageGb} GB (${storageBytes} bytes)`,
+      notifyInsufficientData: true,
+      description: storageDescription(spec, storageBytes),
     },
     {
       id: "postgres-cpu",
@@ -273,6 +278,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "missing",
+      notifyInsufficientData: true,
       description: `CPU > ${spec.aws.cpuAlarmPercent}% for 5 minutes`,
     },
     {
@@ -287,6 +293,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "missing",
+      notifyInsufficientData: true,
       description: `memory > ${a.redisMemoryPercent}% of maxmemory for 5 minutes`,
     },
     {
@@ -301,6 +308,7 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 1,
       treatMissingData: "notBreaching",
+      notifyInsufficientData: false,
       description: `evictions > ${a.redisEvictionsPerSecond}/s (Sum > ${a.redisEvictionsPerSecond * period} per ${period} s)`,
     },
     {
@@ -315,10 +323,123 @@ export function awsAlarmRules(spec: Spec): AlarmRule[] {
       period,
       evaluationPeriods: 5,
       treatMissingData: "notBreaching",
+      notifyInsufficientData: false,
       description: `hit rate < ${a.redisHitRatePercent}% for 5 minutes (no lookups: not breaching)`,
     },
   );
+  const x = spec.aws.alarms;
+  const latencySeconds = x.latencyMs / 1000;
+  rules.push(
+    {
+      id: "postgres-freeable-memory",
+      source: "rds",
+      specKey: "aws.alarms.freeableMemoryMb",
+      namespace: "AWS/RDS",
+      metricName: "FreeableMemory",
+      statistic: "Minimum",
+      comparisonOperator: "LessThanThreshold",
+      threshold: x.freeableMemoryMb * 1024 * 1024,
+      period,
+      evaluationPeriods: 5,
+      treatMissingData: "missing",
+      notifyInsufficientData: true,
+      description: `freeable memory < ${x.freeableMemoryMb} MiB (${x.freeableMemoryMb * 1024 * 1024} bytes) for 5 minutes`,
+    },
+    ...(["Read", "Write"] as const).map(
+      (kind): AlarmRule => ({
+        id: `postgres-${kind.toLowerCase()}-latency`,
+        source: "rds",
+        specKey: "aws.alarms.latencyMs",
+        namespace: "AWS/RDS",
+        metricName: `${kind}Latency`,
+        statistic: "Average",
+        comparisonOperator: "GreaterThanThreshold",
+        threshold: latencySeconds,
+        period,
+        evaluationPeriods: 5,
+        treatMissingData: "notBreaching",
+        notifyInsufficientData: false,
+        description: `${kind.toLowerCase()} latency > ${x.latencyMs} ms (${latencySeconds} s) for 5 minutes`,
+      }),
+    ),
+    {
+      id: "postgres-xid-wraparound",
+      source: "rds",
+      specKey: "aws.alarms.transactionIds",
+      namespace: "AWS/RDS",
+      metricName: "MaximumUsedTransactionIDs",
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.transactionIds,
+      period: 300,
+      evaluationPeriods: 1,
+      treatMissingData: "missing",
+      notifyInsufficientData: true,
+      description: `oldest unfrozen transaction age > ${x.transactionIds} of 2^31 (wraparound: VACUUM FREEZE is falling behind)`,
+    },
+  );
+  if (spec.aws.replicas.count > 0) {
+    rules.push({
+      id: "postgres-replica-lag",
+      source: "rds-replica",
+      specKey: "aws.alarms.replicaLagSeconds",
+      namespace: "AWS/RDS",
+      metricName: "ReplicaLag",
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.replicaLagSeconds,
+      period,
+      evaluationPeriods: 5,
+      // A replica that reports no lag has stopped replicating (or is gone).
+      treatMissingData: "breaching",
+      notifyInsufficientData: true,
+      description: `a read replica lags > ${x.replicaLagSeconds} s for 5 minutes (no data: breaching)`,
+    });
+  }
+  rules.push(
+    {
+      id: "redis-engine-cpu",
+      source: "elasticache",
+      specKey: "aws.alarms.cacheEngineCpuPercent",
+      namespace: "AWS/ElastiCache",
+      metricName: "EngineCPUUtilization",
+      statistic: "Average",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.cacheEngineCpuPercent,
+      period,
+      evaluationPeriods: 5,
+      treatMissingData: "missing",
+      notifyInsufficientData: true,
+      description: `Redis engine thread CPU > ${x.cacheEngineCpuPercent}% for 5 minutes`,
+    },
+    {
+      id: "redis-connections",
+      source: "elasticache",
+      specKey: "aws.alarms.cacheConnections",
+      namespace: "AWS/ElastiCache",
+      metricName: "CurrConnections",
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: x.cacheConnections,
+      period,
+      evaluationPeriods: 5,
+      treatMissingData: "missing",
+      notifyInsufficientData: false,
+      description: `client connections > ${x.cacheConnections} for 5 minutes (the pool allows ${spec.pool.redisMaxConnections} per app instance)`,
+    },
+  );
   return rules;
+}
+
+/**
+ * With storage autoscaling (rdsMaxAllocatedStorageGb above rdsAllocatedStorageGb) RDS grows the
+ * volume when free space stays under 10%, until the ceiling; the alarm then says that growth
+ * cannot keep up or the ceiling is near, and names both sizes.
+ */
+function storageDescription(spec: Spec, storageBytes: number): string {
+  const { rdsAllocatedStorageGb: allocated, rdsMaxAllocatedStorageGb: max, freeStorageAlarmPercent: pct } = spec.aws;
+  const scaling = max > allocated ? `; autoscaling ${allocated} → ${max} GB adds room first, so this fires when it cannot` : "; no storage autoscaling";
+  return `free storage < ${pct}% of ${allocated} GB (${storageBytes} bytes)${scaling}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,7 +534,10 @@ export function capabilities(spec: Spec): CapabilityRow[] {
     value: `${pg.appUser}, ${pg.readonlyUser}`,
     embedded: applied("created at first start (lib/db/roles.ts)"),
     docker: applied("created by the roles init script (lib/db/roles.ts)"),
-    aws: unsupported("Pulumi does not run SQL: create them with lib/db/roles.ts's bootstrap SQL over the stack's postgresUrl"),
+    aws: applied(
+      `\`npm run bootstrap -- --env ${spec.env} --database-url …\` runs lib/db/roles.ts's privilegesSql as the master user (idempotent); ` +
+        (aws.iamAuth.enabled ? `logins with IAM tokens (rds_iam; policy rds-db:connect as ${pg.appUser}${aws.iamAuth.roleName ? ` on role ${aws.iamAuth.roleName}` : ""})` : "passwords set by hand (aws.iamAuth.enabled is off)"),
+    ),
   });
 
   const rds = rdsParameters(spec);
@@ -447,7 +571,7 @@ export function capabilities(spec: Spec): CapabilityRow[] {
     value: r.appUser,
     embedded: applied("ACL user without dangerous commands"),
     docker: applied("ACL user in the container's redis.conf"),
-    aws: unsupported("ElastiCache with an AUTH token has one default user; per-user ACLs need RBAC user groups, which replace the token"),
+    aws: applied("ElastiCache RBAC user group: `default` (admin) and this user with the local ACL as its access string (no CONFIG, FLUSH*, KEYS); passwords are Pulumi secrets"),
   });
 
   const ec = elasticacheParameters(spec);
@@ -472,7 +596,10 @@ export function capabilities(spec: Spec): CapabilityRow[] {
         : unsupported(fitError!);
     } else if (s.name === "save") {
       cell = cacheSnapshotRetentionDays(spec) > 0
-        ? mapped(`daily automatic snapshots in ${aws.snapshotWindow} UTC, kept ${cacheSnapshotRetentionDays(spec)} days (not "${s.value}": ElastiCache has no save rules; guide's hourly snapshots need a scheduled CreateSnapshot)`)
+        ? mapped(
+            `daily automatic snapshots in ${aws.snapshotWindow} UTC, kept ${cacheSnapshotRetentionDays(spec)} days (not "${s.value}": ElastiCache has no save rules)` +
+              (aws.cacheSnapshots.enabled ? `; plus CreateSnapshot on ${aws.cacheSnapshots.schedule} (EventBridge Scheduler), deleted after ${aws.cacheSnapshots.keepHours} h` : ""),
+          )
         : unsupported("persistence is off in the spec: no automatic snapshots");
     } else if (s.name === "appendonly") {
       cell = !r.appendonly
@@ -513,7 +640,11 @@ export function capabilities(spec: Spec): CapabilityRow[] {
     value: String(spec.backup.retentionDays),
     embedded: unsupported("local backups keep backup.keepDaily/keepWeekly files instead"),
     docker: unsupported("local backups keep backup.keepDaily/keepWeekly files instead"),
-    aws: applied(`RDS backupRetentionPeriod ${spec.backup.retentionDays} days with point-in-time recovery; ElastiCache snapshots ${cacheSnapshotRetentionDays(spec)} days`),
+    aws: applied(
+      `RDS backupRetentionPeriod ${spec.backup.retentionDays} days with point-in-time recovery (RDS archives WAL itself: \`restore --env ${spec.env} --to TIME|latest\` ` +
+        `calls RestoreDBInstanceToPointInTime into a new instance with the stack's parameter, subnet and security groups); ElastiCache snapshots ${cacheSnapshotRetentionDays(spec)} days` +
+        (aws.replicas.backupRegion ? `; automated backups replicated to ${aws.replicas.backupRegion}` : ""),
+    ),
   });
 
   const archive = spec.backup.archive;
@@ -566,7 +697,90 @@ export function capabilities(spec: Spec): CapabilityRow[] {
   }
   rows.push({ key: "aws.cpuAlarmPercent", value: String(aws.cpuAlarmPercent), embedded: unsupported(ALERT_LOCAL), docker: unsupported(ALERT_LOCAL), aws: alarm("aws.cpuAlarmPercent") });
   rows.push({ key: "aws.freeStorageAlarmPercent", value: String(aws.freeStorageAlarmPercent), embedded: unsupported(ALERT_LOCAL), docker: unsupported(ALERT_LOCAL), aws: alarm("aws.freeStorageAlarmPercent") });
+  for (const field of Object.keys(aws.alarms).filter((k) => k !== "emails" && k !== "httpsEndpoints") as (keyof Spec["aws"]["alarms"])[]) {
+    const key = `aws.alarms.${field}`;
+    const cell = rules.some((x) => x.specKey === key) ? alarm(key) : unsupported("no read replicas (aws.replicas.count 0)");
+    rows.push({ key, value: String(aws.alarms[field]), embedded: unsupported(ALERT_LOCAL), docker: unsupported(ALERT_LOCAL), aws: cell });
+  }
+  rows.push(...productionRows(spec));
   return rows;
+}
+
+/** What the AWS target adds for production (issue 16), one row per decision. */
+function productionRows(spec: Spec): CapabilityRow[] {
+  const aws = spec.aws;
+  const only = (why: string): Pick<CapabilityRow, "embedded" | "docker"> => ({ embedded: unsupported(why), docker: unsupported(why) });
+  const topic = aws.createAlarmTopic ? `the stack's SNS topic (KMS-encrypted)${aws.alarmTopicArn ? " and aws.alarmTopicArn" : ""}` : aws.alarmTopicArn ? "aws.alarmTopicArn" : "no topic";
+  const subscribers = [...aws.alarms.emails.map((e) => `e-mail ${e}`), ...aws.alarms.httpsEndpoints.map((u) => `HTTPS ${u}`)];
+  const monitoring = aws.monitoring;
+  return [
+    {
+      key: "aws.alarms.emails, aws.alarms.httpsEndpoints",
+      value: subscribers.length ? String(subscribers.length) : "none",
+      ...only("no alarm service locally: `npm run monitor` exits 1"),
+      aws: mapped(
+        `alarms (alarm, OK and, where silence matters, insufficient-data actions), RDS events (${aws.events.rdsCategories.join(", ")}) and ElastiCache notifications go to ${topic}` +
+          (subscribers.length ? `, subscribed by ${subscribers.join(", ")}` : "; subscribe people with these keys"),
+      ),
+    },
+    {
+      key: "aws.monitoring.enhancedIntervalSeconds",
+      value: String(monitoring.enhancedIntervalSeconds),
+      ...only("OS metrics: the machine's own tools"),
+      aws: monitoring.enhancedIntervalSeconds > 0 ? applied(`RDS enhanced monitoring every ${monitoring.enhancedIntervalSeconds} s with its IAM role`) : unsupported("off (0); prod's policy pack requires it"),
+    },
+    {
+      key: "aws.performanceInsights, aws.monitoring.performanceInsightsRetentionDays",
+      value: `${aws.performanceInsights}, ${monitoring.performanceInsightsRetentionDays}`,
+      ...only("pg_stat_statements (postgres.sharedPreloadLibraries) instead"),
+      aws: aws.performanceInsights ? applied(`Performance Insights, ${monitoring.performanceInsightsRetentionDays} days, encrypted with the stack's key`) : unsupported("off"),
+    },
+    {
+      key: "aws.logExports, aws.monitoring.cacheLogs, aws.monitoring.flowLogs",
+      value: `${aws.logExports.join("+") || "none"}, ${monitoring.cacheLogs}, ${monitoring.flowLogs}`,
+      ...only("logs are files in the environment's folder"),
+      aws: applied(
+        `RDS ${aws.logExports.join(" and ") || "no"} logs, ${monitoring.cacheLogs ? "ElastiCache slow-log and engine-log" : "no ElastiCache logs"}, ${monitoring.flowLogs ? `VPC flow logs (${monitoring.flowLogTraffic}) of a created VPC` : "no flow logs"}: CloudWatch Logs, ${aws.logRetentionDays} days, the stack's key`,
+      ),
+    },
+    {
+      key: "aws.kms.keyArn",
+      value: aws.kms.keyArn ?? "created",
+      ...only("data folders on the machine's disk (use disk encryption)"),
+      aws: applied(`${aws.kms.keyArn ? "the given" : "one created"} customer-managed key (rotation on) for RDS storage, Performance Insights, the master secret, ElastiCache at rest, log groups and SNS: snapshots can be shared across accounts`),
+    },
+    {
+      key: "aws.iamAuth.enabled, aws.iamAuth.roleName",
+      value: `${aws.iamAuth.enabled}, ${aws.iamAuth.roleName ?? "—"}`,
+      ...only("generated passwords in 0600 files"),
+      aws: aws.iamAuth.enabled ? applied(`IAM database authentication; an IAM policy allows rds-db:connect as ${spec.postgres.appUser}${aws.iamAuth.roleName ? `, attached to ${aws.iamAuth.roleName}` : ""}`) : unsupported("off"),
+    },
+    {
+      key: "aws.replicas.count, aws.replicas.backupRegion",
+      value: `${aws.replicas.count}, ${aws.replicas.backupRegion ?? "—"}`,
+      ...only("one server per environment"),
+      aws:
+        aws.replicas.count > 0 || aws.replicas.backupRegion
+          ? applied(`${aws.replicas.count} RDS read replica(s) in other zones (ReplicaLag alarms)${aws.replicas.backupRegion ? `; automated backups replicated to ${aws.replicas.backupRegion} with a key there` : ""}`)
+          : unsupported("no replicas, backups in one region"),
+    },
+    {
+      key: "(aws) static parameters",
+      value: rdsParameters(spec).filter((p) => p.applyMethod === "pending-reboot").map((p) => p.name).join(", "),
+      embedded: applied("`npm run up` restarts the server when they change"),
+      docker: applied("the container is replaced when they change"),
+      aws: mapped(`pending-reboot until \`npm run reboot -- --env ${spec.env}\` (in ${aws.maintenanceWindow}, or --now --yes); \`drift\` reports a pending reboot`),
+    },
+    {
+      key: "aws.blueGreenUpdate, aws.caCertIdentifier, aws.engineLifecycleSupport",
+      value: `${aws.blueGreenUpdate}, ${aws.caCertIdentifier}, ${aws.engineLifecycleSupport}`,
+      ...only("local servers are the installed binaries"),
+      aws: applied(
+        `${aws.blueGreenUpdate ? "engine upgrades through a blue/green deployment" : "in-place engine upgrades (blue/green off)"}; server CA ${aws.caCertIdentifier}; ` +
+          (aws.engineLifecycleSupport.endsWith("-disabled") ? "no RDS Extended Support (upgrade before end of standard support)" : "RDS Extended Support (charged)"),
+      ),
+    },
+  ];
 }
 
 /** The rows as a markdown table (one column per target). */

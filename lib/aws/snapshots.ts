@@ -61,6 +61,8 @@ export interface CacheSettings {
   transitEncryption?: boolean;
   atRestEncryption?: boolean;
   engineVersion?: string;
+  /** RBAC user groups (stacks/aws-cache-users.ts); a restore reuses them instead of a new AUTH token. */
+  userGroupIds?: string[];
 }
 
 export interface AwsSnapshotResult {
@@ -175,6 +177,7 @@ async function describeCache(clients: AwsClients, replicationGroupId: string): P
     transitEncryption: group.TransitEncryptionEnabled,
     atRestEncryption: group.AtRestEncryptionEnabled,
     engineVersion: cluster?.EngineVersion,
+    userGroupIds: group.UserGroupIds?.length ? group.UserGroupIds : undefined,
   };
 }
 
@@ -235,7 +238,8 @@ export async function restoreAwsSnapshots(spec: Spec, clients: AwsClients, backu
   );
 
   const transit = cacheSettings.transitEncryption ?? true;
-  const authToken = transit ? randomBytes(48).toString("base64url").replace(/[^A-Za-z0-9]/g, "").slice(0, 64) : undefined;
+  const rbac = cacheSettings.userGroupIds?.length ? cacheSettings.userGroupIds : undefined;
+  const authToken = transit && !rbac ? randomBytes(48).toString("base64url").replace(/[^A-Za-z0-9]/g, "").slice(0, 64) : undefined;
   log(`aws: creating replication group ${ids.replicationGroup} from ${backup.elasticache.snapshotName}`);
   const cache = await clients.elasticache.send(
     new CreateReplicationGroupCommand({
@@ -255,6 +259,7 @@ export async function restoreAwsSnapshots(spec: Spec, clients: AwsClients, backu
       TransitEncryptionEnabled: transit,
       AtRestEncryptionEnabled: cacheSettings.atRestEncryption ?? true,
       AuthToken: authToken,
+      UserGroupIds: rbac,
       Tags: tags,
     }),
   );

@@ -12,7 +12,7 @@ import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { redisOptions } from "../verify/redis.js";
-import { infraDrift, type InfraDrift } from "./infra.js";
+import { awsInfraDrift, infraDrift, type InfraDrift } from "./infra.js";
 import { sqlIdent } from "../db/roles.js";
 import { compareSchemas, DATABASE_PLACEHOLDER, expectedSchema, introspectSchema, type SchemaDrift } from "./schema.js";
 import { postgresSettingsDrift, redisAclDrift, redisSettingsDrift, type DriftItem, type PostgresSettingRow, type RedisSettingRow } from "./settings.js";
@@ -106,12 +106,12 @@ export async function reviewDrift(target: Target, spec: Spec = target.spec, opti
 
   const infraMode = options.infra ?? "auto";
   work.push(
-    section("infra", "Infrastructure (Pulumi)", `pulumi preview --refresh --expect-no-changes --stack ${spec.env}`, async () => {
+    section("infra", "Infrastructure (Pulumi)", `pulumi preview --refresh --expect-no-changes --stack ${spec.env}${spec.target === "aws" ? ", and RDS pending reboots" : ""}`, async () => {
       if (infraMode === "no") return { items: [], notes: ["not requested (--infra no)"], skipped: true };
       if (infraMode === "auto" && target.kind !== "urls") {
         return { items: [], notes: [`${target.env} is a local ${target.kind} environment, not made by Pulumi: nothing to preview (give the servers' URLs, or --infra yes, to compare a Pulumi stack)`], skipped: true };
       }
-      const r: InfraDrift = await infraDrift(spec.env, { log: options.log });
+      const r: InfraDrift = spec.target === "aws" ? await awsInfraDrift(spec, { log: options.log }) : await infraDrift(spec.env, { log: options.log });
       if (r.status === "skipped" && infraMode === "yes") return { items: [], notes: [r.note!] };
       return { items: r.items, notes: r.note ? [r.note] : [], skipped: r.status === "skipped" };
     }),
@@ -128,20 +128,25 @@ export async function reviewDrift(target: Target, spec: Spec = target.spec, opti
 /** Schema objects and migrations, from one live introspection and one scratch derivation. */
 async function schemaSections(target: Target, spec: Spec): Promise<DriftSection[]> {
   const endpoint = target.postgres!;
+  // An AWS stack's roles come from `npm run bootstrap` (the same grants, as RDS runs them), so
+  // its privileges are compared too, although its URL is one login.
+  const aws = spec.target === "aws" && target.kind === "urls";
+  const privileges = target.perRoleLogins || aws;
+  const rdsPrivileges = aws ? (await import("../aws/bootstrap.js")).rdsPrivilegesSql : undefined;
   const t = performance.now();
   const migrationsModule = import("../db/migrate.js");
   const [live, expected] = await Promise.allSettled([
     withPg(endpoint.config("admin"), async (client) => {
       const { appliedMigrations } = await migrationsModule;
-      const objects = await introspectSchema(client, { privileges: target.perRoleLogins });
+      const objects = await introspectSchema(client, { privileges });
       return { objects, applied: await appliedMigrations(client), database: (await client.query("SELECT current_database() AS db")).rows[0].db as string };
     }),
-    expectedSchema(endpoint, spec, { perRoleLogins: target.perRoleLogins }),
+    expectedSchema(endpoint, spec, { perRoleLogins: privileges, privilegesSql: rdsPrivileges }),
   ]);
   const ms = Math.round(performance.now() - t);
   const compared =
     live.status === "fulfilled"
-      ? `the live schema${target.perRoleLogins ? " and privileges" : ""} of ${live.value.database} vs what the migrations${target.perRoleLogins ? " and the roles bootstrap" : ""} make in an empty scratch database on the same server`
+      ? `the live schema${privileges ? " and privileges" : ""} of ${live.value.database} vs what the migrations${privileges ? ` and the roles bootstrap${aws ? " (npm run bootstrap)" : ""}` : ""} make in an empty scratch database on the same server`
       : "the live schema vs the migrations";
   const schema: DriftSection = { id: "schema", title: "Schema", compared, status: "ok", items: [], notes: [], ms };
   const migrations: DriftSection = { id: "migrations", title: "Migrations", compared: "applied migrations (pgmigrations) vs migrations/", status: "ok", items: [], notes: [], ms };

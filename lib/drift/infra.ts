@@ -6,7 +6,9 @@
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
+import type { RDSClient } from "@aws-sdk/client-rds";
 import { PROJECT_DIR } from "../spec/load.js";
+import type { Spec } from "../spec/schema.js";
 import type { DriftItem } from "./settings.js";
 
 export interface InfraDrift {
@@ -88,4 +90,31 @@ export async function infraDrift(stack: string, options: { timeoutSeconds?: numb
   options.log?.(`pulumi preview --refresh --expect-no-changes --stack ${stack}`);
   const result = await $({ cwd: PROJECT_DIR, nothrow: true, quiet: true, timeout: `${options.timeoutSeconds ?? 600}s` })`${pulumi} preview --refresh --expect-no-changes --json --non-interactive --stack ${stack}`;
   return interpretPreview(result.stdout, result.exitCode ?? 1, result.stderr);
+}
+
+/**
+ * AWS stacks: the preview, plus what a preview cannot show. A static parameter changed in the
+ * parameter group is "done" for Pulumi, but AWS applies it only at a reboot it never does by
+ * itself: an instance whose parameter group is pending-reboot is drift (lib/aws/reboot.ts).
+ * `rds` defaults to an SDK client for the spec's region.
+ */
+export async function awsInfraDrift(
+  spec: Spec,
+  options: { timeoutSeconds?: number; log?: (m: string) => void; rds?: RDSClient; preview?: (stack: string) => Promise<InfraDrift> } = {},
+): Promise<InfraDrift> {
+  const [preview, reboot] = await Promise.allSettled([
+    (options.preview ?? ((stack: string) => infraDrift(stack, options)))(spec.env),
+    (async () => {
+      const { pendingRebootDrift } = await import("../aws/reboot.js");
+      const rds = options.rds ?? new (await import("@aws-sdk/client-rds")).RDSClient({ region: spec.aws.region });
+      return pendingRebootDrift(spec, rds);
+    })(),
+  ]);
+  const base: InfraDrift = preview.status === "fulfilled" ? preview.value : { status: "error", note: String(preview.reason), items: [] };
+  const notes = [base.note].filter((n): n is string => !!n);
+  if (reboot.status === "rejected") notes.push(`pending reboots not checked (DescribeDBInstances): ${(reboot.reason as Error).message ?? reboot.reason}`);
+  const rebootItems = reboot.status === "fulfilled" ? reboot.value : [];
+  const items = [...base.items, ...rebootItems];
+  const status = items.length ? "drift" : base.status === "error" || reboot.status === "rejected" ? "error" : base.status;
+  return { ...base, status, items, note: notes.length ? notes.join("; ") : undefined };
 }

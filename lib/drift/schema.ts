@@ -207,7 +207,7 @@ export interface ExpectedSchema {
  * added, since every environment's database gets them from the roles bootstrap, not from a
  * migration. Needs a login that may CREATE DATABASE (the admin; on RDS the master user).
  */
-export async function expectedSchema(endpoint: PostgresEndpoint, spec: Spec, options: { perRoleLogins: boolean }): Promise<ExpectedSchema> {
+export async function expectedSchema(endpoint: PostgresEndpoint, spec: Spec, options: { perRoleLogins: boolean; privilegesSql?: (spec: Spec) => string }): Promise<ExpectedSchema> {
   const started = performance.now();
   const name = `${SCRATCH_PREFIX}${Math.floor(Date.now() / 1000)}_${randomBytes(3).toString("hex")}`;
   const migrateModule = import("../db/migrate.js"); // node-pg-migrate: loaded while the database is created
@@ -229,7 +229,7 @@ export async function expectedSchema(endpoint: PostgresEndpoint, spec: Spec, opt
     try {
       // The roles' privileges, from the same SQL as every environment's bootstrap (where the
       // roles exist: with per-role logins; a URL target's lone login has no roles to compare).
-      if (options.perRoleLogins) await withPg(endpoint.config("admin", name), (c) => applyRoleSql(c, privilegesSql({ ...spec, postgres: { ...spec.postgres, database: name } })));
+      if (options.perRoleLogins) await withPg(endpoint.config("admin", name), (c) => applyRoleSql(c, (options.privilegesSql ?? privilegesSql)({ ...spec, postgres: { ...spec.postgres, database: name } })));
       const { objects, migrations } = await withPg(endpoint.config(options.perRoleLogins ? "owner" : "admin", name), async (client) => {
         const { migrate, MIGRATIONS_TABLE } = await migrateModule;
         const ran = await migrate(client, { direction: "up" });

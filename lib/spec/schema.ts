@@ -102,6 +102,116 @@ export const redisSchema = z.strictObject({
   appUser: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, { error: "use lowercase letters, digits, _ and -" }).default("crypto_app"),
 });
 
+const logRetention = z
+  .number()
+  .refine((d) => LOG_RETENTION_DAYS.includes(d as (typeof LOG_RETENTION_DAYS)[number]), { error: "not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, …)" });
+const arn = (what: string) => z.string().regex(/^arn:aws[a-z-]*:/, { error: `expected the ARN of ${what} (arn:aws:…)` });
+
+/** Intervals RDS enhanced monitoring accepts, seconds (0 = off). */
+export const ENHANCED_MONITORING_INTERVALS = [0, 1, 5, 10, 15, 30, 60] as const;
+/** RDS event categories the event subscription may name. */
+export const RDS_EVENT_CATEGORIES = ["availability", "backup", "configuration change", "creation", "deletion", "failover", "failure", "low storage", "maintenance", "notification", "read replica", "recovery", "restoration"] as const;
+
+/**
+ * The production surface of the AWS target (issue 16): alert delivery, monitoring, keys,
+ * identity, replicas and change management. Kept apart so the `aws` object stays readable.
+ */
+const awsProductionSchema = {
+  /** Who hears the alarms (the SNS topic's subscriptions) and the extra alarm thresholds. */
+  alarms: z
+    .strictObject({
+      /** E-mail subscriptions of the alarm topic (each must confirm once). */
+      emails: z.array(z.email({ error: "expected an e-mail address" })).default([]),
+      /** HTTPS endpoints (pager, chat webhooks) subscribed to the alarm topic. */
+      httpsEndpoints: z.array(z.url({ protocol: /^https$/, error: "expected an https:// URL" })).default([]),
+      /** RDS FreeableMemory alarm: below this many MiB. */
+      freeableMemoryMb: count("MiB").min(1).default(256),
+      /** RDS ReadLatency / WriteLatency alarm: above this many milliseconds. */
+      latencyMs: z.number().positive({ error: "must be above 0 ms" }).default(20),
+      /** RDS MaximumUsedTransactionIDs alarm (wraparound at 2^31): above this many. */
+      transactionIds: count("transaction ids").min(1).max(2_000_000_000).default(1_000_000_000),
+      /** RDS ReplicaLag alarm on each read replica: above this many seconds. */
+      replicaLagSeconds: seconds.default(60),
+      /** ElastiCache EngineCPUUtilization alarm (Redis's own thread), percent. */
+      cacheEngineCpuPercent: percent.default(90),
+      /** ElastiCache CurrConnections alarm: above this many client connections per node. */
+      cacheConnections: count("connections").min(1).default(1000),
+    })
+    .prefault({}),
+  /** RDS event subscription to the alarm topic. */
+  events: z
+    .strictObject({
+      rdsCategories: z.array(z.enum(RDS_EVENT_CATEGORIES)).default(["failover", "failure", "low storage", "maintenance", "notification"]),
+    })
+    .prefault({}),
+  /** What the stack records about itself. */
+  monitoring: z
+    .strictObject({
+      /** RDS enhanced monitoring interval, seconds (0 = off). */
+      enhancedIntervalSeconds: z
+        .number()
+        .refine((v) => ENHANCED_MONITORING_INTERVALS.includes(v as (typeof ENHANCED_MONITORING_INTERVALS)[number]), { error: "expected 0, 1, 5, 10, 15, 30 or 60" })
+        .default(0),
+      /** Performance Insights retention when aws.performanceInsights is on, days (7 is free; or 31 × months up to 731). */
+      performanceInsightsRetentionDays: z
+        .number()
+        .int()
+        .refine((d) => d === 7 || (d % 31 === 0 && d >= 31 && d <= 713) || d === 731, { error: "expected 7, a multiple of 31 up to 713, or 731" })
+        .default(7),
+      /** ElastiCache slow-log and engine-log delivery to CloudWatch Logs. */
+      cacheLogs: z.boolean().default(true),
+      /** VPC flow logs of a created VPC (to CloudWatch Logs). */
+      flowLogs: z.boolean().default(true),
+      /** What the flow logs record. */
+      flowLogTraffic: z.enum(["ALL", "ACCEPT", "REJECT"]).default("REJECT"),
+    })
+    .prefault({}),
+  /** The stack's customer-managed KMS key (RDS, Performance Insights, master secret, ElastiCache, logs, SNS). */
+  kms: z
+    .strictObject({
+      /** An existing key to use instead of creating one. */
+      keyArn: arn("a KMS key").optional(),
+      /** Waiting period before a destroyed key is deleted, days. */
+      deletionWindowDays: count("days").min(7, { error: "must be 7-30" }).max(30, { error: "must be 7-30" }).default(30),
+    })
+    .prefault({}),
+  /** IAM database authentication for the app role. */
+  iamAuth: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** An IAM role that gets `rds-db:connect` as postgres.appUser. Default: none (the policy is made, attach it yourself). */
+      roleName: z.string().regex(/^[\w+=,.@-]{1,64}$/, { error: "expected an IAM role name" }).optional(),
+    })
+    .prefault({}),
+  /** RDS read replicas and cross-region backups. */
+  replicas: z
+    .strictObject({
+      /** Read replicas of the RDS instance, each in another zone than the primary. */
+      count: count("replicas").min(0).max(5).default(0),
+      /** Instance class of the replicas. Default: aws.rdsInstanceClass. */
+      instanceClass: z.string().optional(),
+      /** Region automated backups are replicated to. Default: none. */
+      backupRegion: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: "expected an AWS region such as us-west-2" }).optional(),
+    })
+    .prefault({}),
+  /** ElastiCache manual snapshots on a schedule (the guide's hourly snapshots). */
+  cacheSnapshots: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** EventBridge Scheduler expression of CreateSnapshot. */
+      schedule: z.string().regex(/^(rate|cron)\(.+\)$/, { error: "expected rate(…) or cron(…)" }).default("rate(1 hour)"),
+      /** Manual snapshots older than this are deleted (they never expire by themselves), hours. */
+      keepHours: count("hours").min(1).max(24 * 35).default(48),
+    })
+    .prefault({}),
+  /** RDS blue/green deployments for engine upgrades (off: in-place upgrades). */
+  blueGreenUpdate: z.boolean().default(false),
+  /** The RDS server certificate authority, set explicitly so it never changes under the clients. */
+  caCertIdentifier: z.enum(["rds-ca-rsa2048-g1", "rds-ca-rsa4096-g1", "rds-ca-ecc384-g1"]).default("rds-ca-rsa2048-g1"),
+  /** RDS Extended Support after the engine's end of standard support (it costs money): disabled upgrades instead. */
+  engineLifecycleSupport: z.enum(["open-source-rds-extended-support", "open-source-rds-extended-support-disabled"]).default("open-source-rds-extended-support-disabled"),
+};
+
 export const schema = z.strictObject({
   /** Pulumi target of the stack; `npm run up` always runs the spec on the embedded engine. */
   target: z.enum(["docker", "aws"], { error: "expected docker or aws" }).default("docker"),
@@ -217,16 +327,15 @@ export const schema = z.strictObject({
       snapshotWindow: z.string().regex(/^\d\d:\d\d-\d\d:\d\d$/, { error: "expected HH:MM-HH:MM (UTC), at least 60 minutes" }).default("01:00-02:00"),
       maintenanceWindow: z.string().default("sun:03:00-sun:04:00"),
       alarmTopicArn: z.string().optional(),
-      createAlarmTopic: z.boolean().default(false),
+      /** Every AWS stack gets its own topic so that alarms reach someone; off only with aws.alarmTopicArn. */
+      createAlarmTopic: z.boolean().default(true),
       /** RDS CPUUtilization alarm threshold, percent (the guide names no CPU figure). Default 80. */
       cpuAlarmPercent: percent.default(80),
       /** RDS FreeStorageSpace alarm: below this share of rdsAllocatedStorageGb, percent. Default 10. */
       freeStorageAlarmPercent: percent.default(10),
       /** Retention of the RDS PostgreSQL log group (slow-query alarm source), days; a CloudWatch Logs value. Default 30. */
-      logRetentionDays: z
-        .number()
-        .refine((d) => LOG_RETENTION_DAYS.includes(d as (typeof LOG_RETENTION_DAYS)[number]), { error: "not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, …)" })
-        .default(30),
+      logRetentionDays: logRetention.default(30),
+      ...awsProductionSchema,
     })
     .prefault({}),
 });

@@ -28,7 +28,20 @@ export const T = {
   logFilter: "aws:cloudwatch/logMetricFilter:LogMetricFilter",
   topic: "aws:sns/topic:Topic",
   provider: "pulumi:providers:aws",
+  key: "aws:kms/key:Key",
+  cacheUser: "aws:elasticache/user:User",
+  cacheUserGroup: "aws:elasticache/userGroup:UserGroup",
+  schedule: "aws:scheduler/schedule:Schedule",
+  eventSubscription: "aws:rds/eventSubscription:EventSubscription",
+  role: "aws:iam/role:Role",
+  flowLog: "aws:ec2/flowLog:FlowLog",
+  lambda: "aws:lambda/function:Function",
+  backupReplication: "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication",
+  iamPolicy: "aws:iam/policy:Policy",
 } as const;
+
+/** The primary RDS instance (not a read replica). */
+export const primaryDb = (r: Recorded) => r.inputs.replicateSourceDb === undefined;
 
 /** The parameter value a test expects, computed from the spec's size here (not by render.ts). */
 export function rdsUnits(size: string, unitBytes: number): string {
@@ -111,7 +124,7 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
     });
 
     it("runs RDS PostgreSQL 16 private, encrypted, with managed password, backups and PITR from the spec", () => {
-      const db = run.one(T.rds).inputs;
+      const db = run.one(T.rds, primaryDb).inputs;
       const group = run.one(T.rdsParams);
       expect(db).toMatchObject({
         identifier: resourceName(spec, "postgres"),
@@ -164,7 +177,109 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
         snapshotWindow: spec.aws.snapshotWindow,
       });
       expect(rg.engineVersion).toMatch(/^7\./);
-      expect(run.one(T.cache).inputs.authToken).toBe(mockPassword(`${spec.namePrefix}-redis-auth-token`));
+      // RBAC instead of a static AUTH token.
+      expect(rg.authToken).toBeUndefined();
+      expect(rg.userGroupIds).toEqual([run.one(T.cacheUserGroup).inputs.userGroupId]);
+    });
+
+    it("encrypts everything with one customer-managed key, rotation on", () => {
+      const key = run.one(T.key, (k) => k.inputs.region === undefined);
+      expect(key.inputs.enableKeyRotation).toBe(true);
+      const arn = `arn:aws:mock:us-east-1:123456789012:${key.name}`;
+      const db = run.one(T.rds, primaryDb).inputs;
+      expect([db.kmsKeyId, db.masterUserSecretKmsKeyId]).toEqual([arn, arn]);
+      expect(db.performanceInsightsKmsKeyId).toBe(spec.aws.performanceInsights ? arn : undefined);
+      expect(run.one(T.cache).inputs.kmsKeyId).toBe(arn);
+      for (const g of run.all(T.logGroup)) expect(g.inputs.kmsKeyId, g.inputs.name).toBe(arn);
+      expect(run.one(T.topic).inputs.kmsMasterKeyId).toBe(arn);
+      const policy = JSON.parse(key.inputs.policy) as { Statement: { Principal: { AWS?: string; Service?: string | string[] } }[] };
+      expect(policy.Statement[0]!.Principal.AWS).toBe("arn:aws:iam::123456789012:root");
+      expect(JSON.stringify(policy)).toContain(`logs.${spec.aws.region}.amazonaws.com`);
+    });
+
+    it("gives ElastiCache an admin and an app user with the local targets' ACL, passwords secret", () => {
+      const users = run.all(T.cacheUser);
+      expect(users.map((u) => u.inputs.userName).sort()).toEqual(["default", spec.redis.appUser].sort());
+      const app = users.find((u) => u.inputs.userName === spec.redis.appUser)!;
+      for (const cmd of ["-config", "-flushall", "-flushdb", "-keys", "-@dangerous"]) expect(app.inputs.accessString.split(" ")).toContain(cmd);
+      expect(users.find((u) => u.inputs.userName === "default")!.inputs.accessString).toBe("on ~* &* +@all");
+      for (const u of users) {
+        expect(u.inputs.authenticationMode.type).toBe("password");
+        expect(run.isSecret(u, "authenticationMode.passwords")).toBe(true);
+        expect(u.inputs.userId.length).toBeLessThanOrEqual(40);
+      }
+      expect(run.one(T.cacheUserGroup).inputs.userIds.sort()).toEqual(users.map((u) => u.inputs.userId).sort());
+    });
+
+    it("sees inside: enhanced monitoring per the spec, PostgreSQL and cache logs, VPC flow logs", () => {
+      const db = run.one(T.rds, primaryDb).inputs;
+      expect(db.monitoringInterval).toBe(spec.aws.monitoring.enhancedIntervalSeconds);
+      const monitoringRole = run.all(T.role).find((r) => r.inputs.assumeRolePolicy.includes("monitoring.rds.amazonaws.com"));
+      if (spec.aws.monitoring.enhancedIntervalSeconds > 0) expect(db.monitoringRoleArn).toBe(`arn:aws:mock:us-east-1:123456789012:${monitoringRole!.name}`);
+      else expect([db.monitoringRoleArn, monitoringRole]).toEqual([undefined, undefined]);
+      const delivery = run.one(T.cache).inputs.logDeliveryConfigurations as { logType: string; destination: string; destinationType: string }[];
+      expect(delivery.map((d) => d.logType).sort()).toEqual(["engine-log", "slow-log"]);
+      for (const d of delivery) {
+        expect(d.destinationType).toBe("cloudwatch-logs");
+        expect(run.one(T.logGroup, (g) => g.inputs.name === d.destination).inputs.retentionInDays).toBe(spec.aws.logRetentionDays);
+      }
+      const flow = run.one(T.flowLog).inputs;
+      expect(flow).toMatchObject({ vpcId: `${run.one(T.vpc).name}-id`, trafficType: spec.aws.monitoring.flowLogTraffic, logDestinationType: "cloud-watch-logs" });
+    });
+
+    it("sets the CA, extended support and blue/green deliberately, and IAM authentication for the app role", () => {
+      const db = run.one(T.rds, primaryDb).inputs;
+      expect(db).toMatchObject({
+        caCertIdentifier: spec.aws.caCertIdentifier,
+        engineLifecycleSupport: "open-source-rds-extended-support-disabled",
+        blueGreenUpdate: { enabled: false },
+        iamDatabaseAuthenticationEnabled: true,
+      });
+      const policy = JSON.parse(run.one(T.iamPolicy, (p) => p.inputs.policy.includes("rds-db:connect")).inputs.policy);
+      expect(policy.Statement[0].Resource).toMatch(new RegExp(`^arn:aws:rds-db:${spec.aws.region}:123456789012:dbuser:db-[0-9A-F]+/${spec.postgres.appUser}$`));
+    });
+
+    it("takes the guide's hourly Redis snapshots with a schedule, and cleans them up", () => {
+      const create = run.one(T.schedule, (x) => x.inputs.target.arn === "arn:aws:scheduler:::aws-sdk:elasticache:createSnapshot");
+      expect(create.inputs.scheduleExpression).toBe(spec.aws.cacheSnapshots.schedule);
+      expect(spec.aws.cacheSnapshots.schedule).toBe("rate(1 hour)");
+      const input = JSON.parse(create.inputs.target.input);
+      expect(input).toEqual({ ReplicationGroupId: resourceName(spec, "redis"), SnapshotName: `${resourceName(spec, "redis")}-sched-<aws.scheduler.execution-id>` });
+      const role = run.one(T.role, (r) => `arn:aws:mock:us-east-1:123456789012:${r.name}` === create.inputs.target.roleArn);
+      expect(role.inputs.assumeRolePolicy).toContain("scheduler.amazonaws.com");
+      const fn = run.one(T.lambda);
+      expect(fn.inputs.environment.variables).toEqual({ REPLICATION_GROUP_ID: resourceName(spec, "redis"), KEEP_HOURS: String(spec.aws.cacheSnapshots.keepHours) });
+      const prune = run.one(T.schedule, (x) => x.inputs.target.arn === `arn:aws:mock:us-east-1:123456789012:${fn.name}`);
+      expect(prune.inputs.target.roleArn).toBe(create.inputs.target.roleArn);
+    });
+
+    it("sends alarms, OK, insufficient data (where silence matters), RDS events and ElastiCache notifications to the topic", () => {
+      const arns = run.outputs.alarmTopicArns!.value as string[];
+      expect(arns.length).toBeGreaterThan(0);
+      for (const a of run.all(T.alarm)) {
+        expect(a.inputs.alarmActions, a.inputs.name).toEqual(arns);
+        expect(a.inputs.okActions).toEqual(arns);
+        expect(["missing", "notBreaching", "breaching"]).toContain(a.inputs.treatMissingData);
+      }
+      expect(alarms(run, "CPUUtilization")[0]!.inputs.insufficientDataActions).toEqual(arns);
+      expect(alarms(run, "SlowQueries")[0]!.inputs.insufficientDataActions).toEqual([]);
+      const events = run.one(T.eventSubscription).inputs;
+      expect(events).toMatchObject({ snsTopic: arns[0], sourceType: "db-instance", eventCategories: ["failover", "failure", "low storage", "maintenance", "notification"] });
+      expect(events.sourceIds).toEqual(run.all(T.rds).map((r) => r.inputs.identifier));
+      expect(run.one(T.cache).inputs.notificationTopicArn).toBe(arns[0]);
+    });
+
+    it("alarms on memory, latency, wraparound, engine CPU and connections from the spec", () => {
+      const x = spec.aws.alarms;
+      expect(alarms(run, "FreeableMemory")[0]!.inputs.threshold).toBe(x.freeableMemoryMb * 1024 * 1024);
+      for (const m of ["ReadLatency", "WriteLatency"]) expect(alarms(run, m)[0]!.inputs.threshold).toBe(x.latencyMs / 1000);
+      expect(alarms(run, "MaximumUsedTransactionIDs")[0]!.inputs.threshold).toBe(x.transactionIds);
+      expect(alarms(run, "EngineCPUUtilization")).toHaveLength(1 + spec.aws.cacheReplicas);
+      expect(alarms(run, "CurrConnections")).toHaveLength(1 + spec.aws.cacheReplicas);
+      for (const a of alarms(run, "CurrConnections")) expect(a.inputs.threshold).toBe(x.cacheConnections);
+      const lag = alarms(run, "ReplicaLag");
+      expect(lag).toHaveLength(spec.aws.replicas.count);
+      expect(lag.map((l) => l.inputs.dimensions.DBInstanceIdentifier)).toEqual(run.all(T.rds).filter((r) => !primaryDb(r)).map((r) => r.inputs.identifier));
     });
 
     it("alarms on the guide's thresholds from spec.alerts", () => {
@@ -208,9 +323,8 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
       expect(spec.postgres.logMinDurationStatementMs).toBe(a.queryTimeSeconds * 1000);
     });
 
-    it("keeps the AUTH token and the master password secret", () => {
+    it("keeps the cache users' passwords and the master password secret", () => {
       expectSecretsStaySecret(run);
-      expect(run.isSecret(run.one(T.cache), "authToken")).toBe(true);
       for (const key of ["postgresUrl", "redisUrl", "postgresUrls", "redisUrls"]) expect(run.outputs[key]!.secret, key).toBe(true);
     });
 
@@ -225,9 +339,11 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
       const secretCall = run.calls.find((c) => c.token === "aws:secretsmanager/getSecretVersion:getSecretVersion");
       expect(secretCall!.inputs.secretId).toBe(o.postgresMasterSecretArn!.value);
       const redis = new URL(o.redisUrl!.value as string);
-      expect([redis.protocol, redis.hostname, Number(redis.port), redis.password]).toEqual([
-        "rediss:", o.redisHost!.value, spec.redis.port, mockPassword(`${spec.namePrefix}-redis-auth-token`),
+      expect([redis.protocol, redis.hostname, Number(redis.port), redis.username, redis.password]).toEqual([
+        "rediss:", o.redisHost!.value, spec.redis.port, "default", mockPassword(`${spec.namePrefix}-redis-users-admin-password`),
       ]);
+      const app = new URL((o.redisUrls!.value as Record<string, string>).app!);
+      expect([app.username, app.password]).toEqual([spec.redis.appUser, mockPassword(`${spec.namePrefix}-redis-users-app-password`)]);
       expect(o.containerNames!.value).toBeUndefined();
     });
 

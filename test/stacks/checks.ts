@@ -4,6 +4,11 @@
  */
 import { expect } from "vitest";
 import {
+  validateAlarmActions,
+  validateBackupRetention,
+  validateCacheRbac,
+  validateCustomerManagedKeys,
+  validateEnhancedMonitoring,
   validateEncryption,
   validateLoopbackPorts,
   validateNoPublicDatabase,
@@ -50,7 +55,18 @@ export function expectAllParented(run: Run): void {
 export function violations(run: Run, r: Recorded): string[] {
   const found: string[] = [];
   const args = { type: r.type, props: r.inputs, urn: r.urn ?? `urn:pulumi:${run.stack}::crypto-prediction-infra::${r.type}::${r.name}`, name: r.name };
-  for (const handler of [validateNoPublicDatabase, validateEncryption, validateLoopbackPorts, validateParametersMatchStackSpec]) {
+  const handlers = [
+    validateNoPublicDatabase,
+    validateEncryption,
+    validateLoopbackPorts,
+    validateParametersMatchStackSpec,
+    validateAlarmActions,
+    validateCustomerManagedKeys,
+    validateBackupRetention,
+    validateEnhancedMonitoring,
+    validateCacheRbac,
+  ];
+  for (const handler of handlers) {
     handler(args, (message) => found.push(`${r.name}: ${message}`));
   }
   return found;

@@ -74,7 +74,7 @@ describe("AwsDataStack maps other specs", () => {
     const spec = staging({ aws: { logExports: [] } });
     const run = await runComponents("staging", () => new AwsDataStack("t", { spec }));
     expect(run.all("aws:cloudwatch/logMetricFilter:LogMetricFilter")).toEqual([]);
-    expect(run.all("aws:cloudwatch/logGroup:LogGroup")).toEqual([]);
+    expect(run.all("aws:cloudwatch/logGroup:LogGroup").filter((g) => g.inputs.name.startsWith("/aws/rds/"))).toEqual([]);
     expect(run.all("aws:cloudwatch/metricAlarm:MetricAlarm").map((a) => a.inputs.metricName)).not.toContain("SlowQueries");
     expect(capabilities(spec).find((r) => r.key === "alerts.queryTimeSeconds")!.aws.detail).toMatch(/not exported/);
   });
@@ -97,10 +97,46 @@ describe("AwsDataStack maps other specs", () => {
 
   it("sends alarms to an existing topic", async () => {
     const arn = "arn:aws:sns:us-east-1:123456789012:oncall";
-    const spec = staging({ aws: { alarmTopicArn: arn } });
+    const spec = staging({ aws: { alarmTopicArn: arn, createAlarmTopic: false } });
     const run = await runComponents("staging", () => new AwsDataStack("t", { spec }));
     expect(run.all("aws:sns/topic:Topic")).toEqual([]);
     for (const a of run.all("aws:cloudwatch/metricAlarm:MetricAlarm")) expect(a.inputs.alarmActions).toEqual([arn]);
+  });
+});
+
+describe("AwsDataStack's production keys", () => {
+  it("uses an existing key, subscribes people, and turns the optional parts off and on", async () => {
+    const keyArn = "arn:aws:kms:us-east-1:123456789012:key/existing";
+    const spec = staging({
+      aws: {
+        kms: { keyArn },
+        alarms: { emails: ["oncall@example.com"], httpsEndpoints: ["https://pager.example.com/hook"] },
+        cacheSnapshots: { enabled: false },
+        monitoring: { cacheLogs: false, flowLogs: false, enhancedIntervalSeconds: 15 },
+        iamAuth: { enabled: false },
+        blueGreenUpdate: true,
+        engineLifecycleSupport: "open-source-rds-extended-support",
+      },
+    });
+    const run = await runComponents("staging", () => new AwsDataStack("t", { spec }));
+    expect(run.all("aws:kms/key:Key")).toEqual([]);
+    const db = run.one("aws:rds/instance:Instance").inputs;
+    expect([db.kmsKeyId, db.masterUserSecretKmsKeyId]).toEqual([keyArn, keyArn]);
+    expect(db).toMatchObject({ monitoringInterval: 15, iamDatabaseAuthenticationEnabled: false, blueGreenUpdate: { enabled: true }, engineLifecycleSupport: "open-source-rds-extended-support" });
+    expect(run.one("aws:sns/topic:Topic").inputs.kmsMasterKeyId).toBe(keyArn);
+    const subs = run.all("aws:sns/topicSubscription:TopicSubscription").map((x) => [x.inputs.protocol, x.inputs.endpoint]);
+    expect(subs).toEqual([["email", "oncall@example.com"], ["https", "https://pager.example.com/hook"]]);
+    expect(run.all("aws:scheduler/schedule:Schedule")).toEqual([]);
+    expect(run.all("aws:ec2/flowLog:FlowLog")).toEqual([]);
+    expect(run.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs.logDeliveryConfigurations).toEqual([]);
+    expect(run.all("aws:iam/policy:Policy")).toEqual([]);
+  });
+
+  it("refuses bad production values with the key named", () => {
+    expect(() => staging({ aws: { monitoring: { enhancedIntervalSeconds: 7 } } })).toThrow(/aws\.monitoring\.enhancedIntervalSeconds/);
+    expect(() => staging({ aws: { alarms: { httpsEndpoints: ["http://insecure.example.com"] } } })).toThrow(/aws\.alarms\.httpsEndpoints/);
+    expect(() => staging({ aws: { kms: { keyArn: "key-123" } } })).toThrow(/aws\.kms\.keyArn/);
+    expect(() => staging({ aws: { replicas: { backupRegion: "mars" } } })).toThrow(/aws\.replicas\.backupRegion/);
   });
 });
 

@@ -89,6 +89,7 @@ function synthesized(type: string, name: string, inputs: Record<string, any>): R
         address: `${id}.mock.us-east-1.rds.amazonaws.com`,
         endpoint: `${id}.mock.us-east-1.rds.amazonaws.com:${inputs.port}`,
         arn,
+        resourceId: `db-${createHash("sha256").update(id).digest("hex").slice(0, 26).toUpperCase()}`,
         masterUserSecrets: [{ secretArn: `arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-${id}`, secretStatus: "active", kmsKeyId: "mock" }],
       };
     }
@@ -124,6 +125,8 @@ async function installMocks(stack: string, resources: Recorded[], calls: Run["ca
         switch (args.token) {
           case "aws:index/getAvailabilityZones:getAvailabilityZones":
             return { names: ["us-east-1c", "us-east-1a", "us-east-1b"], zoneIds: ["use1-az3", "use1-az1", "use1-az2"], id: "us-east-1" };
+          case "aws:index/getCallerIdentity:getCallerIdentity":
+            return { accountId: "123456789012", arn: "arn:aws:iam::123456789012:user/mock", userId: "AIDAMOCK", id: "123456789012" };
           case "aws:secretsmanager/getSecretVersion:getSecretVersion":
             return { arn: inputs.secretId, secretString: JSON.stringify({ username: "master", password: MOCK_RDS_MASTER_PASSWORD }), versionId: "v1" };
           default:

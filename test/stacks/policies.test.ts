@@ -9,7 +9,12 @@ import {
   policies,
   stackOfUrn,
   TYPES,
+  validateAlarmActions,
+  validateBackupRetention,
+  validateCacheRbac,
+  validateCustomerManagedKeys,
   validateEncryption,
+  validateEnhancedMonitoring,
   validateLoopbackPorts,
   validateNoPublicDatabase,
   validateParametersMatchSpec,
@@ -117,13 +122,76 @@ describe("policy parameters-match-spec", () => {
   });
 });
 
+describe("policy alarms-have-actions", () => {
+  it("reports an alarm without actions or with actions disabled; passes one with a topic", () => {
+    expect(check(validateAlarmActions, TYPES.metricAlarm, { name: "a" })).toEqual([expect.stringContaining("no alarmActions")]);
+    expect(check(validateAlarmActions, TYPES.metricAlarm, { name: "a", alarmActions: [] })).toHaveLength(1);
+    expect(check(validateAlarmActions, TYPES.metricAlarm, { name: "a", alarmActions: ["arn:aws:sns:us-east-1:1:t"], actionsEnabled: false })).toEqual([expect.stringContaining("actionsEnabled")]);
+    expect(check(validateAlarmActions, TYPES.metricAlarm, { name: "a", alarmActions: ["arn:aws:sns:us-east-1:1:t"] })).toEqual([]);
+  });
+});
+
+describe("policy customer-managed-keys", () => {
+  const key = "arn:aws:kms:us-east-1:1:key/abc";
+  it("reports RDS, Performance Insights and the master secret on AWS-managed keys; passes the stack's key", () => {
+    expect(check(validateCustomerManagedKeys, TYPES.rdsInstance, { storageEncrypted: true })).toEqual([expect.stringContaining("kmsKeyId")]);
+    expect(check(validateCustomerManagedKeys, TYPES.rdsInstance, { kmsKeyId: "alias/aws/rds" })).toHaveLength(1);
+    expect(check(validateCustomerManagedKeys, TYPES.rdsInstance, { kmsKeyId: key, performanceInsightsEnabled: true, manageMasterUserPassword: true })).toEqual([
+      expect.stringContaining("performanceInsightsKmsKeyId"),
+      expect.stringContaining("masterUserSecretKmsKeyId"),
+    ]);
+    expect(check(validateCustomerManagedKeys, TYPES.rdsInstance, { kmsKeyId: key, performanceInsightsEnabled: true, performanceInsightsKmsKeyId: key, manageMasterUserPassword: true, masterUserSecretKmsKeyId: key })).toEqual([]);
+  });
+
+  it("reports ElastiCache, log groups, SNS without the key and a key without rotation; passes them with it", () => {
+    expect(check(validateCustomerManagedKeys, TYPES.replicationGroup, { atRestEncryptionEnabled: true })).toHaveLength(1);
+    expect(check(validateCustomerManagedKeys, TYPES.replicationGroup, { kmsKeyId: key })).toEqual([]);
+    expect(check(validateCustomerManagedKeys, TYPES.logGroup, { name: "/x" })).toHaveLength(1);
+    expect(check(validateCustomerManagedKeys, TYPES.logGroup, { name: "/x", kmsKeyId: key })).toEqual([]);
+    expect(check(validateCustomerManagedKeys, TYPES.snsTopic, { kmsMasterKeyId: "alias/aws/sns" })).toHaveLength(1);
+    expect(check(validateCustomerManagedKeys, TYPES.snsTopic, { kmsMasterKeyId: key })).toEqual([]);
+    expect(check(validateCustomerManagedKeys, TYPES.kmsKey, { enableKeyRotation: false })).toEqual([expect.stringContaining("rotate")]);
+    expect(check(validateCustomerManagedKeys, TYPES.kmsKey, { enableKeyRotation: true })).toEqual([]);
+  });
+});
+
+describe("policy backups-retained", () => {
+  it("reports fewer than 7 days (or none) and passes 7; read replicas are exempt", () => {
+    expect(check(validateBackupRetention, TYPES.rdsInstance, { backupRetentionPeriod: 3 })).toEqual([expect.stringContaining("below 7 days")]);
+    expect(check(validateBackupRetention, TYPES.rdsInstance, {})).toHaveLength(1);
+    expect(check(validateBackupRetention, TYPES.rdsInstance, { backupRetentionPeriod: 7 })).toEqual([]);
+    expect(check(validateBackupRetention, TYPES.rdsInstance, { replicateSourceDb: "primary" })).toEqual([]);
+  });
+});
+
+describe("policy enhanced-monitoring-in-prod", () => {
+  it("reports a prod instance without enhanced monitoring; passes it with a role and interval, and staging without", () => {
+    expect(check(validateEnhancedMonitoring, TYPES.rdsInstance, { monitoringInterval: 0 }, "prod")).toEqual([expect.stringContaining("Pulumi.prod.yaml")]);
+    expect(check(validateEnhancedMonitoring, TYPES.rdsInstance, { monitoringInterval: 60 }, "prod")).toHaveLength(1); // no role
+    expect(check(validateEnhancedMonitoring, TYPES.rdsInstance, { monitoringInterval: 60, monitoringRoleArn: "arn:aws:iam::1:role/m" }, "prod")).toEqual([]);
+    expect(check(validateEnhancedMonitoring, TYPES.rdsInstance, { monitoringInterval: 0 }, "staging")).toEqual([]);
+  });
+});
+
+describe("policy elasticache-rbac", () => {
+  it("reports a replication group with an AUTH token or no user group; passes a user group", () => {
+    expect(check(validateCacheRbac, TYPES.replicationGroup, { authToken: "t" })).toEqual([expect.stringContaining("no RBAC user group"), expect.stringContaining("static AUTH token")]);
+    expect(check(validateCacheRbac, TYPES.replicationGroup, { userGroupIds: ["g"] })).toEqual([]);
+  });
+});
+
 describe("the pack", () => {
-  it("holds the four policies, mandatory", () => {
+  it("holds the nine policies, mandatory", () => {
     expect(policies.map((p) => [p.name, p.enforcementLevel])).toEqual([
       ["no-public-database", "mandatory"],
       ["encryption-on", "mandatory"],
       ["loopback-ports-only", "mandatory"],
       ["parameters-match-spec", "mandatory"],
+      ["alarms-have-actions", "mandatory"],
+      ["customer-managed-keys", "mandatory"],
+      ["backups-retained", "mandatory"],
+      ["enhanced-monitoring-in-prod", "mandatory"],
+      ["elasticache-rbac", "mandatory"],
     ]);
   });
 });

@@ -3,7 +3,7 @@
  * numbers must arrive in RDS's units and as the guide's alarm thresholds.
  */
 import { describe, expect, it } from "vitest";
-import { alarms, awsStackSuite, param, T } from "./aws-suite.js";
+import { alarms, awsStackSuite, param, primaryDb, T } from "./aws-suite.js";
 
 const { run } = awsStackSuite("staging");
 
@@ -25,12 +25,16 @@ describe("stack staging: the guide's literal values in AWS units", () => {
     expect(alarms(run(), "SlowQueries")).toHaveLength(1); // log_min_duration_statement = 1000 ms
   });
 
-  it("is single-AZ without failover, deletion protection, final snapshot or an alarm topic", () => {
-    const db = run().one(T.rds).inputs;
+  it("is single-AZ without failover, deletion protection, final snapshot or replicas; its alarms go to its own topic", () => {
+    const db = run().one(T.rds, primaryDb).inputs;
     expect([db.multiAz, db.deletionProtection, db.skipFinalSnapshot, db.finalSnapshotIdentifier]).toEqual([false, false, true, undefined]);
     const rg = run().one(T.cache).inputs;
     expect([rg.numCacheClusters, rg.automaticFailoverEnabled, rg.multiAzEnabled]).toEqual([1, false, false]);
-    expect(run().all(T.topic)).toEqual([]);
-    for (const a of run().all(T.alarm)) expect(a.inputs.alarmActions).toEqual([]);
+    const topic = run().one(T.topic);
+    expect(topic.inputs.name).toBe("crypto-prediction-staging-alarms");
+    for (const a of run().all(T.alarm)) expect(a.inputs.alarmActions).toEqual([`arn:aws:mock:us-east-1:123456789012:${topic.name}`]);
+    expect(run().all(T.rds)).toHaveLength(1);
+    expect(run().all(T.backupReplication)).toEqual([]);
+    expect(db.monitoringInterval).toBe(0);
   });
 });
