@@ -31,7 +31,8 @@ await runCommand({
   async run(ctx) {
     const env = ctx.flags.env || "dev";
     const spec = specOf(env);
-    const base = process.env.INIT_CWD || process.cwd();
+    // `npm run` starts commands in the project; INIT_CWD is where the user was.
+    const base = process.cwd() === PROJECT_DIR && process.env.INIT_CWD ? process.env.INIT_CWD : process.cwd();
     const dir = ctx.flags.out ? path.resolve(base, ctx.flags.out) : path.join(PROJECT_DIR, "compose", env);
     if (ctx.flags.out === "") throw new CliError("--out needs a folder", EXIT.USAGE);
     const file = path.join(dir, COMPOSE_FILE);
