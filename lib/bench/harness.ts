@@ -261,7 +261,7 @@ export function mergeResults(previous: BenchResults | undefined, current: BenchR
 }
 
 /** Canonical order of the items in the results (the numbering). */
-export const ITEM_ORDER = ["startup", "seed", "backup", "operations", "drill", "queries"];
+export const ITEM_ORDER = ["startup", "seed", "backup", "operations", "drill", "queries", "scrape"];
 
 function readPrevious(file: string): BenchResults | undefined {
   if (!existsSync(file)) return undefined;

@@ -4,7 +4,8 @@ import { drillItem } from "./drill.js";
 import type { BenchItem } from "./harness.js";
 import { operationsItem } from "./operations.js";
 import { queriesItem } from "./queries.js";
+import { scrapeItem } from "./scrape.js";
 import { seedItem } from "./seed.js";
 import { startupItem } from "./startup.js";
 
-export const BENCH_ITEMS: BenchItem[] = [startupItem, seedItem, backupItem, operationsItem, drillItem, queriesItem];
+export const BENCH_ITEMS: BenchItem[] = [startupItem, seedItem, backupItem, operationsItem, drillItem, queriesItem, scrapeItem];
