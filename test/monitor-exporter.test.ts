@@ -6,12 +6,15 @@
  * CpiRedisEvictionsHigh once the test makes Redis evict, and not before.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { backupRoot } from "../lib/backup/backup.js";
+import { backupId } from "../lib/backup/files.js";
+import { MANIFEST_FILE, MANIFEST_KIND, manifestText, sealManifest, type ManifestBody } from "../lib/backup/manifest.js";
 import { withRedis } from "../lib/db/clients.js";
 import { freePort } from "../lib/env/ports.js";
 import { resolveTarget } from "../lib/env/target.js";
@@ -162,6 +165,30 @@ describe("monitor --serve (Prometheus exporter)", () => {
       for (const s of sockets) s.destroy();
       pgSilent.server.close();
       redisSilent.server.close();
+    }
+  });
+
+  it("exports the age and size of the newest full backup from the backup listing (a single-table one does not count)", async () => {
+    const root = backupRoot(env().spec, env().env);
+    const now = new Date("2026-12-01T12:00:00Z");
+    const backup = (startedAt: Date, scope: "full" | "table", bytes: number) => {
+      const id = backupId(startedAt) + (scope === "table" ? "-table-market_data" : "");
+      const dir = path.join(root, id);
+      mkdirSync(dir, { recursive: true });
+      const body: ManifestBody = { kind: MANIFEST_KIND, version: 1, id, env: env().env, engine: "embedded", scope, startedAt: startedAt.toISOString(), completedAt: startedAt.toISOString(), seconds: 1, specHash: "x", toolkit: "test", files: [{ name: "postgres.sql.gz", bytes, sha256: "0".repeat(64) }] };
+      writeFileSync(path.join(dir, MANIFEST_FILE), manifestText(sealManifest(body)), { mode: 0o600 });
+    };
+    try {
+      backup(new Date(now.getTime() - 86_400_000), "full", 1000);
+      backup(new Date(now.getTime() - 3_600_000), "full", 2048);
+      backup(new Date(now.getTime() - 60_000), "table", 10);
+      const scrape = await scrapeMetrics(resolveTarget({ env: env().env }), undefined, { now: () => now });
+      const e = `env="${env().env}"`;
+      expect(scrape.text).toContain(`cpi_backups{kind="logical",${e}} 2`);
+      expect(scrape.text).toContain(`cpi_backup_newest_age_seconds{kind="logical",${e}} 3600`);
+      expect(scrape.text).toContain(`cpi_backup_newest_size_bytes{kind="logical",${e}} 2048`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 
