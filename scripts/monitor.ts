@@ -47,8 +47,9 @@ await runCommand({
     }
 
     if (ctx.flags.serve !== undefined) {
+      // The address first: a usage mistake is reported before anything connects.
+      const address = parseListenAddress(ctx.flags.serve, specOf(ctx.flags.env || "dev").monitor.port, { allowNonLoopback: ctx.flags["allow-non-loopback"] });
       const target = targetFromFlags(ctx.flags, ctx.log);
-      const address = parseListenAddress(ctx.flags.serve, target.spec.monitor.port, { allowNonLoopback: ctx.flags["allow-non-loopback"] });
       let lastDown = "";
       const server = await serveMetrics(target, target.spec, address, {
         onScrape(scrape) {
