@@ -63,6 +63,15 @@ describe("npm run compose", () => {
     expect(again.written).toEqual([]);
   });
 
+  it("the secrets of the committed project are git-ignored (its .gitignore)", async () => {
+    for (const p of ["compose/dev/secrets/credentials.json", "compose/dev/secrets/redis.env", "compose/dev/secrets/postgres-10-roles-sql"]) {
+      const { stdout } = await run("git", ["check-ignore", p], { cwd: PROJECT_DIR });
+      expect(stdout.trim()).toBe(p);
+    }
+    const tracked = (await run("git", ["ls-files", "compose"], { cwd: PROJECT_DIR })).stdout.trim().split("\n");
+    expect(tracked.sort()).toEqual(["compose/dev/.gitignore", "compose/dev/compose.yaml"]);
+  });
+
   it("--check: the committed compose/dev/compose.yaml matches Pulumi.dev.yaml; a stale file exits 1 naming the lines, a missing one 2", async () => {
     const committed = await runCli("compose", ["--env", "dev", "--check"]);
     expect(committed.stdout + committed.stderr).toContain("matches the spec of dev");
