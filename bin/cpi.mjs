@@ -13,9 +13,13 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const [name, ...args] = process.argv.slice(2);
-const entry = name && path.join(root, "scripts", `${name}.ts`);
+const entry = name && /^[a-z][a-z-]*$/.test(name) && path.join(root, "scripts", `${name}.ts`);
 if (!entry || !existsSync(entry)) {
   const known = readdirSync(path.join(root, "scripts")).filter((f) => f.endsWith(".ts")).map((f) => f.slice(0, -3));
+  if (name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(`Usage: cpi COMMAND [options]   (the same as npm run COMMAND -- [options]; cpi COMMAND --help)\nCommands: ${known.join(", ")}\n`);
+    process.exit(0);
+  }
   process.stderr.write(`cpi: unknown command ${JSON.stringify(name ?? "")}; commands: ${known.join(", ")}\n`);
   process.exit(64);
 }

@@ -18,7 +18,7 @@ import { PROJECT_DIR } from "../lib/spec/load.js";
 import { describeBackups } from "./support/docker.js";
 import { runCli } from "./support/embedded.js";
 
-const ITEMS = ["startup", "seed", "backup", "operations", "drill", "queries", "archiving"];
+const ITEMS = ["startup", "seed", "backup", "operations", "drill", "queries", "archiving", "scrape"];
 const dirs: string[] = [];
 
 /** A private $TMPDIR the servers' account can enter (the bench keeps its environments there). */
@@ -111,6 +111,7 @@ describeBackups("npm run bench", () => {
     expect(row("verify.command")).toMatchObject({ status: "measured", target: { kind: "max", value: 1 } });
     expect(row("monitor.in-process")).toMatchObject({ status: "measured", target: { kind: "max", value: 2 } });
     expect(row("drill.rto")).toMatchObject({ status: "measured", target: { kind: "max", value: 30 } });
+    expect(row("scrape.served")).toMatchObject({ status: "measured", unit: "s", target: { kind: "max", value: 0.2 } });
     expect(row("docker.healthy")?.status).toBe(results.machine.docker ? "measured" : "skipped");
     const backupMeasured = results.machine.pgTools !== null;
     expect(row("backup.custom.speedup")).toMatchObject({ status: backupMeasured ? "measured" : "skipped", target: { kind: "min", value: 2 } });

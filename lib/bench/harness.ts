@@ -248,7 +248,8 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
  */
 export function mergeResults(previous: BenchResults | undefined, current: BenchResults): BenchResults {
   if (!previous || previous.mode !== current.mode) return current;
-  const same = (a: Machine, b: Machine) => a.cores === b.cores && a.memoryBytes === b.memoryBytes && a.cpuModel === b.cpuModel;
+  // MemTotal of one kind of machine varies by a few hundred kB between boots (kernel reservations).
+  const same = (a: Machine, b: Machine) => a.cores === b.cores && Math.abs(a.memoryBytes - b.memoryBytes) <= 0.01 * b.memoryBytes && a.cpuModel === b.cpuModel;
   if (!same(previous.machine, current.machine)) return current;
   const ran = new Set(current.items.map((i) => i.name));
   const kept = previous.items.filter((i) => !ran.has(i.name));
@@ -261,7 +262,7 @@ export function mergeResults(previous: BenchResults | undefined, current: BenchR
 }
 
 /** Canonical order of the items in the results (the numbering). */
-export const ITEM_ORDER = ["startup", "seed", "backup", "operations", "drill", "queries"];
+export const ITEM_ORDER = ["startup", "seed", "backup", "operations", "drill", "queries", "scrape"];
 
 function readPrevious(file: string): BenchResults | undefined {
   if (!existsSync(file)) return undefined;

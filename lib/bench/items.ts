@@ -5,7 +5,8 @@ import { drillItem } from "./drill.js";
 import type { BenchItem } from "./harness.js";
 import { operationsItem } from "./operations.js";
 import { queriesItem } from "./queries.js";
+import { scrapeItem } from "./scrape.js";
 import { seedItem } from "./seed.js";
 import { startupItem } from "./startup.js";
 
-export const BENCH_ITEMS: BenchItem[] = [startupItem, seedItem, backupItem, operationsItem, drillItem, queriesItem, archivingItem];
+export const BENCH_ITEMS: BenchItem[] = [startupItem, seedItem, backupItem, operationsItem, drillItem, queriesItem, archivingItem, scrapeItem];

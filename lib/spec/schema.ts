@@ -28,6 +28,10 @@ const count = (what: string) =>
 const seconds = z.number({ error: "expected a number of seconds" }).positive({ error: "must be above 0 seconds" });
 const percent = z.number({ error: "expected a percentage" }).min(0, { error: "must be 0-100" }).max(100, { error: "must be 0-100" });
 
+/** Severities of the alerting rules (the `severity` label). */
+export const ALERT_SEVERITIES = ["info", "warning", "critical"] as const;
+const severity = z.enum(ALERT_SEVERITIES, { error: `expected one of ${ALERT_SEVERITIES.join(", ")}` });
+
 /** The eviction policies Redis 7 accepts for `maxmemory-policy`. */
 export const REDIS_EVICTION_POLICIES = [
   "noeviction",
@@ -254,6 +258,39 @@ export const schema = z.strictObject({
       archiveLagSeconds: seconds.default(300),
       /** The newest base backup older than this is a failing check; default: a day plus two hours of slack for the daily schedule. */
       backupMaxAgeHours: z.number({ error: "expected a number of hours" }).positive({ error: "must be above 0 hours" }).default(26),
+    })
+    .prefault({}),
+  /** The Prometheus exporter (`monitor --serve`) and the alerting rules made from `alerts` (`monitor --rules`). */
+  monitor: z
+    .strictObject({
+      /** Default port of `monitor --serve HOST` (postgres_exporter's). Default 9187. */
+      port: port.default(9187),
+      /** One scrape's bound: a server that has not answered by then is reported `up 0`. Below Prometheus's scrape_timeout (10 s). Default 5. */
+      scrapeTimeoutSeconds: seconds.max(60, { error: "must be at most 60 seconds" }).default(5),
+      /** Window of the rules' rate() and increase() (evictions/s, hit rate, mean query time), seconds. Default 300. */
+      rateWindowSeconds: count("seconds").min(2, { error: "must be at least 2 seconds (two scrapes)" }).default(300),
+      /** How long each condition must hold before its alert fires (the rule's `for:`), seconds. */
+      alertFor: z
+        .strictObject({
+          connectionPool: count("seconds").min(0, { error: "must be 0 or more" }).default(300),
+          queryTime: count("seconds").min(0, { error: "must be 0 or more" }).default(60),
+          deadTuples: count("seconds").min(0, { error: "must be 0 or more" }).default(900),
+          redisMemory: count("seconds").min(0, { error: "must be 0 or more" }).default(300),
+          redisHitRate: count("seconds").min(0, { error: "must be 0 or more" }).default(600),
+          redisEvictions: count("seconds").min(0, { error: "must be 0 or more" }).default(120),
+        })
+        .prefault({}),
+      /** The `severity` label of each alert (what Alertmanager routes on). */
+      severity: z
+        .strictObject({
+          connectionPool: severity.default("critical"),
+          queryTime: severity.default("warning"),
+          deadTuples: severity.default("warning"),
+          redisMemory: severity.default("warning"),
+          redisHitRate: severity.default("warning"),
+          redisEvictions: severity.default("warning"),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /** Backup policy (guide: Backup & Recovery). */
