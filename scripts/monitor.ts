@@ -14,6 +14,7 @@ import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
 import { formatMonitorReport, monitorEnvironment } from "../lib/monitor/monitor.js";
 import { alertingRules, alertingRulesYaml } from "../lib/monitor/rules.js";
 import { parseListenAddress, serveMetrics } from "../lib/monitor/server.js";
+import { interceptTermination } from "../lib/signals.js";
 
 await runCommand({
   name: "monitor",
@@ -60,10 +61,8 @@ await runCommand({
         },
       });
       ctx.log(`serving ${target.label} metrics on ${server.url} (scrape bound ${target.spec.monitor.scrapeTimeoutSeconds} s); SIGTERM or Ctrl-C stops`);
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once("SIGTERM", () => resolve("SIGTERM"));
-        process.once("SIGINT", () => resolve("SIGINT"));
-      });
+      // Stopping is how an exporter ends: the first signal closes the server and exits 0.
+      const signal = await new Promise<NodeJS.Signals>((resolve) => interceptTermination(resolve));
       await server.close();
       return { data: { served: server.url, stoppedBy: signal }, human: `stopped (${signal}); served ${server.url}` };
     }

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import {
   POSTGRES_SUPERUSER,
+  dummyDefinitions,
   postgresContainer,
   redisContainer,
   resourceName,
@@ -173,29 +174,8 @@ export interface SecretAwareDefinition {
   fileContents: pulumi.Input<string>[];
 }
 
-const dummySecrets = (tag: string): ContainerSecrets => ({
-  postgresPassword: `dummy${tag}superuser`,
-  roles: { owner: `dummy${tag}owner`, app: `dummy${tag}app`, readonly: `dummy${tag}readonly` },
-  redisPassword: `dummy${tag}redisadmin`,
-  redisAppPassword: `dummy${tag}redisapp`,
-});
-const DUMMY_A = dummySecrets("AAAA");
-const DUMMY_B = dummySecrets("BBBB");
-
-/** Fields of a ContainerDefinition that must never carry a secret (they show in previews and `docker inspect`). */
-const PLAIN_FIELDS = ["name", "image", "command", "healthcheck", "ports", "dataPath", "shmSizeBytes", "labels"] as const;
-
 export function secretAwareDefinition(build: (secrets: ContainerSecrets) => ContainerDefinition, secrets: pulumi.Output<ContainerSecrets>): SecretAwareDefinition {
-  const a = build(DUMMY_A);
-  const b = build(DUMMY_B);
-  for (const field of PLAIN_FIELDS) {
-    if (JSON.stringify(a[field]) !== JSON.stringify(b[field])) {
-      throw new Error(`container ${a.name}: ${field} depends on a password; only env and files may carry secrets (lib/docker/containers.ts)`);
-    }
-  }
-  if (JSON.stringify(a.files.map((f) => f.path)) !== JSON.stringify(b.files.map((f) => f.path)) || JSON.stringify(Object.keys(a.env)) !== JSON.stringify(Object.keys(b.env))) {
-    throw new Error(`container ${a.name}: the set of files or environment variables depends on a password`);
-  }
+  const [a, b] = dummyDefinitions(build);
   const real = secrets.apply(build);
   const envs = Object.entries(a.env).map(([key, value]): pulumi.Input<string> =>
     value === b.env[key] ? `${key}=${value}` : pulumi.secret(real.apply((d) => `${key}=${d.env[key]}`)),

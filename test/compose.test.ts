@@ -28,34 +28,48 @@ const work = mkdtempSync(path.join(os.tmpdir(), "cpi-compose-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("npm run compose", () => {
-  it("compose.yaml carries the definitions' fields and no password; the secrets are 0444 files in a 0700 folder and a 0600 env file", () => {
+  it("compose.yaml carries the definitions' fields and no password; the secrets are 0444 files in a 0700 folder", () => {
     const spec = loadSpec("ci");
     const dir = path.join(work, "ci");
     const written = writeComposeProject(spec, dir);
     const yaml = readFileSync(written.composeFile, "utf8");
     const credentials = readCredentials(written.credentialsFile, spec.env);
     const passwords = [...Object.values(credentials.postgres), ...Object.values(credentials.redis)].filter((v) => v.length >= 16);
-    expect(passwords).toHaveLength(6);
+    // The superuser, the owner, app, read-only and backup roles, Redis's admin and app users.
+    expect(passwords).toHaveLength(7);
     for (const password of passwords) expect(yaml).not.toContain(password);
     const hash = specHash(spec);
-    const pg = postgresContainer(spec, { postgresPassword: "x", roles: { owner: "x", app: "x", readonly: "x" } }, hash);
-    const redis = redisContainer(spec, { postgresPassword: "x", roles: { owner: "x", app: "x", readonly: "x" }, redisPassword: "x", redisAppPassword: "x" }, hash);
+    const pg = postgresContainer(spec, { postgresPassword: "x", roles: { owner: "x", app: "x", readonly: "x", backup: "x" } }, hash);
+    const redis = redisContainer(spec, { postgresPassword: "x", roles: { owner: "x", app: "x", readonly: "x", backup: "x" }, redisPassword: "x", redisAppPassword: "x" }, hash);
     // Read as docker-compose 1.x reads it (YAML 1.1: a bare yes would be a boolean).
     const parsed = parseYaml(yaml, { version: "1.1" }) as { services: Record<string, { command: unknown; healthcheck: { test: unknown }; shm_size: number }> };
-    expect(parsed.services.postgres!.command).toEqual(pg.command);
-    expect(parsed.services.redis!.command).toEqual(redis.command);
-    expect(parsed.services.postgres!.healthcheck.test).toEqual(pg.healthcheck.test);
+    // Compose reads `$$` as one literal `$` (the postgres command's shell step uses "$@").
+    const interpolated = (v: unknown) => (v as string[]).map((a) => a.replaceAll("$$", "$"));
+    expect(pg.command.join(" ")).toContain('"$@"');
+    expect(interpolated(parsed.services.postgres!.command)).toEqual(pg.command);
+    expect(interpolated(parsed.services.redis!.command)).toEqual(redis.command);
+    expect(interpolated(parsed.services.postgres!.healthcheck.test)).toEqual(pg.healthcheck.test);
     expect(parsed.services.postgres!.shm_size).toBe(pg.shmSizeBytes);
     expect(yaml).toContain(`image: ${spec.images.postgres}`);
     expect(yaml).toContain(`- 127.0.0.1:${spec.postgres.port}:5432`);
     expect(yaml).toContain(`- 127.0.0.1:${spec.redis.port}:6379`);
     expect(yaml).toContain(`name: ${spec.namePrefix}-postgres-data`);
+    expect(yaml).toContain(`name: ${spec.namePrefix}-postgres-backup`);
     expect(yaml).toContain(`crypto-prediction-infra.spec-hash: ${hash}`);
-    expect(yaml).not.toContain("REDISCLI_AUTH");
+    // The healthcheck reads Redis's password from its secret file: no env file, no password in the environment.
+    expect(yaml).toContain(`REDISCLI_AUTH="$$(cat /run/secrets/redis-admin-password)"`);
+    expect(yaml).not.toContain("env_file");
     expect(statSync(written.secretsDir).mode & 0o777).toBe(0o700);
     const modes = Object.fromEntries(readdirSync(written.secretsDir).map((f) => [f, statSync(path.join(written.secretsDir, f)).mode & 0o777]));
-    expect(modes).toEqual({ "credentials.json": 0o600, "postgres-postgres-password": 0o444, "postgres-10-roles-sql": 0o444, "redis-redis-conf": 0o444, "redis.env": 0o600 });
-    expect(readFileSync(path.join(written.secretsDir, "redis.env"), "utf8")).toBe(`REDISCLI_AUTH=${credentials.redis.adminPassword}\n`);
+    expect(modes).toEqual({
+      "credentials.json": 0o600,
+      "postgres-postgres-password": 0o444,
+      "postgres-10-roles-sql": 0o444,
+      "postgres-20-replication-hba-sh": 0o444,
+      "redis-redis-admin-password": 0o444,
+      "redis-redis-conf": 0o444,
+    });
+    expect(readFileSync(path.join(written.secretsDir, "redis-redis-admin-password"), "utf8")).toBe(credentials.redis.adminPassword);
     expect(readFileSync(path.join(dir, ".gitignore"), "utf8")).toContain("/secrets/");
     // Again: the passwords are kept, nothing is rewritten.
     const again = writeComposeProject(spec, dir);
@@ -64,7 +78,7 @@ describe("npm run compose", () => {
   });
 
   it("the secrets of the committed project are git-ignored (its .gitignore)", async () => {
-    for (const p of ["compose/dev/secrets/credentials.json", "compose/dev/secrets/redis.env", "compose/dev/secrets/postgres-10-roles-sql"]) {
+    for (const p of ["compose/dev/secrets/credentials.json", "compose/dev/secrets/redis-redis-admin-password", "compose/dev/secrets/postgres-10-roles-sql"]) {
       const { stdout } = await run("git", ["check-ignore", p], { cwd: PROJECT_DIR });
       expect(stdout.trim()).toBe(p);
     }

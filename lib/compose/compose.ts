@@ -20,21 +20,11 @@ import { generateCredentials, readCredentials, writeCredentials, type Credential
 import { ensureDir, writeFileAtomic, writeFileAtomicIfChanged } from "../fs.js";
 import { specHash } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
-import { postgresContainer, redisContainer, resourceName, type ContainerDefinition, type ContainerSecrets } from "../docker/containers.js";
+import { dummyDefinitions, postgresContainer, redisContainer, resourceName, type ContainerDefinition, type ContainerSecrets } from "../docker/containers.js";
 
 export const COMPOSE_FILE = "compose.yaml";
 export const SECRETS_DIR = "secrets";
 export const CREDENTIALS_FILE = "credentials.json";
-
-/** Fields that must never depend on a password: they are written into compose.yaml. */
-const PLAIN_FIELDS = ["name", "image", "command", "healthcheck", "ports", "dataPath", "shmSizeBytes", "labels"] as const;
-
-const dummySecrets = (tag: string): ContainerSecrets => ({
-  postgresPassword: `dummy${tag}superuser`,
-  roles: { owner: `dummy${tag}owner`, app: `dummy${tag}app`, readonly: `dummy${tag}readonly` },
-  redisPassword: `dummy${tag}redisadmin`,
-  redisAppPassword: `dummy${tag}redisapp`,
-});
 
 type Build = (secrets: ContainerSecrets) => ContainerDefinition;
 
@@ -58,11 +48,7 @@ export interface ComposeProject {
 }
 
 function planService(service: "postgres" | "redis", build: Build): ServicePlan {
-  const a = build(dummySecrets("AAAA"));
-  const b = build(dummySecrets("BBBB"));
-  for (const field of PLAIN_FIELDS) {
-    if (JSON.stringify(a[field]) !== JSON.stringify(b[field])) throw new Error(`container ${a.name}: ${field} depends on a password; only env and files may carry secrets (lib/docker/containers.ts)`);
-  }
+  const [a, b] = dummyDefinitions(build);
   const secretEnv = Object.keys(a.env).filter((key) => a.env[key] !== b.env[key]);
   const fileSecrets = a.files.map((f) => `${service}-${path.basename(f.path).replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "")}`);
   return { service, build, plain: a, secretEnv, fileSecrets };
@@ -74,6 +60,9 @@ function servicePlans(spec: Spec): ServicePlan[] {
 }
 
 const seconds = (n: number) => `${n}s`;
+
+/** Compose interpolates `$VAR` in every value: `$$` is its literal dollar (a shell's `"$@"`). */
+const literal = (value: string) => value.replaceAll("$", "$$$$");
 
 /**
  * compose.yaml of the spec (Compose file format 3.8, which docker-compose 1.29 and Compose v2
@@ -90,17 +79,18 @@ export function composeProject(spec: Spec): ComposeProject {
     const d = plan.plain;
     const volume = `${plan.service}-data`;
     volumes[volume] = { name: resourceName(spec, volume), labels: d.labels };
+    for (const extra of d.volumes ?? []) volumes[extra.what] = { name: resourceName(spec, extra.what), labels: d.labels };
     plan.fileSecrets.forEach((name) => (secrets[name] = { file: `./${SECRETS_DIR}/${name}` }));
     const environment = Object.fromEntries(Object.entries(d.env).filter(([key]) => !plan.secretEnv.includes(key)));
     services[plan.service] = {
       image: d.image,
       container_name: d.name,
-      command: d.command,
-      ...(Object.keys(environment).length ? { environment } : {}),
+      command: d.command.map(literal),
+      ...(Object.keys(environment).length ? { environment: Object.fromEntries(Object.entries(environment).map(([k, v]) => [k, literal(v)])) } : {}),
       ...(plan.secretEnv.length ? { env_file: [`./${SECRETS_DIR}/${plan.service}.env`] } : {}),
       ...(d.files.length ? { secrets: d.files.map((f, i) => ({ source: plan.fileSecrets[i], target: f.path })) } : {}),
       healthcheck: {
-        test: d.healthcheck.test,
+        test: d.healthcheck.test.map(literal),
         interval: seconds(d.healthcheck.intervalSeconds),
         timeout: seconds(d.healthcheck.timeoutSeconds),
         retries: d.healthcheck.retries,
@@ -108,7 +98,7 @@ export function composeProject(spec: Spec): ComposeProject {
       },
       restart: "unless-stopped",
       ports: d.ports.map((p) => `${p.hostIp}:${p.external}:${p.internal}`),
-      volumes: [`${volume}:${d.dataPath}`],
+      volumes: [`${volume}:${d.dataPath}`, ...(d.volumes ?? []).map((v) => `${v.what}:${v.path}`)],
       ...(d.shmSizeBytes !== undefined ? { shm_size: d.shmSizeBytes } : {}),
       labels: d.labels,
     };
@@ -152,7 +142,7 @@ export interface WrittenProject {
 export function containerSecrets(credentials: Credentials): ContainerSecrets {
   return {
     postgresPassword: credentials.postgres.superuserPassword,
-    roles: { owner: credentials.postgres.ownerPassword, app: credentials.postgres.appPassword, readonly: credentials.postgres.readonlyPassword },
+    roles: { owner: credentials.postgres.ownerPassword, app: credentials.postgres.appPassword, readonly: credentials.postgres.readonlyPassword, backup: credentials.postgres.backupPassword },
     redisPassword: credentials.redis.adminPassword,
     redisAppPassword: credentials.redis.appPassword,
   };

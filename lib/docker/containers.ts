@@ -91,6 +91,32 @@ export interface ContainerSecrets {
   redisAppPassword: string;
 }
 
+/** Fields of a definition that never carry a secret: previews, `docker inspect` and compose.yaml show them. */
+export const PLAIN_FIELDS = ["name", "image", "command", "healthcheck", "ports", "dataPath", "volumes", "shmSizeBytes", "labels"] as const;
+
+const dummySecrets = (tag: string): ContainerSecrets => ({
+  postgresPassword: `dummy${tag}superuser`,
+  roles: { owner: `dummy${tag}owner`, app: `dummy${tag}app`, readonly: `dummy${tag}readonly`, backup: `dummy${tag}backup` },
+  redisPassword: `dummy${tag}redisadmin`,
+  redisAppPassword: `dummy${tag}redisapp`,
+});
+
+/**
+ * A definition built twice with two different dummy passwords: any field that differs carries a
+ * secret. Throws when a PLAIN_FIELDS field, or the set of files or variables, depends on one.
+ */
+export function dummyDefinitions(build: (secrets: ContainerSecrets) => ContainerDefinition): [ContainerDefinition, ContainerDefinition] {
+  const a = build(dummySecrets("AAAA"));
+  const b = build(dummySecrets("BBBB"));
+  for (const field of PLAIN_FIELDS) {
+    if (JSON.stringify(a[field]) !== JSON.stringify(b[field])) throw new Error(`container ${a.name}: ${field} depends on a password; only env and files may carry secrets (lib/docker/containers.ts)`);
+  }
+  if (JSON.stringify(a.files.map((f) => f.path)) !== JSON.stringify(b.files.map((f) => f.path)) || JSON.stringify(Object.keys(a.env)) !== JSON.stringify(Object.keys(b.env))) {
+    throw new Error(`container ${a.name}: the set of files or environment variables depends on a password`);
+  }
+  return [a, b];
+}
+
 /** Name of a container or volume: `<namePrefix>-<what>` (guide: crypto-prediction-postgres). */
 export function resourceName(spec: Spec, what: string): string {
   return `${spec.namePrefix}-${what}`;

@@ -59,7 +59,7 @@ export function alertingRules(spec: Spec): RuleFile {
       `cpi_postgres_longest_query_seconds${sel} > ${a.queryTimeSeconds}` +
         ` or rate(cpi_postgres_statements_exec_seconds_total${sel}${w}) / rate(cpi_postgres_statements_calls_total${sel}${w}) > ${a.queryTimeSeconds}`,
       `PostgreSQL queries slower than ${a.queryTimeSeconds} s (${spec.env})`,
-      `A query has been running, or statements took on average over ${m.rateWindowSeconds} s, {{ $value | printf "%.2f" }} s. See pg_stat_activity and pg_stat_statements (npm run monitor).`,
+      `A query has been running, or statements took on average over ${m.rateWindowSeconds} s, {{ $value | printf "%.2f" }} s. See pg_stat_activity and pg_stat_statements (npm run monitor -- --env ${spec.env}).`,
     ),
     rule(
       "deadTuples",

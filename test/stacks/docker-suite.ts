@@ -152,7 +152,14 @@ export function dockerStackSuite(stack: string): { run: () => Run; spec: Spec } 
         // `docker inspect` shows Config.Env to anyone with the socket: secrets go as files only.
         const envs = JSON.stringify(c.inputs.envs ?? []);
         for (const secret of [secrets.postgresPassword, secrets.redisPassword, secrets.redisAppPassword, ...Object.values(secrets.roles)]) expect(envs).not.toContain(secret);
-        for (const upload of c.inputs.uploads as { permissions: string }[]) expect(upload.permissions).toBe("0600");
+        // Every secret file is 0600 (the server user's own); a plain script carries no password.
+        const defs = [postgresContainer(spec, secrets, specHash(spec)), redisContainer(spec, secrets, specHash(spec))];
+        const files = defs.find((d) => d.name === c.inputs.name)!.files;
+        for (const upload of c.inputs.uploads as { file: string; content: string; permissions: string }[]) {
+          const file = files.find((f) => f.path === upload.file)!;
+          if (file.secret) expect(upload.permissions, upload.file).toBe("0600");
+          else for (const secret of Object.values(secrets.roles).concat(secrets.postgresPassword, secrets.redisPassword)) expect(upload.content).not.toContain(secret);
+        }
       }
       const redis = run.one(CONTAINER, (c) => c.inputs.name === resourceName(spec, "redis"));
       expect(envValue(redis, "REDISCLI_AUTH")).toBeUndefined();

@@ -4,6 +4,7 @@
  * postgresql.conf together, and nothing else.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { resourceName } from "../../lib/docker/containers.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { postgresConf } from "../../lib/spec/render.js";
 import { runProgram, type Run } from "./harness.js";
@@ -21,7 +22,9 @@ describe("a change to postgres.sharedBuffers reaches every target", () => {
     stagingAfter = await runProgram("staging", CHANGE);
   });
 
-  const pgCommand = (run: Run) => run.one(CONTAINER, (c) => (c.inputs.command as string[])[0] === "postgres").inputs.command as string[];
+  // The postgres container's command wraps the server's argv (a volume-setup shell step first).
+  const isPostgres = (c: { inputs: Record<string, any> }) => c.inputs.name === resourceName(loadSpec("dev"), "postgres");
+  const pgCommand = (run: Run) => run.one(CONTAINER, isPostgres).inputs.command as string[];
   const rdsParams = (run: Run) => run.one(RDS_PARAMS).inputs.parameters as { name: string; value: string; applyMethod: string }[];
 
   it("Docker: exactly the shared_buffers argument changes", () => {
@@ -55,7 +58,7 @@ describe("a change to postgres.sharedBuffers reaches every target", () => {
     expect(devAfter.outputs.specHash!.value).toBe(specHash(loadSpec("dev", { overrides: CHANGE })));
     expect(devAfter.outputs.specHash!.value).not.toBe(devBefore.outputs.specHash!.value);
     const label = (run: Run) =>
-      (run.one(CONTAINER, (c) => (c.inputs.command as string[])[0] === "postgres").inputs.labels as { label: string; value: string }[]).find(
+      (run.one(CONTAINER, isPostgres).inputs.labels as { label: string; value: string }[]).find(
         (l) => l.label === "crypto-prediction-infra.spec-hash",
       )!.value;
     expect(label(devAfter)).toBe(devAfter.outputs.specHash!.value);

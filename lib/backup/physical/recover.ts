@@ -105,9 +105,9 @@ export async function recoverTo(env: string, target: RecoveryTarget, opts: Recov
     if (host.liveRunning()) await archiveCurrentWal(local, host, progress);
     const listing = listPhysical(env, opts.out, host.archiveDir);
     if (!listing.backups.length) throw new CliError(`no base backup of '${env}' in ${listing.root}`, EXIT.ERROR, `make one: npm run backup -- --env ${env} --physical`);
-    if (!listing.window) throw new CliError(`the WAL archive ${host.archiveDir} holds nothing after the oldest base backup of '${env}'`, EXIT.ERROR, "check the archiver: npm run verify");
+    if (!listing.window) throw new CliError(`the WAL archive ${host.archiveDir} holds nothing after the oldest base backup of '${env}'`, EXIT.ERROR, `check the archiver: npm run verify -- --env ${env}`);
     const window = listing.window;
-    const backup = chooseBackup(listing.backups, target, window);
+    const backup = chooseBackup(listing.backups, target, window, env);
     const archive = listing.archive;
 
     // 1. The backup's own files.
@@ -140,7 +140,7 @@ export async function recoverTo(env: string, target: RecoveryTarget, opts: Recov
       let outcome: { recoveredTo?: string; endLsn?: string; tables: Record<string, number> };
       try {
         progress("restore: recovery server started; replaying archived WAL");
-        await waitForPromotion(server, progress);
+        await waitForPromotion(server, env, progress);
         progress("restore: recovered and promoted; verifying");
         outcome = await verifyRecovered(server, local, backup);
       } finally {
@@ -209,12 +209,12 @@ function windowText(window: { earliest: string; latest: string }): string {
   return `the restorable window is ${window.earliest} to ${window.latest}`;
 }
 
-export function chooseBackup(backups: PhysicalBackupInfo[], target: RecoveryTarget, window: { earliest: string; latest: string }): PhysicalBackupInfo {
+export function chooseBackup(backups: PhysicalBackupInfo[], target: RecoveryTarget, window: { earliest: string; latest: string }, env: string): PhysicalBackupInfo {
   if (target.latest) return backups.at(-1)!;
   if (target.time) {
     const t = target.time.getTime();
     if (t < Date.parse(window.earliest) || t > Date.parse(window.latest)) {
-      throw new CliError(`--to ${target.time.toISOString()} is outside what the backups can reach: ${windowText(window)}`, EXIT.USAGE, "pick a time inside the window (npm run backup -- --list shows it), or --to latest");
+      throw new CliError(`--to ${target.time.toISOString()} is outside what the backups can reach: ${windowText(window)}`, EXIT.USAGE, `pick a time inside the window (npm run backup -- --env ${env} --list shows it), or --to latest`);
     }
     return backups.filter((b) => Date.parse(b.stopTime) <= t).at(-1)!;
   }
@@ -297,7 +297,7 @@ function recoveryConf(host: PhysicalHost, target: RecoveryTarget): string {
 }
 
 /** Waits until the recovery server has promoted (bounded); a server that stops says why from its log. */
-async function waitForPromotion(server: Awaited<ReturnType<PhysicalHost["startRecovery"]>>, progress: (m: string) => void): Promise<void> {
+async function waitForPromotion(server: Awaited<ReturnType<PhysicalHost["startRecovery"]>>, env: string, progress: (m: string) => void): Promise<void> {
   const deadline = Date.now() + 30 * 60_000;
   let lastNote = Date.now();
   for (;;) {
@@ -307,7 +307,7 @@ async function waitForPromotion(server: Awaited<ReturnType<PhysicalHost["startRe
     if ("error" in state) {
       const tail = server.logTail();
       if (/recovery ended before configured recovery target was reached/.test(tail)) {
-        throw new CliError(`the archive ends before the recovery target: ${tail.split("\n").find((l) => /recovery ended before/.test(l))}`, EXIT.PROBLEM, "pick an earlier time (npm run backup -- --list shows the window); nothing was changed");
+        throw new CliError(`the archive ends before the recovery target: ${tail.split("\n").find((l) => /recovery ended before/.test(l))}`, EXIT.PROBLEM, `pick an earlier time (npm run backup -- --env ${env} --list shows the window); nothing was changed`);
       }
       if (Date.now() > deadline || /FATAL|PANIC/.test(tail)) throw new CliError(`recovery failed: ${state.error.message}\n${tail}`, EXIT.PROBLEM, "nothing was changed; the live data is as it was");
     } else if (!state.r) {
