@@ -6,7 +6,7 @@
 import { minimist } from "zx";
 import { SpecError } from "./spec/load.js";
 import { checkToolkitVariables, wholeNumberIn } from "./input.js";
-import { installTerminationHandlers } from "./signals.js";
+import { installTerminationHandlers, terminationUnderWay } from "./signals.js";
 
 /** Exit codes of every command (README: Exit codes). */
 export const EXIT = {
@@ -146,6 +146,7 @@ export async function runCommand<F extends Record<string, FlagSpec>>(command: Co
   const wantsJson = argv.includes("--json");
   installTerminationHandlers((message) => process.stderr.write(`${command.name}: ${redact(message)}\n`));
   const code = await executeCommand(command, argv, wantsJson);
+  await terminationUnderWay();
   // Let stdout drain before exiting (large --json documents into a pipe).
   await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
   process.exit(code);
@@ -201,6 +202,8 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
     process.stdout.write((result.revealSecrets ? out : redact(out)) + "\n");
     return result.code ?? EXIT.OK;
   } catch (error) {
+    // Stopped by a signal: what failed meanwhile is the clean-up's doing, and the signal decides the exit.
+    await terminationUnderWay();
     if (progressShown && isTty) process.stderr.write("\r\x1b[K");
     const { message, code, hint } = describeError(error, env);
     if (wantsJson) {

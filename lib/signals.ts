@@ -61,11 +61,26 @@ export function installTerminationHandlers(log: (message: string) => void): void
   }
 }
 
+/**
+ * The exit under way when a signal is being handled, else undefined. A command's own work fails
+ * while its children are stopped (a broken pipe, a closed connection): that failure is not the
+ * run's outcome, the signal is, so the command waits for this instead of reporting it.
+ */
+export function terminationUnderWay(): Promise<never> | undefined {
+  return underWay;
+}
+let underWay: Promise<never> | undefined;
+
 /** Runs the clean-ups (newest first, bounded) and exits 128 + the signal's number. */
-export async function terminate(signal: NodeJS.Signals, log: (message: string) => void): Promise<never> {
+export function terminate(signal: NodeJS.Signals, log: (message: string) => void): Promise<never> {
   const code = signalExitCode(signal);
   if (terminating) process.exit(code);
   terminating = true;
+  underWay = runCleanups(signal, code, log);
+  return underWay;
+}
+
+async function runCleanups(signal: NodeJS.Signals, code: number, log: (message: string) => void): Promise<never> {
   const pending = [...cleanups.values()].reverse();
   cleanups.clear();
   log(`${signal}: stopping${pending.length ? `; ${pending.map((c) => c.what).join(", ")}` : ""}`);

@@ -45,6 +45,7 @@ await runCommand({
 
     const outcome = await runBenchmark({
       items,
+      order: NAMES,
       plan: ctx.flags.quick ? QUICK_PLAN : FULL_PLAN,
       outDir,
       command: ["npm run bench --", ...process.argv.slice(2)].join(" "),

@@ -35,7 +35,7 @@ import { connectPg, withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from "../db/migrate.js";
 import { ephemeralRoot } from "../env/paths.js";
 import { writeFileAtomic } from "../fs.js";
-import { applyRoleSql, bootstrapSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
+import { applyRoleSql, bootstrapSql, postMigrationSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
 import { bootstrapExtensions } from "../drift/schema.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
 import { connectionArgs, resolvePgTool, type PgCommand, type PgTool, type StagedFile } from "../pgtools/resolve.js";
@@ -480,6 +480,9 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     }
     if (droppedLines.length) options.log(`postgres: left out ${droppedLines.length} line(s) of the dump: ${[...new Set(droppedLines)].join(" ")}`);
     const checked = await withPg(local.pgConfig(names.restore), async (c) => checkRestoredDatabase(c, options.manifest, await expectedTables));
+    // The dump's tables got the owner's default privileges (pg_dump restates only ACLs that differ
+    // from the built-in default): the migrations' bookkeeping goes back to owner-only, as after `up`.
+    await withPg(local.pgConfig(names.restore), (c) => applyRoleSql(c, postMigrationSql(spec, MIGRATIONS_TABLE)));
     return {
       database: names.restore,
       serverVersion: server.version,

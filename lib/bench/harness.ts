@@ -74,6 +74,8 @@ export interface BenchItem {
 
 export interface RunOptions {
   items: BenchItem[];
+  /** Every item's name in the results' order (lib/bench/items.ts); kept items of `--only` runs sort by it. */
+  order: string[];
   plan: BenchPlan;
   /** Where results.json and results.md go. */
   outDir: string;
@@ -234,7 +236,7 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
     items,
   };
   const resultsFile = path.join(options.outDir, "results.json");
-  const results = resultsSchema.parse(mergeResults(readPrevious(resultsFile), current));
+  const results = resultsSchema.parse(mergeResults(readPrevious(resultsFile), current, options.order));
   writeFileAtomic(resultsFile, JSON.stringify(results, null, 2) + "\n", 0o644);
   const markdownFile = path.join(options.outDir, "results.md");
   writeFileAtomic(markdownFile, renderMarkdown(results) + "\n", 0o644);
@@ -246,7 +248,7 @@ export async function runBenchmark(options: RunOptions): Promise<RunOutcome> {
  * Items of an earlier run are kept when this run measured only some (`--only`), provided it ran
  * in the same mode on the same hardware; each item keeps its own date and load average.
  */
-export function mergeResults(previous: BenchResults | undefined, current: BenchResults): BenchResults {
+export function mergeResults(previous: BenchResults | undefined, current: BenchResults, itemOrder: string[]): BenchResults {
   if (!previous || previous.mode !== current.mode) return current;
   // MemTotal of one kind of machine varies by a few hundred kB between boots (kernel reservations).
   const same = (a: Machine, b: Machine) => a.cores === b.cores && Math.abs(a.memoryBytes - b.memoryBytes) <= 0.01 * b.memoryBytes && a.cpuModel === b.cpuModel;
@@ -254,15 +256,13 @@ export function mergeResults(previous: BenchResults | undefined, current: BenchR
   const ran = new Set(current.items.map((i) => i.name));
   const kept = previous.items.filter((i) => !ran.has(i.name));
   if (!kept.length) return current;
-  const order = (name: string) => ITEM_ORDER.indexOf(name) >= 0 ? ITEM_ORDER.indexOf(name) : ITEM_ORDER.length;
+  const order = (name: string) => (itemOrder.includes(name) ? itemOrder.indexOf(name) : itemOrder.length);
   const items = [...kept, ...current.items].sort((a, b) => order(a.name) - order(b.name));
   // The earlier runs that still contribute an item.
   const runs = previous.runs.filter((run) => kept.some((item) => item.measuredAt >= run.startedAt && item.measuredAt <= run.completedAt));
   return { ...current, items, runs: [...runs, ...current.runs], machine: { ...current.machine, pgTools: current.machine.pgTools ?? previous.machine.pgTools } };
 }
 
-/** Canonical order of the items in the results (the issue's numbering). */
-export const ITEM_ORDER = ["startup", "seed", "backup", "operations", "drill", "queries", "scrape"];
 
 function readPrevious(file: string): BenchResults | undefined {
   if (!existsSync(file)) return undefined;

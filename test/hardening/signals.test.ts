@@ -43,7 +43,7 @@ describe("a command told to stop", () => {
     const env = environment();
     if (signal === "SIGTERM") await fillForBackup(env.connections, 60_000);
     const out = path.join(outRoot, signal);
-    const run = startScript("backup", ["--env", env.env, "--out", out, "--level", "9", "--json"]);
+    const run = startScript("backup", ["--env", env.env, "--out", out, "--format", "sql", "--level", "9", "--json"]); // pg_dump | gzip: two children
     // Wait until the dump is being written: a .partial- folder with a growing file in it.
     const partialFile = () => {
       if (!existsSync(out)) return undefined;
