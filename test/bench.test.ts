@@ -95,7 +95,7 @@ describeBackups("npm run bench", () => {
           expect(row.reason, row.id).toBeTruthy();
           continue;
         }
-        expect(row.runs, row.id).toBeGreaterThanOrEqual(2);
+        expect(row.runs, `${row.id}: ${JSON.stringify(row.details?.failures ?? "")}`).toBeGreaterThanOrEqual(2);
         expect(row.samples, row.id).toHaveLength(row.runs);
         expect(row.min!, row.id).toBeLessThanOrEqual(row.median!);
         expect(row.median!, row.id).toBeLessThanOrEqual(row.max!);

@@ -16,7 +16,7 @@ import { parse as parseYaml } from "yaml";
 import { describeDocker, dockerBinary, freePorts, inspectContainer, requireOfflineImages } from "./support/docker.js";
 import { withPg, withRedis } from "../lib/db/clients.js";
 import { checkComposeFile, composeProject, writeComposeProject } from "../lib/compose/compose.js";
-import { postgresContainer, redisContainer } from "../lib/docker/containers.js";
+import { POSTGRES_DATA_PATH, REDIS_DATA_PATH, postgresContainer, redisContainer } from "../lib/docker/containers.js";
 import { readCredentials } from "../lib/env/credentials.js";
 import { loadSpec, PROJECT_DIR, specHash } from "../lib/spec/load.js";
 import type { Spec } from "../lib/spec/schema.js";
@@ -147,11 +147,11 @@ describeDocker("docker-compose (1.29) with the offline images", () => {
         const bindings = Object.values(inspect.HostConfig.PortBindings ?? {}).flat().filter(Boolean);
         expect(bindings.length).toBe(1);
         for (const b of bindings) expect(b!.HostIp).toBe("127.0.0.1");
-        expect(inspect.Mounts.find((m) => m.Type === "volume")?.Name).toBe(`${name}-data`);
+        expect(inspect.Mounts.find((m) => m.Type === "volume" && m.Destination === (name.endsWith("-postgres") ? POSTGRES_DATA_PATH : REDIS_DATA_PATH))?.Name).toBe(`${name}-data`);
         const env = JSON.parse(await docker(["inspect", "-f", "{{json .Config.Env}}", name])) as string[];
-        // Only REDISCLI_AUTH (read by the healthcheck's redis-cli) carries a password, as in the Docker target.
+        // No variable carries a password: the healthcheck reads Redis's from its secret file, as in the Docker target.
         const passwords = [...Object.values(credentials.postgres), ...Object.values(credentials.redis)].filter((p) => p.length >= 16);
-        for (const entry of env) if (!entry.startsWith("REDISCLI_AUTH=")) for (const p of passwords) expect(entry).not.toContain(p);
+        for (const entry of env) for (const p of passwords) expect(entry).not.toContain(p);
         expect(JSON.parse(await docker(["inspect", "-f", "{{json .Config.Labels}}", name]))).toMatchObject({ "crypto-prediction-infra.env": id, "crypto-prediction-infra.spec-hash": specHash(spec) });
       }
     } finally {
