@@ -6,7 +6,7 @@
  * environment); a second and a third environment cover a fresh concurrent `up` and a data dir
  * of another major version.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -22,6 +22,7 @@ import { processAlive } from "../lib/env/processes.js";
 import { postgresSettings, redisConfigGetValue, redisSettings } from "../lib/spec/render.js";
 import { parsePgSize } from "../lib/spec/units.js";
 import { runCli, useEphemeralEnvironment } from "./support/embedded.js";
+import { listeningAddressesOf } from "./support/listening.js";
 
 const environment = useEphemeralEnvironment();
 
@@ -50,29 +51,6 @@ function comparableShow(kind: string, value: string): string {
   return value;
 }
 
-/** Local addresses of the TCP sockets a process listens on, from /proc (IPv4 and IPv6). */
-function listeningAddresses(pid: number): string[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-      if (inode) inodes.add(inode);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const out: string[] = [];
-  for (const [table, v6] of [["/proc/net/tcp", false], ["/proc/net/tcp6", true]] as const) {
-    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[3] !== "0A" || !inodes.has(cols[9]!)) continue; // 0A: LISTEN
-      const [hex, port] = cols[1]!.split(":");
-      const address = v6 ? `[${hex}]` : hex!.match(/../g)!.reverse().map((b) => parseInt(b, 16)).join(".");
-      out.push(`${address}:${parseInt(port!, 16)}`);
-    }
-  }
-  return out;
-}
 
 /** A record for a new ephemeral id with free ports: `up --env ID` then makes it from nothing. */
 async function newEnvironmentRecord(): Promise<EnvironmentRecord> {
@@ -236,8 +214,8 @@ describe("a running environment", () => {
   it("listens on 127.0.0.1 only (both servers, every listening socket)", () => {
     const env = environment();
     const { postgres, redis } = pidsOf(env.env);
-    expect(listeningAddresses(postgres!)).toEqual([`127.0.0.1:${env.spec.postgres.port}`]);
-    expect(listeningAddresses(redis!)).toEqual([`127.0.0.1:${env.spec.redis.port}`]);
+    expect(listeningAddressesOf(postgres!)).toEqual([`127.0.0.1:${env.spec.postgres.port}`]);
+    expect(listeningAddressesOf(redis!)).toEqual([`127.0.0.1:${env.spec.redis.port}`]);
   });
 });
 

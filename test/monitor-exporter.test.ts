@@ -6,7 +6,7 @@
  * CpiRedisEvictionsHigh once the test makes Redis evict, and not before.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -24,6 +24,7 @@ import { isLoopbackHost, parseListenAddress } from "../lib/monitor/server.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
 import type { Spec } from "../lib/spec/schema.js";
 import { runCli, useEphemeralEnvironment } from "./support/embedded.js";
+import { listeningAddressesOf } from "./support/listening.js";
 
 const env = useEphemeralEnvironment();
 const work = mkdtempSync(path.join(os.tmpdir(), "cpi-exporter-"));
@@ -67,28 +68,6 @@ function stop(child: ChildProcess): Promise<number | null> {
   });
 }
 
-/** Addresses a process listens on, from /proc (what the kernel says, not what the program claims). */
-function listeningAddresses(pid: number): string[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-      if (inode) inodes.add(inode);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const out: string[] = [];
-  for (const [table, v6] of [["/proc/net/tcp", false], ["/proc/net/tcp6", true]] as const) {
-    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[3] !== "0A" || !inodes.has(cols[9]!)) continue;
-      const [hex, port] = cols[1]!.split(":");
-      out.push(`${v6 ? `[${hex}]` : hex!.match(/../g)!.reverse().map((b) => parseInt(b, 16)).join(".")}:${parseInt(port!, 16)}`);
-    }
-  }
-  return out;
-}
 
 const promtool = promisify(execFile);
 
@@ -96,7 +75,7 @@ describe("monitor --serve (Prometheus exporter)", () => {
   it("serves a scrape promtool accepts, on 127.0.0.1 only, with the spec's values; SIGTERM ends it (exit 0)", async () => {
     const exporter = await startExporter(env().env);
     const port = Number(new URL(exporter.url).port);
-    expect(listeningAddresses(exporter.child.pid!)).toEqual([`127.0.0.1:${port}`]);
+    expect(listeningAddressesOf(exporter.child.pid!)).toEqual([`127.0.0.1:${port}`]);
     const response = await fetch(exporter.url, { signal: AbortSignal.timeout(10_000) });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toContain("text/plain; version=0.0.4");

@@ -61,6 +61,11 @@ export function listeningSocketsOf(pid: number): ListeningSocket[] {
   return listeningSockets().filter((s) => inodes.has(s.inode));
 }
 
+/** `ADDRESS:PORT` of each listening socket of a process (`[v6]:PORT` for IPv6). */
+export function listeningAddressesOf(pid: number): string[] {
+  return listeningSocketsOf(pid).map((s) => (s.address.includes(":") ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`));
+}
+
 /** 127.0.0.0/8, ::1, or IPv4-mapped loopback. */
 export function isLoopback(address: string): boolean {
   return /^127\./.test(address) || address === "::1" || /^::ffff:127\./.test(address);
