@@ -79,7 +79,11 @@ await runCommand({
           `${physical.backups.length} base backup(s), WAL archive ${rel(physical.archiveDir)} (${physical.archive.segments.length} segment(s)):`,
           ...physical.backups.map((b) => `  ${b.id.padEnd(40)} ends ${b.stopTime}  timeline ${b.timeline}  ${humanBytes(b.bytes).padStart(9)}  ${rel(b.dir)}`),
           ...physical.unrecognised.map((u) => `  ? ${rel(u.dir)}: ${u.why}`),
-          physical.window ? `restorable window: ${physical.window.earliest} to ${physical.window.latest} (npm run restore -- --env ${env} --to TIME|latest)` : "restorable window: none (no base backup with archived WAL after it)",
+          physical.window
+            ? `restorable window: ${physical.window.earliest} to ${physical.window.latest} (npm run restore -- --env ${env} --to TIME|latest)`
+            : physical.backups.length
+              ? "restorable window: opens at the oldest base backup's end once WAL after it is archived (within backup.archive.timeoutSeconds; restore --to archives the current WAL first)"
+              : `restorable window: none (no base backup: npm run backup -- --env ${env} --physical)`,
         );
       }
       return {
@@ -119,12 +123,17 @@ await runCommand({
       // No format asked for, and no pg_dump that can dump a 16 server (Debian 12 ships 15): the server makes the backup itself.
       const noPgDump = error instanceof CliError && /^no usable pg_dump/.test(error.message);
       if (!noPgDump || ctx.flags.format !== undefined || ctx.flags.table !== undefined || ctx.flags.level !== undefined || isAwsEnvironment(env) || !specOf(env).backup.archive.enabled) throw error;
-      ctx.progress(`backup: ${error.message.split(";")[0]}; making a physical backup instead (BASE_BACKUP needs no client tools)`);
+      ctx.progress(`backup: ${withoutCandidates(error.message)}; making a physical backup instead (BASE_BACKUP needs no client tools)`);
       return physicalBackup(env, ctx, error.message);
     }
     return { data: { ok: true, dir: result.dir, bytes: result.bytes, seconds: result.seconds, manifest: result.manifest }, human: describe(env, result) };
   },
 });
+
+/** "no usable pg_dump: it must be 16 or newer (…)" without the list of tools tried. */
+function withoutCandidates(message: string): string {
+  return message.split("; tried ")[0]!;
+}
 
 async function physicalBackup(env: string, ctx: { flags: { out?: string }; log: (m: string) => void; progress: (m: string) => void }, instead?: string) {
   const { dir, manifest } = await takeBaseBackup(localEnvironment(env), { out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
@@ -138,7 +147,7 @@ function describePhysical(env: string, dir: string, m: PhysicalManifest, instead
   const size = (name: string) => humanBytes(m.files.find((f) => f.name === name)?.bytes ?? 0);
   const p = m.postgres;
   return [
-    ...(instead ? [`note: ${instead.split(";")[0]}: made a physical backup instead`] : []),
+    ...(instead ? [`note: ${withoutCandidates(instead)}; made a physical backup instead`] : []),
     `${env}: base backup ${m.id} in ${m.seconds.toFixed(1)} s → ${rel}`,
     `  postgres  base.tar.zst     ${size("base.tar.zst").padStart(9)}  ${p.compression} of ${humanBytes(p.tarBytes)}; WAL ${p.startLsn} … ${p.stopLsn} (timeline ${p.timeline}), system ${p.systemIdentifier}, PostgreSQL ${p.serverVersion}; schema at ${p.migrationHead ?? "no migration"}`,
     `            backup_manifest  ${size("backup_manifest").padStart(9)}  the server's: SHA-256 of every data file`,
