@@ -17,8 +17,9 @@ export interface BackupBucketArgs {
   /** The environment's spec: aws.backupBucket.*, backup.keepDaily/keepWeekly/retentionDays, namePrefix, env. */
   spec: Spec;
   /**
-   * The stack's customer-managed key (aws-key.ts) that encrypts the bucket.
-   * @default aws.backupBucket.kmsKeyArn when set (an existing bucket's key)
+   * The stack's customer-managed key (aws-key.ts): the bucket's default encryption, the key its
+   * policy requires and the one the IAM policy grants. aws.backupBucket.kmsKeyArn, when set, is
+   * used instead (the key of an existing bucket).
    */
   kmsKeyArn: pulumi.Input<string>;
 }

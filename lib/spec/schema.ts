@@ -221,7 +221,7 @@ const awsProductionSchema = {
         .string()
         .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected an S3 bucket name (3-63 lowercase letters, digits, . and -)" })
         .optional(),
-      /** The key an existing bucket encrypts with. Default: the stack's key (aws.kms.keyArn or the created one). */
+      /** The bucket's key: the one an existing bucket encrypts with (or another for the created bucket). Default: the stack's key (aws.kms.keyArn or the created one). */
       kmsKeyArn: arn("a KMS key").optional(),
       /** Key prefix of the repository in the bucket; each environment writes under `<prefix>/<env>/`. */
       prefix: z
