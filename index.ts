@@ -48,6 +48,13 @@ export const postgresMasterSecretArn = data instanceof AwsDataStack ? data.postg
 export const alarmTopicArns = data instanceof AwsDataStack ? data.alarmTopicArns : undefined;
 export const postgresReaderHosts = data instanceof AwsDataStack ? data.postgresReaderHosts : undefined;
 export const pendingRebootParameters = data instanceof AwsDataStack ? data.pendingRebootParameters : undefined;
+/** AWS only, when aws.backupBucket.enabled: the S3 backup repository (README: Backup bucket). */
+export const backupBucketName = data instanceof AwsDataStack ? data.backupBucket?.bucketName : undefined;
+export const backupBucketArn = data instanceof AwsDataStack ? data.backupBucket?.bucketArn : undefined;
+/** `s3://<bucket>/<prefix>`: set `backup.repository` to it. */
+export const backupRepositoryUrl = data instanceof AwsDataStack ? data.backupBucket?.repositoryUrl : undefined;
+/** The managed IAM policy of whoever runs backups (attach it to their role). */
+export const backupPolicyArn = data instanceof AwsDataStack ? data.backupBucket?.policyArn : undefined;
 /** What each target does with each documented setting (rows, and as markdown). */
 export const capabilities = rows;
 export const capabilityTable = capabilitiesMarkdown(rows);

@@ -4,6 +4,6 @@
  * ./policies.ts directly.
  */
 import { PolicyPack } from "@pulumi/policy";
-import { policies } from "./policies.js";
+import { policies, stackPolicies } from "./policies.js";
 
-new PolicyPack("crypto-prediction-infra", { policies, enforcementLevel: "mandatory" });
+new PolicyPack("crypto-prediction-infra", { policies: [...policies, ...stackPolicies], enforcementLevel: "mandatory" });

@@ -10,9 +10,12 @@
  *   - data is encrypted with a customer-managed key (rotation on), not an AWS-managed one;
  *   - RDS keeps automated backups at least 7 days;
  *   - prod's RDS instances have enhanced monitoring;
- *   - ElastiCache authenticates with RBAC user groups, not a static AUTH token.
+ *   - ElastiCache authenticates with RBAC user groups, not a static AUTH token;
+ *   - every S3 bucket (the backup repository's) is versioned, SSE-KMS with a customer-managed
+ *     key, closed to the public, TLS-only and has a lifecycle (stack handlers: a bucket's
+ *     settings are resources of their own, so a missing one is only seen across the stack).
  */
-import type { ReportViolation, ResourceValidation, ResourceValidationArgs, ResourceValidationPolicy } from "@pulumi/policy";
+import type { ReportViolation, ResourceValidation, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { loadSpec } from "../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../lib/spec/render.js";
 import type { Spec } from "../lib/spec/schema.js";
@@ -33,6 +36,13 @@ export const TYPES = {
   logGroup: "aws:cloudwatch/logGroup:LogGroup",
   snsTopic: "aws:sns/topic:Topic",
   kmsKey: "aws:kms/key:Key",
+  s3Bucket: "aws:s3/bucket:Bucket",
+  s3BucketV2: "aws:s3/bucketV2:BucketV2",
+  s3Versioning: "aws:s3/bucketVersioning:BucketVersioning",
+  s3Encryption: "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+  s3PublicAccessBlock: "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+  s3BucketPolicy: "aws:s3/bucketPolicy:BucketPolicy",
+  s3Lifecycle: "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
 } as const;
 
 /** Minimum automated backup retention of an RDS instance, days. */
@@ -188,6 +198,121 @@ export const validateCacheRbac: Handler = ({ type, props }, report) => {
 };
 
 const asValidation = (h: Handler): ResourceValidation => (args, report) => h(args, report);
+
+// ---------------------------------------------------------------------------------------------
+// S3 buckets (stack handlers)
+// ---------------------------------------------------------------------------------------------
+
+/** A resource as a stack handler reads it; propertyDependencies as the pack passes them (optional for tests). */
+export type StackResourceArgs = PolicyArgs & { propertyDependencies?: Record<string, { urn: string }[]> };
+export type StackHandler = (resources: StackResourceArgs[], report: ReportViolation) => void;
+
+const BUCKET_TYPES = new Set<string>([TYPES.s3Bucket, TYPES.s3BucketV2]);
+/** The deprecated *V2 setting resources count as the current ones. */
+const v2 = (type: string) => type.replace(/^aws:s3\/(\w+):(\w+)$/, "aws:s3/$1V2:$2V2");
+
+/** A setting resource belongs to a bucket when its `bucket` comes from it (dependency) or names it. */
+function belongsTo(setting: StackResourceArgs, bucket: StackResourceArgs): boolean {
+  if (setting.propertyDependencies?.bucket?.some((d) => d.urn === bucket.urn)) return true;
+  return isSet(setting.props.bucket) && setting.props.bucket === bucket.props.bucket;
+}
+
+/**
+ * One bucket setting: every resource of `settingType` passes `problems`, and every bucket has one.
+ * `what` and `fix` word the report for a bucket without it.
+ */
+function bucketSetting(settingType: string, what: string, fix: string, problems: (props: Record<string, any>) => string[]): StackHandler {
+  return (resources, report) => {
+    const settings = resources.filter((r) => r.type === settingType || r.type === v2(settingType));
+    for (const s of settings) for (const p of problems(s.props)) report(`${s.name}: ${p}`);
+    for (const bucket of resources.filter((r) => BUCKET_TYPES.has(r.type))) {
+      if (!settings.some((s) => belongsTo(s, bucket))) report(`bucket ${bucket.props.bucket ?? bucket.name} has no ${what}: ${fix}`);
+    }
+  };
+}
+
+/** Versioning on: an overwritten or deleted backup stays recoverable as a noncurrent version. */
+export const validateBucketVersioning = bucketSetting(TYPES.s3Versioning, "versioning", "add a BucketVersioning with status Enabled", (props) =>
+  props.versioningConfiguration?.status === "Enabled" ? [] : [`versioning is ${props.versioningConfiguration?.status ?? "unset"}: set versioningConfiguration.status Enabled`],
+);
+
+/** Default encryption SSE-KMS with a customer-managed key (not aws/s3, not SSE-S3). */
+export const validateBucketKmsEncryption = bucketSetting(TYPES.s3Encryption, "default encryption", "add a BucketServerSideEncryptionConfiguration with aws:kms and the stack's key", (props) => {
+  const rules = (props.rules as Record<string, any>[] | undefined) ?? [];
+  const byDefault = rules.map((r) => r.applyServerSideEncryptionByDefault as Record<string, unknown> | undefined).filter((d) => d !== undefined);
+  const kms = byDefault.filter((d) => d.sseAlgorithm === "aws:kms" || d.sseAlgorithm === "aws:kms:dsse");
+  if (kms.length === 0) return [`default encryption is ${byDefault.map((d) => d.sseAlgorithm).join(", ") || "unset"}: use sseAlgorithm aws:kms`];
+  const customer = kms.filter((d) => isSet(d.kmsMasterKeyId) && !/^(arn:[^:]+:kms:[^:]*:[^:]*:)?alias\/aws\//.test(String(d.kmsMasterKeyId)));
+  return customer.length > 0 ? [] : ["SSE-KMS uses the AWS-managed key aws/s3: set kmsMasterKeyId to the stack's customer-managed key"];
+});
+
+const PUBLIC_ACCESS_FLAGS = ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"] as const;
+
+/** All four public access blocks on. */
+export const validateBucketPublicAccessBlock = bucketSetting(TYPES.s3PublicAccessBlock, "public access block", "add a BucketPublicAccessBlock with all four settings true", (props) =>
+  PUBLIC_ACCESS_FLAGS.filter((f) => !isTrue(props[f])).map((f) => `${f} is not true`),
+);
+
+/** The statements of a policy document given as a JSON string or an object. */
+function statements(policy: unknown): Record<string, any>[] | undefined {
+  let doc: unknown = policy;
+  if (typeof policy === "string") {
+    try {
+      doc = JSON.parse(policy);
+    } catch {
+      return undefined;
+    }
+  }
+  const st = (doc as { Statement?: unknown } | undefined)?.Statement;
+  return Array.isArray(st) ? st : st && typeof st === "object" ? [st as Record<string, any>] : undefined;
+}
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
+
+/** The bucket policy denies every request without TLS (aws:SecureTransport false) on the bucket and its objects. */
+export const validateBucketTlsOnly = bucketSetting(TYPES.s3BucketPolicy, "bucket policy", "add a BucketPolicy denying s3:* when aws:SecureTransport is false", (props) => {
+  const found = statements(props.policy);
+  if (!found) return ["the policy is not a policy document"];
+  const denies = found.filter((st) => {
+    const everyone = st.Principal === "*" || list(st.Principal?.AWS).includes("*");
+    const insecure = ["false", false].includes(st.Condition?.Bool?.["aws:SecureTransport"]);
+    const resources = list(st.Resource).map(String);
+    return st.Effect === "Deny" && everyone && insecure && list(st.Action).includes("s3:*") && resources.some((r) => r.endsWith("/*")) && resources.some((r) => !r.includes("/"));
+  });
+  return denies.length > 0 ? [] : ["no statement denies s3:* on the bucket and its objects when aws:SecureTransport is false: requests without TLS are allowed"];
+});
+
+/** A lifecycle that expires objects (current or noncurrent) and aborts incomplete multipart uploads. */
+export const validateBucketLifecycle = bucketSetting(TYPES.s3Lifecycle, "lifecycle configuration", "add a BucketLifecycleConfiguration (expiry, noncurrent versions, incomplete uploads)", (props) => {
+  const rules = ((props.rules as Record<string, any>[] | undefined) ?? []).filter((r) => r.status === "Enabled");
+  const out: string[] = [];
+  if (!rules.some((r) => Number(r.expiration?.days) > 0 || Number(r.noncurrentVersionExpiration?.noncurrentDays) > 0)) out.push("no enabled rule expires objects or noncurrent versions: storage grows forever");
+  if (!rules.some((r) => Number(r.abortIncompleteMultipartUpload?.daysAfterInitiation) > 0)) out.push("no enabled rule aborts incomplete multipart uploads: parts of killed uploads are kept (and billed) forever");
+  return out;
+});
+
+/** The stack handlers, by policy name (policy/index.ts and the tests use the same list). */
+export const stackHandlers: Record<string, StackHandler> = {
+  "bucket-versioning": validateBucketVersioning,
+  "bucket-kms-encryption": validateBucketKmsEncryption,
+  "bucket-public-access-blocked": validateBucketPublicAccessBlock,
+  "bucket-tls-only": validateBucketTlsOnly,
+  "bucket-lifecycle": validateBucketLifecycle,
+};
+
+const STACK_DESCRIPTIONS: Record<string, string> = {
+  "bucket-versioning": "Every S3 bucket (the backup repository's) has versioning Enabled.",
+  "bucket-kms-encryption": "Every S3 bucket encrypts by default with SSE-KMS and a customer-managed key.",
+  "bucket-public-access-blocked": "Every S3 bucket has a public access block with all four settings on.",
+  "bucket-tls-only": "Every S3 bucket's policy denies requests without TLS.",
+  "bucket-lifecycle": "Every S3 bucket has a lifecycle that expires objects and aborts incomplete multipart uploads.",
+};
+
+export const stackPolicies: StackValidationPolicy[] = Object.entries(stackHandlers).map(([name, handler]) => ({
+  name,
+  description: STACK_DESCRIPTIONS[name]!,
+  enforcementLevel: "mandatory",
+  validateStack: (args, report) => handler(args.resources, report),
+}));
 
 export const policies: ResourceValidationPolicy[] = [
   {

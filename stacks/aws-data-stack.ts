@@ -8,7 +8,8 @@
  * (aws-key.ts), alarms and events to an encrypted topic (aws-alert-topic.ts, aws-alarms.ts),
  * enhanced monitoring and logs (aws-monitoring.ts), ElastiCache RBAC (aws-cache-users.ts),
  * scheduled cache snapshots (aws-cache-snapshots.ts), RDS read replicas, cross-region backups
- * and IAM database authentication.
+ * and IAM database authentication. The S3 backup repository's bucket (issue 13:
+ * aws-backup-bucket.ts) when aws.backupBucket.enabled.
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -27,6 +28,7 @@ import { elasticacheParameters, rdsParameters } from "../lib/spec/render.js";
 import type { Spec } from "../lib/spec/schema.js";
 import { AwsAlarms } from "./aws-alarms.js";
 import { AwsAlertTopic } from "./aws-alert-topic.js";
+import { BackupBucket } from "./aws-backup-bucket.js";
 import { AwsCacheSnapshots } from "./aws-cache-snapshots.js";
 import { AwsCacheUsers } from "./aws-cache-users.js";
 import { AwsKey } from "./aws-key.js";
@@ -80,6 +82,8 @@ export class AwsDataStack extends pulumi.ComponentResource {
   readonly cacheSnapshots?: AwsCacheSnapshots;
   readonly alarms: AwsAlarms;
   readonly cacheNode: CacheNodeFit;
+  /** Present when aws.backupBucket.enabled. */
+  readonly backupBucket?: BackupBucket;
 
   readonly postgresHost: pulumi.Output<string>;
   readonly postgresPort: pulumi.Output<number>;
@@ -342,6 +346,11 @@ export class AwsDataStack extends pulumi.ComponentResource {
       comp,
     );
 
+    // --- Backup repository ------------------------------------------------------------------
+    if (spec.aws.backupBucket.enabled) {
+      this.backupBucket = new BackupBucket(`${name}-backups`, { spec, kmsKeyArn: keyArn }, comp);
+    }
+
     // --- Outputs ----------------------------------------------------------------------------
     this.postgresHost = this.postgres.address;
     this.postgresPort = this.postgres.port;
@@ -379,6 +388,10 @@ export class AwsDataStack extends pulumi.ComponentResource {
       alarmTopicArns: this.alarmTopicArns,
       postgresReaderHosts: this.postgresReaderHosts,
       kmsKeyArn: keyArn,
+      backupBucketName: this.backupBucket?.bucketName,
+      backupBucketArn: this.backupBucket?.bucketArn,
+      backupRepositoryUrl: this.backupBucket?.repositoryUrl,
+      backupPolicyArn: this.backupBucket?.policyArn,
     });
   }
 

@@ -20,6 +20,7 @@ import {
   type RdsParameter,
 } from "../spec/render.js";
 import { humanBytes, parseRedisSize } from "../spec/units.js";
+import { backupExpiryDays, environmentPrefix } from "./backup-bucket.js";
 
 // ---------------------------------------------------------------------------------------------
 // ElastiCache node memory
@@ -667,6 +668,7 @@ export function capabilities(spec: Spec): CapabilityRow[] {
     docker: applied("backup --physical (BASE_BACKUP as the backup role); backup --prune keeps this many and the WAL they need"),
     aws: unsupported("RDS takes its own automated backups (backup.retentionDays); there is no base-backup role"),
   });
+  rows.push(backupRepositoryRow(spec));
 
   const rules = awsAlarmRules(spec);
   const alarm = (specKey: string): CapabilityCell => {
@@ -704,6 +706,29 @@ export function capabilities(spec: Spec): CapabilityRow[] {
   }
   rows.push(...productionRows(spec));
   return rows;
+}
+
+/** The S3 backup repository: the AWS stacks provision its bucket; the local targets are given one. */
+function backupRepositoryRow(spec: Spec): CapabilityRow {
+  const b = spec.aws.backupBucket;
+  const given = mapped("backup.repository: an s3:// URL; see README");
+  const bucket = b.bucketName ? `the existing bucket ${b.bucketName} (nothing created)` : `bucket \`${spec.namePrefix}-backups-<account>\``;
+  const settings = b.bucketName
+    ? ""
+    : ` (versioned, SSE-KMS with ${b.kmsKeyArn ? "aws.backupBucket.kmsKeyArn" : "the stack's key"} and bucket keys, public access blocked, ACLs off, TLS-only policy; ` +
+      `backups/ and wal/ expire after ${backupExpiryDays(spec)} days, old versions after ${b.noncurrentVersionDays}, incomplete uploads after ${b.abortIncompleteUploadDays})`;
+  return {
+    key: "aws.backupBucket.enabled, aws.backupBucket.bucketName",
+    value: `${b.enabled}, ${b.bucketName ?? "created"}`,
+    embedded: given,
+    docker: given,
+    aws: b.enabled
+      ? applied(
+          `${bucket}${settings}; IAM policy ${spec.namePrefix}-backup-access for ${environmentPrefix(spec)} and the key${b.roleName ? `, attached to ${b.roleName}` : ""}; ` +
+            "set backup.repository to the stack output backupRepositoryUrl",
+        )
+      : unsupported("aws.backupBucket.enabled is off: backup.repository names a bucket made elsewhere"),
+  };
 }
 
 /** What the AWS target adds for production (issue 16), one row per decision. */

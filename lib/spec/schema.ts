@@ -208,6 +208,43 @@ const awsProductionSchema = {
       keepHours: count("hours").min(1).max(24 * 35).default(48),
     })
     .prefault({}),
+  /**
+   * The S3 bucket of the toolkit's backup repository (logical dumps, base backups, WAL, Redis RDB
+   * copied off the machine; `backup.repository` points at it). Lifecycle: lib/aws/backup-bucket.ts.
+   */
+  backupBucket: z
+    .strictObject({
+      /** Provision the bucket (or, with bucketName, only its access policy) on AWS stacks. */
+      enabled: z.boolean({ error: "expected true or false" }).default(true),
+      /** An existing bucket to use: nothing is created but the IAM policy and the outputs. Default: a bucket `<namePrefix>-backups-<account>`. */
+      bucketName: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected an S3 bucket name (3-63 lowercase letters, digits, . and -)" })
+        .optional(),
+      /** The bucket's key: the one an existing bucket encrypts with (or another for the created bucket). Default: the stack's key (aws.kms.keyArn or the created one). */
+      kmsKeyArn: arn("a KMS key").optional(),
+      /** Key prefix of the repository in the bucket; each environment writes under `<prefix>/<env>/`. */
+      prefix: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, { error: "expected one path segment: lowercase letters, digits, ., _ and - (no /)" })
+        .default("crypto-prediction-infra"),
+      /** Let `pulumi destroy` delete a bucket that still holds backups (every version). */
+      forceDestroy: z.boolean({ error: "expected true or false" }).default(false),
+      /** Current backups and WAL expire after this many days. Default: max(backup.keepDaily, 7 × backup.keepWeekly, backup.retentionDays) + 1. */
+      expireDays: count("days").min(1, { error: "must be at least 1 day" }).max(3650, { error: "at most 3650 days" }).optional(),
+      /** Overwritten and deleted versions are kept this many days, then expire. */
+      noncurrentVersionDays: count("days").min(1, { error: "must be at least 1 day" }).max(3650, { error: "at most 3650 days" }).default(30),
+      /** Incomplete multipart uploads (a killed backup) are aborted after this many days. */
+      abortIncompleteUploadDays: count("days").min(1, { error: "must be at least 1 day" }).max(30, { error: "at most 30 days" }).default(1),
+      /** A bucket that receives the S3 server access logs of the backup bucket. Default: none. */
+      accessLogBucket: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected an S3 bucket name (3-63 lowercase letters, digits, . and -)" })
+        .optional(),
+      /** An IAM role that gets the backup access policy (whoever runs backups). Default: none (attach it yourself). */
+      roleName: z.string().regex(/^[\w+=,.@-]{1,64}$/, { error: "expected an IAM role name" }).optional(),
+    })
+    .prefault({}),
   /** RDS blue/green deployments for engine upgrades (off: in-place upgrades). */
   blueGreenUpdate: z.boolean().default(false),
   /** The RDS server certificate authority, set explicitly so it never changes under the clients. */

@@ -38,7 +38,28 @@ export const T = {
   lambda: "aws:lambda/function:Function",
   backupReplication: "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication",
   iamPolicy: "aws:iam/policy:Policy",
+  bucket: "aws:s3/bucket:Bucket",
+  bucketVersioning: "aws:s3/bucketVersioning:BucketVersioning",
+  bucketEncryption: "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+  bucketPublicAccess: "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+  bucketOwnership: "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+  bucketPolicy: "aws:s3/bucketPolicy:BucketPolicy",
+  bucketLifecycle: "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+  backupBucket: "crypto-prediction-infra:aws:BackupBucket",
 } as const;
+
+/** The bucket's setting resources, each of which must be a child of the BackupBucket component. */
+export const BUCKET_SETTINGS = [T.bucketVersioning, T.bucketEncryption, T.bucketPublicAccess, T.bucketOwnership, T.bucketPolicy, T.bucketLifecycle] as const;
+
+/** Every Allow statement of an IAM policy names actions and resources of this bucket, prefix and key only. */
+export function expectLeastPrivilege(policy: { Statement: Record<string, any>[] }, bucketArn: string, prefix: string, keyArn: string): void {
+  const list = (v: unknown) => (Array.isArray(v) ? v : [v]) as string[];
+  for (const st of policy.Statement) {
+    expect(st.Effect).toBe("Allow");
+    for (const action of list(st.Action)) expect(action, action).not.toContain("*");
+    for (const resource of list(st.Resource)) expect([bucketArn, `${bucketArn}/${prefix}*`, keyArn], resource).toContain(resource);
+  }
+}
 
 /** The primary RDS instance (not a read replica). */
 export const primaryDb = (r: Recorded) => r.inputs.replicateSourceDb === undefined;
@@ -350,6 +371,90 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
     it("exports the capability table generated from the spec", () => {
       expect(run.outputs.capabilities!.value).toEqual(capabilities(spec));
       expect(run.outputs.capabilityTable!.value).toBe(capabilitiesMarkdown(capabilities(spec)));
+    });
+
+    it("provisions the backup bucket as children of one BackupBucket component", () => {
+      expect(spec.aws.backupBucket.enabled).toBe(true);
+      expect(run.all(T.backupBucket)).toHaveLength(1);
+      const bucket = run.one(T.bucket);
+      const parented = (r: Recorded) => (r.urn ?? "").split("::")[2]!.includes(`${T.backupBucket}$`);
+      expect(parented(bucket)).toBe(true);
+      for (const type of BUCKET_SETTINGS) {
+        const setting = run.one(type);
+        expect(setting.inputs.bucket, type).toBe(bucket.inputs.bucket);
+        expect(parented(setting), type).toBe(true);
+      }
+      expect(parented(run.one(T.iamPolicy, (p) => p.name.endsWith("-backups-access")))).toBe(true);
+    });
+
+    it("names the bucket after the stack and the account, keeps it on destroy, versioned, SSE-KMS with the stack's key, closed, ACLs off", () => {
+      const key = run.one(T.key, (k) => k.inputs.region === undefined);
+      const keyArn = `arn:aws:mock:us-east-1:123456789012:${key.name}`;
+      const bucket = run.one(T.bucket).inputs;
+      expect(bucket).toEqual({ bucket: `${spec.namePrefix}-backups-123456789012`, forceDestroy: false });
+      expect(run.one(T.bucketVersioning).inputs.versioningConfiguration).toEqual({ status: "Enabled" });
+      expect(run.one(T.bucketEncryption).inputs.rules).toEqual([
+        { applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms", kmsMasterKeyId: keyArn }, bucketKeyEnabled: true, blockedEncryptionTypes: ["SSE-C"] },
+      ]);
+      expect(run.one(T.bucketPublicAccess).inputs).toMatchObject({ blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+      expect(run.one(T.bucketOwnership).inputs.rule).toEqual({ objectOwnership: "BucketOwnerEnforced" });
+    });
+
+    it("denies requests without TLS and puts with another encryption or key in the bucket policy", () => {
+      const key = run.one(T.key, (k) => k.inputs.region === undefined);
+      const keyArn = `arn:aws:mock:us-east-1:123456789012:${key.name}`;
+      const arn = `arn:aws:s3:::${run.one(T.bucket).inputs.bucket}`;
+      const policy = JSON.parse(run.one(T.bucketPolicy).inputs.policy);
+      expect(policy.Statement).toEqual([
+        { Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: "s3:*", Resource: [arn, `${arn}/*`], Condition: { Bool: { "aws:SecureTransport": "false" } } },
+        { Sid: "DenyOtherEncryption", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: `${arn}/*`, Condition: { StringNotEqualsIfExists: { "s3:x-amz-server-side-encryption": "aws:kms" } } },
+        { Sid: "DenyOtherKey", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: `${arn}/*`, Condition: { StringNotEqualsIfExists: { "s3:x-amz-server-side-encryption-aws-kms-key-id": keyArn } } },
+      ]);
+    });
+
+    it("expires backups and WAL after max(keepDaily, 7 × keepWeekly, retentionDays) + 1 days, old versions and incomplete uploads everywhere", () => {
+      const b = spec.backup;
+      const days = Math.max(b.keepDaily, 7 * b.keepWeekly, b.retentionDays) + 1;
+      expect(days).toBe(29); // 7 daily, 4 weekly: 28 + 1
+      const env = `${spec.aws.backupBucket.prefix}/${spec.env}/`;
+      expect(run.one(T.bucketLifecycle).inputs.rules).toEqual([
+        { id: "expire-backups", status: "Enabled", filter: { prefix: `${env}backups/` }, expiration: { days } },
+        { id: "expire-wal", status: "Enabled", filter: { prefix: `${env}wal/` }, expiration: { days } },
+        {
+          id: "old-versions-and-uploads",
+          status: "Enabled",
+          filter: {},
+          expiration: { expiredObjectDeleteMarker: true },
+          noncurrentVersionExpiration: { noncurrentDays: 30 },
+          abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
+        },
+      ]);
+    });
+
+    it("gives whoever runs backups a least-privilege policy: the environment's prefix and the key through S3, nothing else", () => {
+      const key = run.one(T.key, (k) => k.inputs.region === undefined);
+      const keyArn = `arn:aws:mock:us-east-1:123456789012:${key.name}`;
+      const arn = `arn:aws:s3:::${run.one(T.bucket).inputs.bucket}`;
+      const access = run.one(T.iamPolicy, (p) => p.name.endsWith("-backups-access"));
+      expect(access.inputs.name).toBe(`${spec.namePrefix}-backup-access`);
+      const policy = JSON.parse(access.inputs.policy);
+      const prefix = `${spec.aws.backupBucket.prefix}/${spec.env}/`;
+      expect(policy.Statement).toEqual([
+        { Sid: "ListTheEnvironment", Effect: "Allow", Action: "s3:ListBucket", Resource: arn, Condition: { StringLike: { "s3:prefix": [`${prefix}*`] } } },
+        { Sid: "ObjectsOfTheEnvironment", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], Resource: `${arn}/${prefix}*` },
+        { Sid: "TheBucketKeyThroughS3", Effect: "Allow", Action: ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], Resource: keyArn, Condition: { StringEquals: { "kms:ViaService": `s3.${spec.aws.region}.amazonaws.com` } } },
+      ]);
+      expectLeastPrivilege(policy, arn, prefix, keyArn);
+    });
+
+    it("exports the bucket, its ARN, the repository URL for backup.repository and the policy ARN", () => {
+      const o = run.outputs;
+      const name = run.one(T.bucket).inputs.bucket as string;
+      const access = run.one(T.iamPolicy, (p) => p.name.endsWith("-backups-access"));
+      expect(o.backupBucketName).toEqual({ value: name, secret: false });
+      expect(o.backupBucketArn!.value).toBe(`arn:aws:s3:::${name}`);
+      expect(o.backupRepositoryUrl!.value).toBe(`s3://${name}/${spec.aws.backupBucket.prefix}`);
+      expect(o.backupPolicyArn!.value).toBe(`arn:aws:mock:us-east-1:123456789012:${access.name}`);
     });
 
     it("passes the policy pack", () => {

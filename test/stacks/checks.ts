@@ -13,6 +13,7 @@ import {
   validateLoopbackPorts,
   validateNoPublicDatabase,
   validateParametersMatchStackSpec,
+  stackHandlers,
 } from "../../policy/policies.js";
 import { MOCK_RDS_MASTER_PASSWORD, mockPassword, type Recorded, type Run } from "./harness.js";
 
@@ -72,8 +73,17 @@ export function violations(run: Run, r: Recorded): string[] {
   return found;
 }
 
+/** Violations the project's stack policies (the S3 bucket checks) report across a run. */
+export function stackViolations(run: Run): string[] {
+  const resources = run.resources.map((r) => ({ type: r.type, props: r.inputs, urn: r.urn ?? "", name: r.name }));
+  const found: string[] = [];
+  for (const [name, handler] of Object.entries(stackHandlers)) handler(resources, (message) => found.push(`${name}: ${message}`));
+  return found;
+}
+
 export function expectPoliciesPass(run: Run): void {
   expect(run.resources.flatMap((r) => violations(run, r))).toEqual([]);
+  expect(stackViolations(run)).toEqual([]);
 }
 
 /** The value of a container's envs entry `KEY=value`. */

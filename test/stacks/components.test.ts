@@ -116,6 +116,7 @@ describe("AwsDataStack's production keys", () => {
         iamAuth: { enabled: false },
         blueGreenUpdate: true,
         engineLifecycleSupport: "open-source-rds-extended-support",
+        backupBucket: { enabled: false },
       },
     });
     const run = await runComponents("staging", () => new AwsDataStack("t", { spec }));
@@ -130,6 +131,7 @@ describe("AwsDataStack's production keys", () => {
     expect(run.all("aws:ec2/flowLog:FlowLog")).toEqual([]);
     expect(run.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs.logDeliveryConfigurations).toEqual([]);
     expect(run.all("aws:iam/policy:Policy")).toEqual([]);
+    expect(run.resources.filter((r) => r.type.startsWith("aws:s3/"))).toEqual([]);
   });
 
   it("refuses bad production values with the key named", () => {

@@ -7,10 +7,17 @@ import { loadSpec } from "../../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../../lib/spec/render.js";
 import {
   policies,
+  stackHandlers,
   stackOfUrn,
+  stackPolicies,
   TYPES,
   validateAlarmActions,
   validateBackupRetention,
+  validateBucketKmsEncryption,
+  validateBucketLifecycle,
+  validateBucketPublicAccessBlock,
+  validateBucketTlsOnly,
+  validateBucketVersioning,
   validateCacheRbac,
   validateCustomerManagedKeys,
   validateEncryption,
@@ -20,7 +27,10 @@ import {
   validateParametersMatchSpec,
   validateParametersMatchStackSpec,
   type PolicyArgs,
+  type StackHandler,
+  type StackResourceArgs,
 } from "../../policy/policies.js";
+import { backupBucketPolicy, lifecycleRules } from "../../lib/aws/backup-bucket.js";
 
 type Handler = (args: PolicyArgs, report: (message: string) => void) => void;
 
@@ -193,5 +203,124 @@ describe("the pack", () => {
       ["enhanced-monitoring-in-prod", "mandatory"],
       ["elasticache-rbac", "mandatory"],
     ]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// S3 buckets: stack handlers, a bucket and its setting resources
+// ---------------------------------------------------------------------------------------------
+
+const BUCKET = "crypto-prediction-prod-backups-123456789012";
+const KEY = "arn:aws:kms:us-east-1:123456789012:key/abc";
+const res = (type: string, name: string, props: Record<string, unknown>): StackResourceArgs => ({ type, name, props, urn: `urn:pulumi:prod::crypto-prediction-infra::${type}::${name}` });
+const bucket = res(TYPES.s3Bucket, "b", { bucket: BUCKET });
+/** A bucket with every setting the stack gives it. */
+function goodBucket(): StackResourceArgs[] {
+  return [
+    bucket,
+    res(TYPES.s3Versioning, "v", { bucket: BUCKET, versioningConfiguration: { status: "Enabled" } }),
+    res(TYPES.s3Encryption, "e", { bucket: BUCKET, rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms", kmsMasterKeyId: KEY }, bucketKeyEnabled: true }] }),
+    res(TYPES.s3PublicAccessBlock, "p", { bucket: BUCKET, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true }),
+    res(TYPES.s3BucketPolicy, "bp", { bucket: BUCKET, policy: JSON.stringify(backupBucketPolicy(BUCKET, KEY)) }),
+    res(TYPES.s3Lifecycle, "l", { bucket: BUCKET, rules: lifecycleRules(loadSpec("prod")) }),
+  ];
+}
+function checkStack(handler: StackHandler, resources: StackResourceArgs[]): string[] {
+  const found: string[] = [];
+  handler(resources, (m) => found.push(m));
+  return found;
+}
+/** The good bucket with one setting replaced (or removed: props undefined). */
+function withSetting(type: string, props: Record<string, unknown> | undefined): StackResourceArgs[] {
+  const others = goodBucket().filter((r) => r.type !== type);
+  return props ? [...others, res(type, "x", { bucket: BUCKET, ...props })] : others;
+}
+
+describe("policy bucket-versioning", () => {
+  it("reports suspended versioning and a bucket without it; passes Enabled", () => {
+    expect(checkStack(validateBucketVersioning, goodBucket())).toEqual([]);
+    expect(checkStack(validateBucketVersioning, withSetting(TYPES.s3Versioning, { versioningConfiguration: { status: "Suspended" } }))).toEqual([expect.stringContaining("versioning is Suspended")]);
+    expect(checkStack(validateBucketVersioning, withSetting(TYPES.s3Versioning, undefined))).toEqual([expect.stringContaining(`bucket ${BUCKET} has no versioning`)]);
+  });
+
+  it("matches a setting to its bucket by dependency when the name is not known yet (preview), and counts the *V2 resources", () => {
+    const unnamed = { ...res(TYPES.s3Versioning, "v", { versioningConfiguration: { status: "Enabled" } }), propertyDependencies: { bucket: [{ urn: bucket.urn }] } };
+    expect(checkStack(validateBucketVersioning, [bucket, unnamed])).toEqual([]);
+    const other = res(TYPES.s3Versioning, "v", { bucket: "another-bucket", versioningConfiguration: { status: "Enabled" } });
+    expect(checkStack(validateBucketVersioning, [bucket, other])).toHaveLength(1);
+    expect(checkStack(validateBucketVersioning, [bucket, res("aws:s3/bucketVersioningV2:BucketVersioningV2", "v2", { bucket: BUCKET, versioningConfiguration: { status: "Enabled" } })])).toEqual([]);
+  });
+});
+
+describe("policy bucket-kms-encryption", () => {
+  it("reports SSE-S3, the AWS-managed key, no key and a bucket without default encryption; passes SSE-KMS with the stack's key", () => {
+    expect(checkStack(validateBucketKmsEncryption, goodBucket())).toEqual([]);
+    const rule = (d: Record<string, unknown>) => ({ rules: [{ applyServerSideEncryptionByDefault: d }] });
+    expect(checkStack(validateBucketKmsEncryption, withSetting(TYPES.s3Encryption, rule({ sseAlgorithm: "AES256" })))).toEqual([expect.stringContaining("use sseAlgorithm aws:kms")]);
+    expect(checkStack(validateBucketKmsEncryption, withSetting(TYPES.s3Encryption, rule({ sseAlgorithm: "aws:kms", kmsMasterKeyId: "alias/aws/s3" })))).toEqual([expect.stringContaining("AWS-managed key")]);
+    expect(checkStack(validateBucketKmsEncryption, withSetting(TYPES.s3Encryption, rule({ sseAlgorithm: "aws:kms", kmsMasterKeyId: "arn:aws:kms:us-east-1:1:alias/aws/s3" })))).toHaveLength(1);
+    expect(checkStack(validateBucketKmsEncryption, withSetting(TYPES.s3Encryption, rule({ sseAlgorithm: "aws:kms" })))).toHaveLength(1);
+    expect(checkStack(validateBucketKmsEncryption, withSetting(TYPES.s3Encryption, undefined))).toEqual([expect.stringContaining("has no default encryption")]);
+  });
+});
+
+describe("policy bucket-public-access-blocked", () => {
+  it("reports each public access setting that is off and a bucket without the block; passes all four on", () => {
+    expect(checkStack(validateBucketPublicAccessBlock, goodBucket())).toEqual([]);
+    expect(checkStack(validateBucketPublicAccessBlock, withSetting(TYPES.s3PublicAccessBlock, { blockPublicAcls: true, blockPublicPolicy: false, ignorePublicAcls: true }))).toEqual([
+      expect.stringContaining("blockPublicPolicy is not true"),
+      expect.stringContaining("restrictPublicBuckets is not true"),
+    ]);
+    expect(checkStack(validateBucketPublicAccessBlock, withSetting(TYPES.s3PublicAccessBlock, undefined))).toEqual([expect.stringContaining("has no public access block")]);
+  });
+});
+
+describe("policy bucket-tls-only", () => {
+  const arn = `arn:aws:s3:::${BUCKET}`;
+  const deny = (over: Record<string, unknown>) => ({ policy: { Version: "2012-10-17", Statement: [{ Effect: "Deny", Principal: "*", Action: "s3:*", Resource: [arn, `${arn}/*`], Condition: { Bool: { "aws:SecureTransport": "false" } }, ...over }] } });
+  it("passes the stack's policy (a JSON string) and the statement as an object", () => {
+    expect(checkStack(validateBucketTlsOnly, goodBucket())).toEqual([]);
+    expect(checkStack(validateBucketTlsOnly, withSetting(TYPES.s3BucketPolicy, deny({})))).toEqual([]);
+  });
+
+  it("reports a policy without the TLS deny, one that covers only the objects or only some actions, an Allow, and a bucket without a policy", () => {
+    for (const bad of [{ Condition: undefined }, { Resource: `${arn}/*` }, { Action: "s3:GetObject" }, { Effect: "Allow" }, { Principal: { AWS: "arn:aws:iam::1:root" } }]) {
+      expect(checkStack(validateBucketTlsOnly, withSetting(TYPES.s3BucketPolicy, deny(bad))), JSON.stringify(bad)).toEqual([expect.stringContaining("without TLS are allowed")]);
+    }
+    expect(checkStack(validateBucketTlsOnly, withSetting(TYPES.s3BucketPolicy, { policy: "not json" }))).toEqual([expect.stringContaining("not a policy document")]);
+    expect(checkStack(validateBucketTlsOnly, withSetting(TYPES.s3BucketPolicy, undefined))).toEqual([expect.stringContaining("has no bucket policy")]);
+  });
+});
+
+describe("policy bucket-lifecycle", () => {
+  it("reports rules that expire nothing or keep incomplete uploads, disabled rules and a bucket without a lifecycle; passes the stack's rules", () => {
+    expect(checkStack(validateBucketLifecycle, goodBucket())).toEqual([]);
+    expect(checkStack(validateBucketLifecycle, withSetting(TYPES.s3Lifecycle, { rules: [{ id: "a", status: "Enabled", abortIncompleteMultipartUpload: { daysAfterInitiation: 1 } }] }))).toEqual([
+      expect.stringContaining("storage grows forever"),
+    ]);
+    expect(checkStack(validateBucketLifecycle, withSetting(TYPES.s3Lifecycle, { rules: [{ id: "a", status: "Enabled", expiration: { days: 30 } }] }))).toEqual([
+      expect.stringContaining("incomplete multipart uploads"),
+    ]);
+    const disabled = lifecycleRules(loadSpec("prod")).map((r) => ({ ...r, status: "Disabled" }));
+    expect(checkStack(validateBucketLifecycle, withSetting(TYPES.s3Lifecycle, { rules: disabled }))).toHaveLength(2);
+    expect(checkStack(validateBucketLifecycle, withSetting(TYPES.s3Lifecycle, undefined))).toEqual([expect.stringContaining("has no lifecycle configuration")]);
+  });
+});
+
+describe("the pack's stack policies", () => {
+  it("are the five bucket policies, mandatory, each calling its handler with the stack's resources", () => {
+    expect(stackPolicies.map((p) => [p.name, p.enforcementLevel])).toEqual([
+      ["bucket-versioning", "mandatory"],
+      ["bucket-kms-encryption", "mandatory"],
+      ["bucket-public-access-blocked", "mandatory"],
+      ["bucket-tls-only", "mandatory"],
+      ["bucket-lifecycle", "mandatory"],
+    ]);
+    for (const p of stackPolicies) {
+      const found: string[] = [];
+      void p.validateStack({ resources: [bucket], stackTags: new Map(), notApplicable: () => { throw new Error("n/a"); } } as never, (m: string) => found.push(m));
+      expect(found, p.name).toHaveLength(1);
+      expect(checkStack(stackHandlers[p.name]!, [bucket])).toEqual(found);
+    }
   });
 });

@@ -1,0 +1,109 @@
+/**
+ * The backup bucket of the toolkit's S3 repository (logical dumps, base backups, WAL, Redis RDB
+ * copied off the machine): versioned, SSE-KMS with the stack's customer-managed key and bucket
+ * keys, every public access blocked, ACLs off (BucketOwnerEnforced), a bucket policy that denies
+ * requests without TLS and puts with another encryption or key, the lifecycle of
+ * lib/aws/backup-bucket.ts, optional access logs; and a managed IAM policy for whoever runs
+ * backups (this environment's prefix and the key only). With aws.backupBucket.bucketName the
+ * bucket exists already: only the policy is made.
+ */
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { backupAccessPolicy, backupBucketName, backupBucketPolicy, bucketArn, environmentPrefix, lifecycleRules, repositoryUrl } from "../lib/aws/backup-bucket.js";
+import { resourceName } from "../lib/docker/containers.js";
+import type { Spec } from "../lib/spec/schema.js";
+
+export interface BackupBucketArgs {
+  /** The environment's spec: aws.backupBucket.*, backup.keepDaily/keepWeekly/retentionDays, namePrefix, env. */
+  spec: Spec;
+  /**
+   * The stack's customer-managed key (aws-key.ts): the bucket's default encryption, the key its
+   * policy requires and the one the IAM policy grants. aws.backupBucket.kmsKeyArn, when set, is
+   * used instead (the key of an existing bucket).
+   */
+  kmsKeyArn: pulumi.Input<string>;
+}
+
+/** The S3 backup repository's bucket and its access policy. */
+export class BackupBucket extends pulumi.ComponentResource {
+  /** Created unless aws.backupBucket.bucketName names an existing bucket. */
+  readonly bucket?: aws.s3.Bucket;
+  readonly versioning?: aws.s3.BucketVersioning;
+  readonly encryption?: aws.s3.BucketServerSideEncryptionConfiguration;
+  readonly publicAccessBlock?: aws.s3.BucketPublicAccessBlock;
+  readonly ownershipControls?: aws.s3.BucketOwnershipControls;
+  readonly bucketPolicy?: aws.s3.BucketPolicy;
+  readonly lifecycle?: aws.s3.BucketLifecycleConfiguration;
+  readonly logging?: aws.s3.BucketLogging;
+  /** Least privilege for whoever runs backups of this environment. */
+  readonly accessPolicy: aws.iam.Policy;
+
+  readonly bucketName: pulumi.Output<string>;
+  readonly bucketArn: pulumi.Output<string>;
+  /** `s3://<bucket>/<prefix>`: the value of `backup.repository`. */
+  readonly repositoryUrl: pulumi.Output<string>;
+  readonly policyArn: pulumi.Output<string>;
+
+  constructor(name: string, args: BackupBucketArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("crypto-prediction-infra:aws:BackupBucket", name, {}, opts);
+    const { spec } = args;
+    const b = spec.aws.backupBucket;
+    const child = { parent: this };
+    const keyArn = pulumi.output(b.kmsKeyArn ?? args.kmsKeyArn);
+
+    if (b.bucketName) {
+      this.bucketName = pulumi.output(b.bucketName);
+    } else {
+      // The name is known at preview (the account id comes from an invoke), so are the policies built from it.
+      const account = aws.getCallerIdentityOutput({}, child).accountId;
+      const bucketName = account.apply((id) => backupBucketName(spec, id));
+      this.bucket = new aws.s3.Bucket(`${name}-bucket`, { bucket: bucketName, forceDestroy: b.forceDestroy }, child);
+      const bucket = this.bucket.bucket;
+      this.bucketName = bucket;
+      // Later settings wait for the public access block: a policy put while S3 still evaluates public access can be refused.
+      this.publicAccessBlock = new aws.s3.BucketPublicAccessBlock(
+        `${name}-public-access`,
+        { bucket, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true },
+        child,
+      );
+      this.ownershipControls = new aws.s3.BucketOwnershipControls(`${name}-ownership`, { bucket, rule: { objectOwnership: "BucketOwnerEnforced" } }, child);
+      this.versioning = new aws.s3.BucketVersioning(`${name}-versioning`, { bucket, versioningConfiguration: { status: "Enabled" } }, child);
+      this.encryption = new aws.s3.BucketServerSideEncryptionConfiguration(
+        `${name}-encryption`,
+        {
+          bucket,
+          rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms", kmsMasterKeyId: keyArn }, bucketKeyEnabled: true, blockedEncryptionTypes: ["SSE-C"] }],
+        },
+        child,
+      );
+      this.bucketPolicy = new aws.s3.BucketPolicy(
+        `${name}-policy`,
+        { bucket, policy: pulumi.all([bucket, keyArn]).apply(([n, k]) => JSON.stringify(backupBucketPolicy(n, k))) },
+        { ...child, dependsOn: [this.publicAccessBlock] },
+      );
+      // Expiry needs versioning in place to keep the noncurrent versions it expires later.
+      this.lifecycle = new aws.s3.BucketLifecycleConfiguration(`${name}-lifecycle`, { bucket, rules: lifecycleRules(spec) }, { ...child, dependsOn: [this.versioning] });
+      if (b.accessLogBucket) {
+        this.logging = new aws.s3.BucketLogging(`${name}-logging`, { bucket, targetBucket: b.accessLogBucket, targetPrefix: pulumi.interpolate`${bucket}/` }, child);
+      }
+    }
+    this.bucketArn = this.bucketName.apply(bucketArn);
+    this.repositoryUrl = this.bucketName.apply((n) => repositoryUrl(n, spec));
+
+    this.accessPolicy = new aws.iam.Policy(
+      `${name}-access`,
+      {
+        name: resourceName(spec, "backup-access"),
+        description: `Backups of ${spec.env}: objects under ${environmentPrefix(spec)} of the backup bucket, and its key through S3`,
+        policy: pulumi.all([this.bucketName, keyArn]).apply(([n, k]) => JSON.stringify(backupAccessPolicy(spec, n, k))),
+      },
+      child,
+    );
+    this.policyArn = this.accessPolicy.arn;
+    if (b.roleName) {
+      new aws.iam.RolePolicyAttachment(`${name}-access-role`, { role: b.roleName, policyArn: this.accessPolicy.arn }, child);
+    }
+
+    this.registerOutputs({ bucketName: this.bucketName, bucketArn: this.bucketArn, repositoryUrl: this.repositoryUrl, policyArn: this.policyArn });
+  }
+}
