@@ -258,7 +258,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
   }, 60_000);
 });
 
-describeDocker("S3 repository: logical backups (pg_dump 16 from the offline image)", () => {
+describeDocker("S3 repository: logical backups (pg_dump from the offline image, plain SQL as the guide makes it)", () => {
   let s3: StartedS3;
   let env: StartedEmbeddedEnvironment;
   const cli = (name: string, args: string[]) => runCli(name, args, { env: s3.env, timeoutMs: 180_000 });
@@ -276,7 +276,7 @@ describeDocker("S3 repository: logical backups (pg_dump 16 from the offline imag
 
   it("round trip through the bucket: backup, damage, restore --from latest gives back every row and key; --check verifies; a replaced object is refused", async () => {
     const original = await fingerprint(env.connections);
-    const made = await cli("backup", ["--env", env.env, "--format", "custom", "--json"]);
+    const made = await cli("backup", ["--env", env.env, "--format", "sql", "--json"]);
     expect(made.code, made.stderr).toBe(0);
     const id = made.json.manifest.id as string;
     expect(made.json.location).toBe(`s3://${s3.bucket}/${PREFIX}/${env.env}/backups/${id}/`);
