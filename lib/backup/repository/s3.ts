@@ -27,6 +27,8 @@ export class S3Repository implements BackupRepository {
   constructor(readonly spec: S3RepositorySpec) {
     ({ bucket: this.bucket, prefix: this.prefix } = parseS3Url(spec.url));
     const endpoint = spec.endpoint ?? process.env.AWS_ENDPOINT_URL_S3;
+    // The SDK warns on every run under Node 20 about releases of 2027; the commands' stderr is for findings.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
     this.client = new S3Client({
       region: spec.region,
       ...(spec.endpoint ? { endpoint: spec.endpoint } : {}),
