@@ -34,7 +34,7 @@ await runCommand({
     from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom; with a bucket (backup.repository): a backup id, or latest" },
     to: { type: "string", help: "recover to TIME (ISO-8601, e.g. 2026-12-03T08:00:00Z) or latest" },
     "to-lsn": { type: "string", help: "recover to a WAL position (e.g. 0/3000028) instead of a time" },
-    out: { type: "string", help: "with --to: the backup folder's parent holding the base backups (default: <backup.dir>/<env>)" },
+    out: { type: "string", help: "with --to: the backup folder's parent holding the base backups (default: <backup.dir>/<env>; with a bucket: the bucket, unless --out names a local folder)" },
     table: { type: "string", help: "replace only this table's rows (one transaction; the rest is untouched)" },
     yes: { type: "boolean", help: "replace data that is there (refused without it)" },
     jobs: { type: "string", help: "pg_restore --jobs for a custom archive (default 2); a plain SQL dump is one psql stream" },
