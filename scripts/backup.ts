@@ -94,6 +94,7 @@ await runCommand({
         ...l.physical.map((b) => `  ${b.id.padEnd(40)} ends ${b.stopTime}  timeline ${b.timeline}  ${humanBytes(b.bytes).padStart(9)}  ${b.location}`),
         ...l.incomplete.map((i) => `  incomplete (no manifest: an upload that did not finish): ${i.id}, ${i.objects} object(s); --prune removes it`),
         ...l.unrecognised.map((u) => `  ? ${u.location}: ${u.why}`),
+        ...l.localOnly.map((d) => `  not in the bucket (kept here after a failed upload): ${d}`),
         l.window ? `restorable window: ${l.window.earliest} to ${l.window.latest} (npm run restore -- --env ${env} --to TIME|latest)` : `restorable window: none yet`,
       ];
       return { data: l, human: human.join("\n") };

@@ -10,7 +10,7 @@
  */
 import "./support/docker.js";
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, utimesSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, utimesSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -80,6 +80,8 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     env = await bucketEnvironment(s3).start();
   }, 120_000);
   afterAll(async () => {
+    // The environment's backup root in the project held only staging folders (the backups are in the bucket).
+    if (env) rmSync(path.join(PROJECT_DIR, env.spec.backup.dir, env.env), { recursive: true, force: true });
     await env?.destroy();
     await s3?.destroy();
   });
@@ -126,6 +128,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.json.physical.map((b: { id: string }) => b.id)).toEqual([base.id]);
     expect(listed.json.incomplete).toEqual([]);
+    expect(listed.json.localOnly).toEqual([]);
   }, 240_000);
 
   it("restore --to a time between two batches brings back exactly the first, --to latest both, and Redis from the backup", async () => {
@@ -214,6 +217,10 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
       const switched = await withPg(env.connections.postgresConfig("admin"), async (c) => (await c.query("SELECT pg_walfile_name(pg_switch_wal()) AS f")).rows[0].f as string);
       for (let i = 0; i < 300 && !localSegments().includes(switched); i++) await sleep(100);
       expect(localSegments()).toContain(switched);
+      // A backup made during the outage stays here, whole, and the bucket gets no manifest for it.
+      const kept = await cli("backup", ["--env", env.env, "--physical", "--json"]);
+      expect(kept.code, kept.stderr).toBe(2);
+      expect(kept.stderr).toMatch(/the backup is kept at \S+-base/);
       const failed = await cli("backup", ["--env", env.env, "--push-wal", "--json"]);
       expect(failed.code, failed.stderr).toBe(2);
       expect(failed.stderr).toMatch(/stays in .* nothing is lost/);
@@ -235,6 +242,10 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(localSegments()).toEqual([]);
     const verify = await cli("verify", ["--env", env.env, "--check", "db", "--json"]);
     expect(verify.json.checks.find((c: { id: string }) => c.id === "db.archive.push").status).toBe("ok");
+    const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
+    expect(listed.json.localOnly).toHaveLength(1);
+    expect(listed.json.physical).toHaveLength(1);
+    rmSync(listed.json.localOnly[0], { recursive: true, force: true });
 
     const latest = await restore(["--to", "latest"]);
     expect(latest.code, latest.stderr).toBe(0);
@@ -270,6 +281,8 @@ describeDocker("S3 repository: logical backups (pg_dump from the offline image, 
     await seedSample(env.connections);
   }, 180_000);
   afterAll(async () => {
+    // The environment's backup root in the project held only staging folders (the backups are in the bucket).
+    if (env) rmSync(path.join(PROJECT_DIR, env.spec.backup.dir, env.env), { recursive: true, force: true });
     await env?.destroy();
     await s3?.destroy();
   });

@@ -14,6 +14,7 @@ import { CliError, EXIT } from "../../cli.js";
 import { specOf } from "../../env/environment.js";
 import { onTermination } from "../../signals.js";
 import { backupRoot } from "../backup.js";
+import { listBackupDirs } from "../files.js";
 import { restoreEnvironment, type RestoreOptions, type RestoreReport } from "../restore.js";
 import { verifyBackup, type VerifiedBackup } from "../verify.js";
 import { archiveDirOf } from "../physical/catalog.js";
@@ -187,6 +188,8 @@ export interface RepositoryListing {
   unrecognised: { id: string; location: string; why: string }[];
   wal: { objects: number; bytes: number; backlog: ReturnType<typeof walBacklog> };
   window?: { earliest: string; latest: string };
+  /** Backup folders still here: an upload that failed keeps the local copy (it is not in the bucket). */
+  localOnly: string[];
 }
 
 /** `backup --list` with a bucket: complete backups (manifest there), incomplete ones, the WAL and the restorable window. */
@@ -223,6 +226,7 @@ export async function listRepository(repo: BackupRepository, env: string): Promi
     unrecognised: listing.unrecognised,
     wal: { objects: walObjects.length, bytes: walObjects.reduce((n, o) => n + o.bytes, 0), backlog: archive ? walBacklog(archive.dir) : { segments: 0, bytes: 0 } },
     window,
+    localOnly: listBackupDirs(backupRoot(specOf(env), env)).complete,
   };
 }
 
