@@ -10,6 +10,7 @@
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException, type StorageClass } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { Readable } from "node:stream";
+import { onTermination } from "../../signals.js";
 import type { S3RepositorySpec } from "../../spec/schema.js";
 import { RepositoryObjectError, verifyingStream, type BackupRepository, type ObjectHead, type ObjectInfo, type PutOptions } from "./repository.js";
 
@@ -76,10 +77,15 @@ export class S3Repository implements BackupRepository {
     });
     // A source that fails (or hashes wrong) aborts the upload; a complete object of other bytes is deleted.
     body.once("error", (e) => check.destroy(e));
+    // Told to stop: the multipart upload is aborted, so its parts are not left in the bucket (a kill -9
+    // leaves them invisible to listings: the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them).
+    const unregister = onTermination(`abort the upload of ${this.locate(key)}`, () => upload.abort());
     try {
       await upload.done();
     } catch (error) {
       throw this.explain(error, key, "upload");
+    } finally {
+      unregister();
     }
     const digest = check.digest();
     if (digest.sha256 !== options.sha256) {
