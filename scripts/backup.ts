@@ -63,7 +63,7 @@ await runCommand({
       throw new CliError(`--table and --level make a backup; they do not go with --${modes[0]}`, EXIT.USAGE);
     }
 
-    const repo = isAwsEnvironment(env) ? undefined : openRepository(specOf(env));
+    const repo = isAwsEnvironment(env) ? undefined : await openRepository(specOf(env));
     if (ctx.flags["push-wal"] && !repo) throw new CliError(`--push-wal: '${env}' keeps its WAL archive here (backup.repository is local); there is no bucket to push to`, EXIT.USAGE, 'set backup.repository to { url: "s3://bucket/prefix", region } in the stack file');
     if (ctx.flags.schedule) {
       const line = scheduleLine(specOf(env), env, { out: ctx.flags.out });
@@ -192,7 +192,7 @@ function withoutCandidates(message: string): string {
   return message.split("; tried ")[0]!;
 }
 
-async function physicalBackup(env: string, ctx: { flags: { out?: string }; log: (m: string) => void; progress: (m: string) => void }, instead?: string, repo?: ReturnType<typeof openRepository>) {
+async function physicalBackup(env: string, ctx: { flags: { out?: string }; log: (m: string) => void; progress: (m: string) => void }, instead?: string, repo?: Awaited<ReturnType<typeof openRepository>>) {
   const { dir, manifest } = await takeBaseBackup(localEnvironment(env), { out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
   const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0);
   if (repo) {

@@ -61,7 +61,7 @@ await runCommand({
     if (ctx.flags.to !== undefined || ctx.flags["to-lsn"] !== undefined) {
       if (ctx.flags.from !== undefined || ctx.flags.table !== undefined || ctx.flags.check) throw new CliError("--to/--to-lsn recover the whole environment from its base backups and WAL archive; they do not go with --from, --table or --check", EXIT.USAGE);
       const target = parseRecoveryTarget(ctx.flags.to, ctx.flags["to-lsn"]);
-      const repo = openRepository(specOf(ctx.flags.env ?? "dev"));
+      const repo = await openRepository(specOf(ctx.flags.env ?? "dev"));
       if (repo && ctx.flags.out === undefined) {
         if (!ctx.flags.yes) throw new CliError(`restore --to replaces the live data of '${ctx.flags.env ?? "dev"}' (after checking and recovering it beside the live one)`, EXIT.USAGE, "add --yes to confirm");
         const report = await recoverFromRepository(repo, ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, log: ctx.log, progress: ctx.progress });
@@ -71,7 +71,7 @@ await runCommand({
       return { data: { ok: true, ...report }, human: describeRecovery(report) };
     }
     if (!ctx.flags.from) throw new CliError("--from is required: a backup folder or a dump file (or --to TIME|latest for point-in-time recovery)", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
-    const repo = openRepository(specOf(ctx.flags.env ?? "dev"));
+    const repo = await openRepository(specOf(ctx.flags.env ?? "dev"));
     if (repo && !existsSync(path.resolve(ctx.flags.from))) {
       // Not a folder or file here: a backup id (or latest) in the bucket.
       const jobs = ctx.flags.check ? 2 : ctx.intFlag("jobs", 2, 1, 16);

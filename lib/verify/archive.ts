@@ -257,7 +257,7 @@ export async function freshnessOf(target: Target, spec: Spec): Promise<Assessmen
   try {
     const { listPhysical } = await import("../backup/physical/catalog.js");
     const { openRepository } = await import("../backup/repository/index.js");
-    const repo = openRepository(spec);
+    const repo = await openRepository(spec);
     // With a bucket the base backups are there (the local copies are removed once uploaded).
     const newest = repo ? await newestRemoteBase(repo, target.env) : listPhysical(target.env).backups.at(-1);
     return assessFreshness(newest && { id: newest.id, at: newest.stopTime }, spec, openEnvironment(target.env).record.createdAt);
@@ -313,7 +313,7 @@ async function newestRemoteBase(repo: import("../backup/repository/repository.js
 export async function walPushAssessment(target: Target, spec: Spec): Promise<{ status: AssessmentStatus; detail: string; hint?: string; threshold: string } | undefined> {
   if (target.kind === "urls" || !spec.backup.archive.enabled) return undefined;
   const { openRepository } = await import("../backup/repository/index.js");
-  const repo = openRepository(spec);
+  const repo = await openRepository(spec);
   if (!repo) return undefined;
   const { archiveDirOf } = await import("../backup/physical/catalog.js");
   const { walBacklog } = await import("../backup/repository/wal.js");

@@ -21,8 +21,7 @@ import { archiveDirOf } from "../physical/catalog.js";
 import { recoverTo, RecoveryCheckError, type RecoveryOptions, type RecoveryReport, type RecoveryTarget } from "../physical/recover.js";
 import { parseSegmentName, readArchive } from "../physical/wal.js";
 import { downloadBackup, entryOf, latestLogical, listRemoteBackups, pruneRemote, uploadBackup, type UploadReport } from "./backups.js";
-import { repositoryKeys, RepositoryObjectError, type BackupRepository } from "./repository.js";
-import { RepositoryUnavailableError } from "./s3.js";
+import { repositoryKeys, RepositoryObjectError, RepositoryUnavailableError, type BackupRepository } from "./repository.js";
 import { fetchWal, pushWal, walBacklog, type PushReport } from "./wal.js";
 
 /** A repository error as the CLI reports it: a bad or missing object is a finding (1), an unreachable bucket could not run (2). */

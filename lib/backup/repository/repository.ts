@@ -52,6 +52,17 @@ export class RepositoryObjectError extends Error {
   }
 }
 
+/** The bucket could not be reached or refused the request (not a finding about an object's content). */
+export class RepositoryUnavailableError extends Error {
+  constructor(
+    readonly location: string,
+    problem: string,
+  ) {
+    super(`${location}: ${problem}`);
+    this.name = "RepositoryUnavailableError";
+  }
+}
+
 /** A pass-through that hashes what streams and, at the end, fails when the digest is not `expected`. */
 export function verifyingStream(location: string, expected: string[]): Transform & { digest(): { bytes: number; sha256: string } } {
   const hash = createHash("sha256");

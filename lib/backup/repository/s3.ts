@@ -12,7 +12,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { Readable } from "node:stream";
 import { onTermination } from "../../signals.js";
 import type { S3RepositorySpec } from "../../spec/schema.js";
-import { RepositoryObjectError, verifyingStream, type BackupRepository, type ObjectHead, type ObjectInfo, type PutOptions } from "./repository.js";
+import { RepositoryObjectError, RepositoryUnavailableError, verifyingStream, type BackupRepository, type ObjectHead, type ObjectInfo, type PutOptions } from "./repository.js";
 
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([^/]+)(\/.*)?$/.exec(url);
@@ -62,8 +62,9 @@ export class S3Repository implements BackupRepository {
     const check = verifyingStream(`${this.locate(key)} (upload)`, [options.sha256]);
     const upload = new Upload({
       client: this.client,
+      // Two 5 MiB parts in flight (S3's smallest part): the memory a stream of any size needs.
       queueSize: 2,
-      partSize: 8 * 1024 * 1024,
+      partSize: 5 * 1024 * 1024,
       leavePartsOnError: false,
       params: {
         Bucket: this.bucket,
@@ -162,16 +163,6 @@ export class S3Repository implements BackupRepository {
   }
 }
 
-/** The bucket could not be reached or refused the request (not a finding about an object's content). */
-export class RepositoryUnavailableError extends Error {
-  constructor(
-    readonly location: string,
-    problem: string,
-  ) {
-    super(`${location}: ${problem}`);
-    this.name = "RepositoryUnavailableError";
-  }
-}
 
 function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
