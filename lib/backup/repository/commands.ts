@@ -125,7 +125,7 @@ export async function restoreFromRepository(repo: BackupRepository, options: Res
   }
 }
 
-/** `restore --to TIME|latest` against the bucket. */
+/** `restore --to TIME|latest` against the bucket: only the WAL from the chosen base backup's start is downloaded. */
 export async function recoverFromRepository(repo: BackupRepository, env: string, target: RecoveryTarget, opts: RecoveryOptions): Promise<RecoveryReport & { repository: string; walFetched: number }> {
   const archiveDir = archiveDirOf(env);
   // What is archived here goes up first: the bucket then holds everything up to now.
@@ -143,7 +143,11 @@ export async function recoverFromRepository(repo: BackupRepository, env: string,
       const bases = listing.backups.filter((b) => b.kind === "physical");
       if (!bases.length) throw new CliError(`no base backup of '${env}' in ${repo.describe()}`, EXIT.ERROR, `make one: npm run backup -- --env ${env} --physical`);
       for (const b of bases) await downloadBackup(repo, env, b.id, path.join(staging.dir, b.id), opts.progress, "manifest");
-      oldestStart = bases.map((b) => b.physical!.postgres.startWal).sort((a, b) => Number(parseSegmentName(a)!.segno - parseSegmentName(b)!.segno))[0];
+      // The WAL from the start of the base backup the recovery will choose (the newest that ends
+      // before the target, as recoverTo picks it); a target by LSN may need any: from the oldest.
+      const byEnd = [...bases].sort((x, y) => x.physical!.postgres.stopTime.localeCompare(y.physical!.postgres.stopTime));
+      const chosen = target.latest ? byEnd.at(-1) : target.time ? (byEnd.filter((b) => Date.parse(b.physical!.postgres.stopTime) <= target.time!.getTime()).at(-1) ?? byEnd[0]) : undefined;
+      oldestStart = chosen?.physical!.postgres.startWal ?? bases.map((b) => b.physical!.postgres.startWal).sort((x, y) => Number(parseSegmentName(x)!.segno - parseSegmentName(y)!.segno))[0];
     } catch (error) {
       throw repositoryCliError(error);
     }
