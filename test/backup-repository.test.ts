@@ -67,7 +67,8 @@ describe.each(["folder", "s3"] as const)("%s repository", (kind) => {
     const big = randomBytes(9 * 1024 * 1024 + 17); // more than one multipart part
     const small = Buffer.from("manifest\n");
     expect(await repo.put("dev/backups/1/base.tar.zst", readableOf(big), { sha256: sha(big) })).toEqual({ bytes: big.length, sha256: sha(big) });
-    await repo.put("dev/backups/1/manifest.json", readableOf(small), { sha256: sha(small), metadata: { "archived-at": "2026-01-01T00:00:00.000Z" } });
+    // Size known: one streamed request (a bucket's PutObject); unknown: multipart.
+    await repo.put("dev/backups/1/manifest.json", readableOf(small), { sha256: sha(small), bytes: small.length, metadata: { "archived-at": "2026-01-01T00:00:00.000Z" } });
     const head = await repo.head("dev/backups/1/manifest.json");
     expect(head).toMatchObject({ bytes: small.length, sha256: sha(small), metadata: { "archived-at": "2026-01-01T00:00:00.000Z" } });
     expect(await repo.head("dev/backups/1/none")).toBeUndefined();
@@ -84,6 +85,7 @@ describe.each(["folder", "s3"] as const)("%s repository", (kind) => {
   it("refuses an upload whose bytes are not the SHA-256 it was given, and stores nothing", async () => {
     const data = Buffer.from("the real bytes");
     await expect(repo.put("dev/wal/x", readableOf(data), { sha256: sha(Buffer.from("other")) })).rejects.toThrow(/SHA-256 mismatch|hash to/);
+    await expect(repo.put("dev/wal/x", readableOf(data), { sha256: sha(Buffer.from("other")), bytes: data.length })).rejects.toThrow(/SHA-256 mismatch|hash to/);
     expect(await repo.head("dev/wal/x")).toBeUndefined();
   });
 

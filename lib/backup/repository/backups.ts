@@ -41,7 +41,7 @@ export async function uploadBackup(repo: BackupRepository, env: string, dir: str
   for (const f of [...manifest.files, { ...(await hashFile(path.join(dir, manifestName))), name: manifestName }]) {
     const key = repositoryKeys.backupFile(env, id, f.name);
     progress?.(`backup: uploading ${f.name} (${(f.bytes / 1048576).toFixed(1)} MiB) to ${repo.locate(key)}`);
-    await repo.put(key, createReadStream(path.join(dir, f.name)), { sha256: f.sha256, ...(uploader ? { metadata: { uploader } } : {}) });
+    await repo.put(key, createReadStream(path.join(dir, f.name)), { sha256: f.sha256, bytes: f.bytes, ...(uploader ? { metadata: { uploader } } : {}) });
     const head = await repo.head(key);
     if (!head || head.sha256 !== f.sha256 || head.bytes !== f.bytes) throw new RepositoryObjectError(repo.locate(key), `not confirmed after upload (HEAD: ${head ? `${head.bytes} bytes, sha256 ${head.sha256 ?? "none"}` : "no such object"})`);
     uploaded.push({ name: f.name, bytes: f.bytes, sha256: f.sha256 });

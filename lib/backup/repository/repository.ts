@@ -11,6 +11,8 @@ import { Transform, type Readable } from "node:stream";
 export interface PutOptions {
   /** SHA-256 of the content, known beforehand (the manifest's, or hashFile's): the upload is checked against it. */
   sha256: string;
+  /** The size, when known (a file): a bucket then takes it in one streamed request, with no part buffers. */
+  bytes?: number;
   /** Extra object metadata (never a secret): e.g. archived-at of a WAL segment. */
   metadata?: Record<string, string>;
 }

@@ -7,12 +7,15 @@
  * role); AWS_ENDPOINT_URL_S3 is honoured by the SDK. The SDK's own CRC checksums are off
  * (WHEN_REQUIRED): S3-compatible servers vary in supporting them, and the SHA-256 covers it.
  */
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException, type StorageClass } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException, type StorageClass } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { Readable } from "node:stream";
 import { onTermination } from "../../signals.js";
 import type { S3RepositorySpec } from "../../spec/schema.js";
 import { RepositoryObjectError, RepositoryUnavailableError, verifyingStream, type BackupRepository, type ObjectHead, type ObjectInfo, type PutOptions } from "./repository.js";
+
+/** Up to this size a file of known size goes in one PutObject (S3 takes up to 5 GiB so; larger ones are multipart). */
+const SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024;
 
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([^/]+)(\/.*)?$/.exec(url);
@@ -60,21 +63,49 @@ export class S3Repository implements BackupRepository {
 
   async put(key: string, body: Readable, options: PutOptions): Promise<{ bytes: number; sha256: string }> {
     const check = verifyingStream(`${this.locate(key)} (upload)`, [options.sha256]);
+    const params = {
+      Bucket: this.bucket,
+      Key: this.fullKey(key),
+      StorageClass: this.spec.storageClass as StorageClass,
+      ServerSideEncryption: this.spec.sse,
+      ...(this.spec.kmsKeyId ? { SSEKMSKeyId: this.spec.kmsKeyId } : {}),
+      Metadata: { ...options.metadata, sha256: options.sha256 },
+    };
+    if (options.bytes !== undefined && options.bytes <= SINGLE_PUT_MAX_BYTES) {
+      // Size known and moderate (a WAL segment, a manifest, an RDB): one PutObject streams it, no part buffers.
+      // A source error or a wrong hash (at the stream's end) aborts the request; if the server had
+      // every byte already, confirmDigest deletes the object.
+      const abort = new AbortController();
+      let streamError: unknown;
+      body.once("error", (e) => check.destroy(e));
+      check.once("error", (e) => {
+        streamError = e;
+        abort.abort();
+      });
+      try {
+        await this.client.send(new PutObjectCommand({ ...params, Body: body.pipe(check), ContentLength: options.bytes }), { abortSignal: abort.signal });
+      } catch (error) {
+        if (streamError) {
+          await this.removeAborted(key);
+          throw streamError;
+        }
+        throw this.explain(error, key, "upload");
+      }
+      // The server may answer as soon as the last byte arrives, before the hash has seen the source's end.
+      await hashed(check);
+      if (streamError) {
+        await this.removeAborted(key);
+        throw streamError;
+      }
+      return this.confirmDigest(key, check.digest(), options.sha256);
+    }
     const upload = new Upload({
       client: this.client,
       // Two 5 MiB parts in flight (S3's smallest part): the memory a stream of any size needs.
       queueSize: 2,
       partSize: 5 * 1024 * 1024,
       leavePartsOnError: false,
-      params: {
-        Bucket: this.bucket,
-        Key: this.fullKey(key),
-        Body: body.pipe(check),
-        StorageClass: this.spec.storageClass as StorageClass,
-        ServerSideEncryption: this.spec.sse,
-        ...(this.spec.kmsKeyId ? { SSEKMSKeyId: this.spec.kmsKeyId } : {}),
-        Metadata: { ...options.metadata, sha256: options.sha256 },
-      },
+      params: { ...params, Body: body.pipe(check) },
     });
     // A source that fails (or hashes wrong) aborts the upload; a complete object of other bytes is deleted.
     body.once("error", (e) => check.destroy(e));
@@ -88,10 +119,27 @@ export class S3Repository implements BackupRepository {
     } finally {
       unregister();
     }
-    const digest = check.digest();
-    if (digest.sha256 !== options.sha256) {
+    return this.confirmDigest(key, check.digest(), options.sha256);
+  }
+
+  /**
+   * Removes what an aborted PutObject may have left: S3 stores nothing of an incomplete request,
+   * but some S3-compatible servers store what arrived, and only after the connection closes.
+   * Bounded: a few checks over about a second.
+   */
+  private async removeAborted(key: string): Promise<void> {
+    for (let i = 0; i < 8; i++) {
+      await new Promise((r) => setTimeout(r, 100));
       await this.delete([key]).catch(() => undefined);
-      throw new RepositoryObjectError(this.locate(key), `uploaded bytes hash to ${digest.sha256}, expected ${options.sha256} (the file changed while it was read); the object was deleted`);
+      if (i >= 2 && !(await this.head(key).catch(() => undefined))) return;
+    }
+  }
+
+  /** What streamed must be what was promised: otherwise the object goes. */
+  private async confirmDigest(key: string, digest: { bytes: number; sha256: string }, expected: string): Promise<{ bytes: number; sha256: string }> {
+    if (digest.sha256 !== expected) {
+      await this.delete([key]).catch(() => undefined);
+      throw new RepositoryObjectError(this.locate(key), `uploaded bytes hash to ${digest.sha256}, expected ${expected} (the file changed while it was read); the object was deleted`);
     }
     return digest;
   }
@@ -163,6 +211,17 @@ export class S3Repository implements BackupRepository {
   }
 }
 
+
+/** Resolves once a verifying stream has hashed its whole input (its flush ran), or failed; bounded to a minute. */
+function hashed(stream: NodeJS.WritableStream & { writableFinished: boolean }): Promise<void> {
+  if (stream.writableFinished) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 60_000);
+    const done = () => (clearTimeout(timer), resolve());
+    stream.once("finish", done);
+    stream.once("error", done);
+  });
+}
 
 function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };

@@ -53,7 +53,7 @@ export async function pushWal(repo: BackupRepository, env: string, archiveDir: s
     if (head?.sha256 === local.sha256) report.alreadyThere.push(name);
     else {
       progress?.(`push-wal: ${name} → ${repo.locate(key)}`);
-      await repo.put(key, createReadStream(file), { sha256: local.sha256, metadata: { "archived-at": archivedAt.toISOString() } });
+      await repo.put(key, createReadStream(file), { sha256: local.sha256, bytes: local.bytes, metadata: { "archived-at": archivedAt.toISOString() } });
       head = await repo.head(key);
       if (head?.sha256 !== local.sha256 || head.bytes !== local.bytes) throw new Error(`${repo.locate(key)}: not confirmed after upload (HEAD sha256 ${head?.sha256 ?? "none"}); ${file} is kept`);
       report.pushed.push({ name, bytes: local.bytes });
