@@ -7,6 +7,8 @@
  *      Redis: BGSAVE, wait for it, copy dump.rdb, check it;
  *   3. write manifest.json (versions, migration head, rows per table, keys, sha256 per file)
  *      and publish the folder with one rename.
+ * With backup.repository an S3 bucket: the folder is uploaded (files, then the manifest), the local
+ * copy removed, and the archived WAL pushed (--push-wal alone does that one pass; cron runs it).
  * AWS environments (staging, prod): RDS + ElastiCache snapshots. Also: --list, --prune, --schedule.
  */
 import path from "node:path";
@@ -20,11 +22,14 @@ import { listPhysical, prunePhysical, takeBaseBackup, type PhysicalManifest } fr
 import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
 import { humanBytes } from "../lib/spec/units.js";
+import { openRepository } from "../lib/backup/repository/index.js";
+import { listRepository, pruneRepository, pushWalCommand, storeBackup, type StoredBackup } from "../lib/backup/repository/commands.js";
+import { walPushLines } from "../lib/backup/retention.js";
 
 await runCommand({
   name: "backup",
   summary: "Back up an environment: PostgreSQL (pg_dump) + Redis (RDB) into one verified folder; AWS: snapshots.",
-  usage: "[--env NAME] [--physical | --table T | --format custom|sql [--level N]] [--out DIR] [--json] | --list | --prune [--dry-run] | --schedule",
+  usage: "[--env NAME] [--physical | --table T | --format custom|sql [--level N]] [--out DIR] [--json] | --list | --prune [--dry-run] | --schedule | --push-wal",
   flags: {
     env: ENV_FLAG,
     table: { type: "string", help: "one table of the public schema (PostgreSQL only), e.g. market_data" },
@@ -35,7 +40,8 @@ await runCommand({
     list: { type: "boolean", help: "list this environment's backups" },
     prune: { type: "boolean", help: "delete backups beyond backup.keepDaily / backup.keepWeekly, base backups beyond backup.keepBase and the WAL none of the kept ones needs (no new backup)" },
     "dry-run": { type: "boolean", help: "with --prune: only say what would be deleted" },
-    schedule: { type: "boolean", help: "print the crontab line (backup.schedule) that backs up and prunes" },
+    schedule: { type: "boolean", help: "print the crontab line (backup.schedule) that backs up and prunes (with a bucket: and the WAL push lines)" },
+    "push-wal": { type: "boolean", help: "with backup.repository a bucket: upload the archived WAL not yet there, confirm each segment, then delete it here (one pass)" },
   },
   details: [
     "Examples:",
@@ -45,20 +51,67 @@ await runCommand({
     "  npm run backup -- --env dev --table market_data",
     "  npm run backup -- --env dev --prune --dry-run",
     "  npm run -s backup -- --env dev --schedule                 # the line for crontab -e",
+    "  npm run backup -- --env dev --push-wal                    # bucket: push the archived WAL now",
     "pg_dump is looked for in $PG_BIN, then PATH (by version), then the environment's Docker image.",
   ].join("\n"),
   async run(ctx) {
     const env = ctx.flags.env ?? "dev";
-    const modes = (["list", "prune", "schedule"] as const).filter((m) => ctx.flags[m]);
+    const modes = (["list", "prune", "schedule", "push-wal"] as const).filter((m) => ctx.flags[m]);
     if (modes.length > 1) throw new CliError(`--${modes.join(" and --")} cannot be combined`, EXIT.USAGE);
     if (ctx.flags["dry-run"] && !ctx.flags.prune) throw new CliError("--dry-run goes with --prune", EXIT.USAGE);
     if (modes.length && (ctx.flags.table !== undefined || ctx.flags.level !== undefined)) {
       throw new CliError(`--table and --level make a backup; they do not go with --${modes[0]}`, EXIT.USAGE);
     }
 
+    const repo = isAwsEnvironment(env) ? undefined : await openRepository(specOf(env));
+    if (ctx.flags["push-wal"] && !repo) throw new CliError(`--push-wal: '${env}' keeps its WAL archive here (backup.repository is local); there is no bucket to push to`, EXIT.USAGE, 'set backup.repository to { url: "s3://bucket/prefix", region } in the stack file');
     if (ctx.flags.schedule) {
       const line = scheduleLine(specOf(env), env, { out: ctx.flags.out });
-      return { data: line, human: `# crypto-prediction-infra: back up '${env}' at "${line.schedule}" (backup.schedule), then prune\n${line.cron}` };
+      const push = repo && specOf(env).backup.archive.enabled ? walPushLines(specOf(env), env, repo.walPushSeconds) : undefined;
+      return {
+        data: { ...line, ...(push ? { push } : {}) },
+        human: [
+          `# crypto-prediction-infra: back up '${env}' at "${line.schedule}" (backup.schedule), then prune`,
+          line.cron,
+          ...(push ? [`# push the archived WAL to ${repo!.describe()} every ${push.everySeconds} s (backup.repository.walPushSeconds)`, ...push.lines] : []),
+        ].join("\n"),
+      };
+    }
+    if (ctx.flags["push-wal"]) {
+      const r = await pushWalCommand(repo!, env, ctx.progress);
+      const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+      return {
+        data: { ok: true, ...r },
+        human: `${env}: pushed ${r.pushed.length} WAL file(s) (${mib(r.pushed.reduce((n, p) => n + p.bytes, 0))}) to ${r.location} in ${r.seconds.toFixed(1)} s; ${r.deletedLocal} local segment(s) deleted after confirmation; ${r.backlog.segments} waiting`,
+      };
+    }
+    if (ctx.flags.list && repo) {
+      const l = await listRepository(repo, env);
+      const human = [
+        `${l.logical.length} logical backup(s) of '${env}' in ${l.repository}:`,
+        ...l.logical.map((b) => `  ${b.id.padEnd(40)} ${b.scope.padEnd(22)} ${humanBytes(b.bytes).padStart(9)}  ${b.location}`),
+        `${l.physical.length} base backup(s); WAL: ${l.wal.objects} segment(s) in the bucket (${humanBytes(l.wal.bytes)}), ${l.wal.backlog.segments} waiting to be pushed:`,
+        ...l.physical.map((b) => `  ${b.id.padEnd(40)} ends ${b.stopTime}  timeline ${b.timeline}  ${humanBytes(b.bytes).padStart(9)}  ${b.location}`),
+        ...l.incomplete.map((i) => `  incomplete (no manifest: an upload that did not finish): ${i.id}, ${i.objects} object(s); --prune removes it`),
+        ...l.unrecognised.map((u) => `  ? ${u.location}: ${u.why}`),
+        ...l.localOnly.map((d) => `  not in the bucket (kept here after a failed upload): ${d}`),
+        l.window ? `restorable window: ${l.window.earliest} to ${l.window.latest} (npm run restore -- --env ${env} --to TIME|latest)` : `restorable window: none yet`,
+      ];
+      return { data: l, human: human.join("\n") };
+    }
+    if (ctx.flags.prune && repo) {
+      const r = await pruneRepository(repo, env, ctx.flags["dry-run"] === true);
+      const verb = r.dryRun ? "would delete" : "deleted";
+      return {
+        data: r,
+        human: [
+          `${env} in ${r.location}: keeping ${r.kept.length} logical backup(s) and ${r.keptBase.length} base backup(s) with the WAL from ${r.keepWalFrom ?? "(all: no base backup)"}; ` +
+            `${verb} ${r.removed.length} logical, ${r.removedBase.length} base backup(s), ${r.removedWal.length} WAL object(s) and ${r.removedIncomplete.length} incomplete upload(s)`,
+          ...[...r.removed, ...r.removedBase].map((b) => `  ${verb}: ${b.id} (${humanBytes(b.bytes)})`),
+          ...r.removedIncomplete.map((i) => `  ${verb}: incomplete ${i.id} (${i.objects} object(s))`),
+          ...r.unrecognised.map((u) => `  left alone: ${u.location} (${u.why})`),
+        ].join("\n"),
+      };
     }
     if (ctx.flags.physical && (modes.length || ctx.flags.table !== undefined || ctx.flags.format !== undefined || ctx.flags.level !== undefined)) {
       throw new CliError("--physical makes a base backup of the whole cluster; it does not go with --table, --format, --level, --list, --prune or --schedule", EXIT.USAGE);
@@ -113,7 +166,7 @@ await runCommand({
       };
     }
 
-    if (ctx.flags.physical) return physicalBackup(env, ctx);
+    if (ctx.flags.physical) return physicalBackup(env, ctx, undefined, repo);
     const format = (ctx.flags.format ?? "custom") as DumpFormat;
     const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
     let result: BackupResult;
@@ -124,7 +177,11 @@ await runCommand({
       const noPgDump = error instanceof CliError && /^no usable pg_dump/.test(error.message);
       if (!noPgDump || ctx.flags.format !== undefined || ctx.flags.table !== undefined || ctx.flags.level !== undefined || isAwsEnvironment(env) || !specOf(env).backup.archive.enabled) throw error;
       ctx.progress(`backup: ${withoutCandidates(error.message)}; making a physical backup instead (BASE_BACKUP needs no client tools)`);
-      return physicalBackup(env, ctx, error.message);
+      return physicalBackup(env, ctx, error.message, repo);
+    }
+    if (repo) {
+      const stored = await storeBackup(repo, env, result.dir, ctx.progress);
+      return { data: { ok: true, location: stored.upload.location, bytes: result.bytes, seconds: result.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest: result.manifest }, human: describeStored(env, stored) };
     }
     return { data: { ok: true, dir: result.dir, bytes: result.bytes, seconds: result.seconds, manifest: result.manifest }, human: describe(env, result) };
   },
@@ -135,10 +192,24 @@ function withoutCandidates(message: string): string {
   return message.split("; tried ")[0]!;
 }
 
-async function physicalBackup(env: string, ctx: { flags: { out?: string }; log: (m: string) => void; progress: (m: string) => void }, instead?: string) {
+async function physicalBackup(env: string, ctx: { flags: { out?: string }; log: (m: string) => void; progress: (m: string) => void }, instead?: string, repo?: Awaited<ReturnType<typeof openRepository>>) {
   const { dir, manifest } = await takeBaseBackup(localEnvironment(env), { out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
   const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0);
+  if (repo) {
+    const stored = await storeBackup(repo, env, dir, ctx.progress);
+    return { data: { ok: true, physical: true, ...(instead ? { instead } : {}), location: stored.upload.location, bytes, seconds: manifest.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest }, human: describeStored(env, stored) };
+  }
   return { data: { ok: true, physical: true, ...(instead ? { instead } : {}), dir, bytes, seconds: manifest.seconds, manifest }, human: describePhysical(env, dir, manifest, instead) };
+}
+
+function describeStored(env: string, s: StoredBackup): string {
+  return [
+    `${env}: backup ${s.upload.id} uploaded in ${s.upload.seconds.toFixed(1)} s → ${s.upload.location} (${s.upload.files.length} object(s), the manifest last; the local copy removed)`,
+    ...s.upload.files.map((f) => `  ${f.name.padEnd(16)} ${humanBytes(f.bytes).padStart(9)}  sha256 ${f.sha256.slice(0, 16)}…`),
+    ...(s.push ? [`  WAL: pushed ${s.push.pushed.length} file(s), ${s.push.backlog.segments} waiting`] : []),
+    ...(s.pushError ? [`  WAL push failed (the segments stay here; the next push uploads them): ${s.pushError}`] : []),
+    `restore with: npm run restore -- --env ${env} --from ${s.upload.id} --yes   (or --to TIME|latest for a base backup)`,
+  ].join("\n");
 }
 
 function describePhysical(env: string, dir: string, m: PhysicalManifest, instead?: string): string {

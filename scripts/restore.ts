@@ -8,6 +8,8 @@
  *      they make, row counts against the manifest), then swapped in by renaming
  *      (the old data stays intact until that moment); --table replaces one table in one transaction;
  *   4. Redis: stopped, RDB placed, started with appendonly no, AOF rewritten, keys checked.
+ * With backup.repository a bucket: `--from ID|latest` (and `--to`) download into a staging folder,
+ * each object checked against its SHA-256, and then take the same path.
  * `--check` only verifies. AWS environments: new RDS and ElastiCache resources from the snapshots;
  * `--to TIME|latest` there recovers RDS to a point in time into a new instance (lib/aws/point-in-time.ts).
  */
@@ -18,6 +20,10 @@ import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { verifyBackup, BackupVerificationError } from "../lib/backup/verify.js";
 import { humanBytes } from "../lib/spec/units.js";
 import { parseRecoveryTarget, recoverTo, type RecoveryReport } from "../lib/backup/physical/index.js";
+import { existsSync } from "node:fs";
+import { specOf } from "../lib/env/environment.js";
+import { openRepository } from "../lib/backup/repository/index.js";
+import { recoverFromRepository, restoreFromRepository } from "../lib/backup/repository/commands.js";
 
 await runCommand({
   name: "restore",
@@ -25,10 +31,10 @@ await runCommand({
   usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --env NAME --to TIME|latest [--yes] | --env NAME --to-lsn LSN [--yes] | --from DIR --check | --env staging|prod --to TIME|latest",
   flags: {
     env: ENV_FLAG,
-    from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom" },
+    from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom; with a bucket (backup.repository): a backup id, or latest" },
     to: { type: "string", help: "recover to TIME (ISO-8601, e.g. 2026-12-03T08:00:00Z) or latest" },
     "to-lsn": { type: "string", help: "recover to a WAL position (e.g. 0/3000028) instead of a time" },
-    out: { type: "string", help: "with --to: the backup folder's parent holding the base backups (default: <backup.dir>/<env>)" },
+    out: { type: "string", help: "with --to: the backup folder's parent holding the base backups (default: <backup.dir>/<env>; with a bucket: the bucket, unless --out names a local folder)" },
     table: { type: "string", help: "replace only this table's rows (one transaction; the rest is untouched)" },
     yes: { type: "boolean", help: "replace data that is there (refused without it)" },
     jobs: { type: "string", help: "pg_restore --jobs for a custom archive (default 2); a plain SQL dump is one psql stream" },
@@ -55,10 +61,32 @@ await runCommand({
     if (ctx.flags.to !== undefined || ctx.flags["to-lsn"] !== undefined) {
       if (ctx.flags.from !== undefined || ctx.flags.table !== undefined || ctx.flags.check) throw new CliError("--to/--to-lsn recover the whole environment from its base backups and WAL archive; they do not go with --from, --table or --check", EXIT.USAGE);
       const target = parseRecoveryTarget(ctx.flags.to, ctx.flags["to-lsn"]);
+      const repo = await openRepository(specOf(ctx.flags.env ?? "dev"));
+      if (repo && ctx.flags.out === undefined) {
+        if (!ctx.flags.yes) throw new CliError(`restore --to replaces the live data of '${ctx.flags.env ?? "dev"}' (after checking and recovering it beside the live one)`, EXIT.USAGE, "add --yes to confirm");
+        const report = await recoverFromRepository(repo, ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, log: ctx.log, progress: ctx.progress });
+        return { data: { ok: true, ...report }, human: `${describeRecovery(report)}\n  from         ${report.repository} (${report.walFetched} WAL file(s) downloaded)` };
+      }
       const report = await recoverTo(ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
       return { data: { ok: true, ...report }, human: describeRecovery(report) };
     }
     if (!ctx.flags.from) throw new CliError("--from is required: a backup folder or a dump file (or --to TIME|latest for point-in-time recovery)", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
+    const repo = await openRepository(specOf(ctx.flags.env ?? "dev"));
+    if (repo && !existsSync(path.resolve(ctx.flags.from))) {
+      // Not a folder or file here: a backup id (or latest) in the bucket.
+      const jobs = ctx.flags.check ? 2 : ctx.intFlag("jobs", 2, 1, 16);
+      try {
+        const r = await restoreFromRepository(repo, { env: ctx.flags.env ?? "dev", from: ctx.flags.from, check: ctx.flags.check, table: ctx.flags.table, yes: ctx.flags.yes, jobs, log: ctx.log, progress: ctx.progress });
+        if (r.verified) {
+          const v = r.verified;
+          return { data: { ok: true, location: r.location, ...v, dir: r.location }, human: [`${v.manifest.id} (${v.manifest.env}) in ${r.location}: downloaded and verified in ${v.seconds.toFixed(1)} s`, ...v.files.map((f) => `  ok  ${f.name.padEnd(16)} ${humanBytes(f.bytes).padStart(9)}  sha256 ${f.sha256.slice(0, 16)}…`)].join("\n") };
+        }
+        return { data: { ok: true, location: r.location, ...r.report! }, human: describe(r.report!) };
+      } catch (error) {
+        if (ctx.flags.check && error instanceof BackupVerificationError) return { code: EXIT.PROBLEM, data: { ok: false, dir: error.dir, problems: error.problems }, human: [`${error.dir}: NOT usable`, ...error.problems.map((p) => `  ✗ ${p}`)].join("\n") };
+        throw error;
+      }
+    }
     if (ctx.flags.check) {
       try {
         const verified = await verifyBackup(path.resolve(ctx.flags.from));

@@ -18,7 +18,7 @@ import { PROJECT_DIR } from "../lib/spec/load.js";
 import { describeBackups } from "./support/docker.js";
 import { runCli } from "./support/embedded.js";
 
-const ITEMS = ["startup", "seed", "backup", "operations", "drill", "queries", "archiving", "scrape"];
+const ITEMS = ["startup", "seed", "backup", "operations", "drill", "queries", "archiving", "bucket", "scrape"];
 const dirs: string[] = [];
 
 /** A private $TMPDIR the servers' account can enter (the bench keeps its environments there). */

@@ -178,3 +178,24 @@ export function scheduleLine(spec: Spec, env: string, options: { projectDir?: st
 export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_./:=@+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
+
+/**
+ * With a bucket (backup.repository): the cron lines that push the archived WAL every
+ * walPushSeconds. cron counts minutes, so a shorter interval is several lines of the same minute,
+ * each sleeping its share first; a longer one runs every N minutes.
+ */
+export function walPushLines(spec: Spec, env: string, walPushSeconds: number, options: { projectDir?: string; nodeBin?: string } = {}): { everySeconds: number; lines: string[] } {
+  const projectDir = options.projectDir ?? PROJECT_DIR;
+  const nodeDir = path.dirname(options.nodeBin ?? process.execPath);
+  const root = backupRoot(spec, env);
+  const log = path.join(root, "push-wal.log");
+  const command = (sleep: number) =>
+    `cd ${shellQuote(projectDir)} && export PATH=${shellQuote(nodeDir)}:/usr/local/bin:/usr/bin:/bin && mkdir -p -m 700 ${shellQuote(root)} && ` +
+    `${sleep ? `sleep ${sleep} && ` : ""}npm run -s backup -- --env ${shellQuote(env)} --push-wal >> ${shellQuote(log)} 2>&1`;
+  if (walPushSeconds >= 60) {
+    const minutes = Math.max(1, Math.round(walPushSeconds / 60));
+    return { everySeconds: minutes * 60, lines: [`${minutes === 1 ? "*" : `*/${minutes}`} * * * * ${command(0)}`] };
+  }
+  const perMinute = Math.floor(60 / walPushSeconds);
+  return { everySeconds: 60 / perMinute, lines: Array.from({ length: perMinute }, (_, i) => `* * * * * ${command(Math.round((i * 60) / perMinute))}`) };
+}

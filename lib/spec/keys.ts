@@ -77,6 +77,7 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
   "backup.keepWeekly": { unit: "backups", appliesTo: "backup --prune", about: "weekly backups kept" },
   "backup.dir": { unit: "path", appliesTo: "backup, restore", about: "backup folder, relative to the project" },
   "backup.retentionDays": { unit: "days", appliesTo: "aws", about: "RDS backup retention (PITR) and ElastiCache snapshot retention" },
+  "backup.repository": { unit: '"local" or { url: "s3://bucket/prefix", region, endpoint?, storageClass?, sse?, kmsKeyId?, walPushSeconds? }', appliesTo: "backup, restore, verify (embedded, docker)", about: "where backups and archived WAL are kept: backup.dir here, or an S3-compatible bucket (credentials from the AWS chain only)" },
   "backup.keepBase": { unit: "base backups", appliesTo: "backup prune", about: "physical base backups kept; WAL no kept backup needs is deleted" },
   "backup.archive.enabled": { appliesTo: "embedded, docker (RDS always archives)", about: "continuous WAL archiving (basic_archive) for point-in-time recovery" },
   "backup.archive.timeoutSeconds": { unit: "s", appliesTo: "embedded, docker", about: "archive_timeout: bounds the RPO while there are writes" },

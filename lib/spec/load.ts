@@ -98,8 +98,15 @@ export function parseSpec(env: string, input: unknown, options: ParseSpecOptions
 export function knownKeysAt(keyPath: readonly PropertyKey[]): string[] {
   // Defaults and prefaults wrap the object schemas: unwrap to reach their shape.
   const unwrap = (node: unknown): { shape?: Record<string, unknown> } | undefined => {
-    let current = node as { shape?: Record<string, unknown>; _zod?: { def?: { innerType?: unknown } } } | undefined;
-    while (current && !current.shape && current._zod?.def?.innerType) current = current._zod.def.innerType as typeof current;
+    type Node = { shape?: Record<string, unknown>; _zod?: { def?: { innerType?: unknown; options?: Node[] } } } | undefined;
+    let current = node as Node;
+    for (let depth = 0; depth < 20 && current && !current.shape; depth++) {
+      const def = current._zod?.def;
+      // A union such as backup.repository ("local" or an object): the object's keys.
+      if (def?.options) current = def.options.find((o) => o?.shape);
+      else if (def?.innerType) current = def.innerType as Node;
+      else break;
+    }
     return current;
   };
   let node = unwrap(schema);

@@ -253,6 +253,47 @@ const awsProductionSchema = {
   engineLifecycleSupport: z.enum(["open-source-rds-extended-support", "open-source-rds-extended-support-disabled"]).default("open-source-rds-extended-support-disabled"),
 };
 
+/** S3 bucket names: 3-63 characters, lowercase letters, digits, dots and hyphens, a letter or digit at each end, not an IP address. */
+function bucketProblem(bucket: string): string | undefined {
+  if (bucket.length < 3 || bucket.length > 63) return `bucket name ${JSON.stringify(bucket)} must be 3-63 characters`;
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(bucket)) return `bucket name ${JSON.stringify(bucket)} may hold only lowercase letters, digits, '.' and '-', and must begin and end with a letter or digit`;
+  if (bucket.includes("..")) return `bucket name ${JSON.stringify(bucket)} may not hold two dots in a row`;
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(bucket)) return `bucket name ${JSON.stringify(bucket)} may not look like an IP address`;
+  return undefined;
+}
+
+export const S3_STORAGE_CLASSES = ["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "REDUCED_REDUNDANCY"] as const;
+
+/** backup.repository as an S3 bucket (url s3://bucket/prefix). */
+const s3Repository = z
+  .strictObject({
+    url: z.string({ error: "expected s3://bucket/prefix" }).superRefine((url, ctx) => {
+      const m = /^s3:\/\/([^/]*)(\/.*)?$/.exec(url);
+      if (!m) return void ctx.addIssue({ code: "custom", message: `${JSON.stringify(url)}: expected s3://bucket/prefix (the url must start with s3://)` });
+      const problem = bucketProblem(m[1]!);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+      const prefix = (m[2] ?? "").replace(/^\/+|\/+$/g, "");
+      if (prefix && !/^[A-Za-z0-9!_.*'()\/-]+$/.test(prefix)) ctx.addIssue({ code: "custom", message: `prefix ${JSON.stringify(prefix)} may hold only letters, digits and !_.*'()/-` });
+    }),
+    region: z.string({ error: "expected an AWS region such as eu-west-1" }).regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: "expected an AWS region such as eu-west-1" }),
+    /** An S3-compatible endpoint (MinIO, s3rver, ...); path-style requests are used with it. */
+    endpoint: z
+      .string()
+      .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), { error: "expected an http:// or https:// URL, e.g. https://s3.example.com" })
+      .optional(),
+    storageClass: z.enum(S3_STORAGE_CLASSES, { error: `expected one of ${S3_STORAGE_CLASSES.join(", ")}` }).default("STANDARD"),
+    sse: z.enum(["AES256", "aws:kms"], { error: 'expected "AES256" or "aws:kms"' }).default("AES256"),
+    /** The KMS key of sse aws:kms (required with it, refused without it). */
+    kmsKeyId: z.string().min(1).optional(),
+    /** How often `backup --push-wal` runs from cron; the RPO with the bucket is archive_timeout + this. */
+    walPushSeconds: count("seconds").min(10, { error: "at least 10 s" }).max(3600, { error: "at most 3600 s (one hour)" }).default(60),
+  })
+  .superRefine((r, ctx) => {
+    if (r.sse === "aws:kms" && !r.kmsKeyId) ctx.addIssue({ code: "custom", path: ["kmsKeyId"], message: 'required with sse "aws:kms" (the KMS key id or ARN)' });
+    if (r.sse !== "aws:kms" && r.kmsKeyId) ctx.addIssue({ code: "custom", path: ["kmsKeyId"], message: 'goes only with sse "aws:kms"' });
+  });
+export type S3RepositorySpec = z.infer<typeof s3Repository>;
+
 export const schema = z.strictObject({
   /** Pulumi target of the stack; `npm run up` always runs the spec on the embedded engine. */
   target: z.enum(["docker", "aws"], { error: "expected docker or aws" }).default("docker"),
@@ -343,6 +384,11 @@ export const schema = z.strictObject({
       retentionDays: count("days").min(1, { error: "must be 1-35" }).max(35, { error: "must be 1-35 (AWS limit)" }).default(7),
       /** Base backups (physical, BASE_BACKUP) kept by `backup prune`; WAL older than the oldest kept one is deleted. */
       keepBase: count("base backups").min(1, { error: "keep at least 1" }).max(100, { error: "at most 100" }).default(7),
+      /**
+       * Where backups and archived WAL are kept: "local" (backup.dir on this machine, the default) or an
+       * S3-compatible bucket (lib/backup/repository). Credentials come from the AWS chain only, never from here.
+       */
+      repository: z.union([z.literal("local"), s3Repository], { error: 'expected "local" or { url: "s3://bucket/prefix", region, ... }' }).default("local"),
       /** Continuous WAL archiving for point-in-time recovery (embedded and Docker; RDS always archives). */
       archive: z
         .strictObject({

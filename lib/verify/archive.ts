@@ -256,7 +256,10 @@ export async function freshnessOf(target: Target, spec: Spec): Promise<Assessmen
   if (target.kind === "urls") return undefined;
   try {
     const { listPhysical } = await import("../backup/physical/catalog.js");
-    const newest = listPhysical(target.env).backups.at(-1);
+    const { openRepository } = await import("../backup/repository/index.js");
+    const repo = await openRepository(spec);
+    // With a bucket the base backups are there (the local copies are removed once uploaded).
+    const newest = repo ? await newestRemoteBase(repo, target.env) : listPhysical(target.env).backups.at(-1);
     return assessFreshness(newest && { id: newest.id, at: newest.stopTime }, spec, openEnvironment(target.env).record.createdAt);
   } catch (error) {
     return { key: "freshness", title: "newest base backup", status: "error", value: `could not list the base backups: ${(error as Error).message.split("\n")[0]}`, threshold: `> ${spec.alerts.backupMaxAgeHours} h` };
@@ -294,4 +297,35 @@ export function assessFreshness(newest: BaseBackupAge | undefined, spec: Spec, e
     measured: ageHours,
     hint: ageHours > limitHours ? hint : undefined,
   };
+}
+
+async function newestRemoteBase(repo: import("../backup/repository/repository.js").BackupRepository, env: string): Promise<{ id: string; stopTime: string } | undefined> {
+  const { listRemoteBackups } = await import("../backup/repository/backups.js");
+  const stop = (await listRemoteBackups(repo, env)).backups.flatMap((b) => (b.physical ? [{ id: b.id, stopTime: b.physical.postgres.stopTime }] : [])).sort((a, b) => a.stopTime.localeCompare(b.stopTime)).at(-1);
+  return stop;
+}
+
+/**
+ * With a bucket (backup.repository): archived WAL that waits here to be pushed. A segment older
+ * than two push intervals means the pushes fail (bucket unreachable, credentials): it is safe
+ * on this disk, but not off the machine, so the RPO the bucket promises is not met.
+ */
+export async function walPushAssessment(target: Target, spec: Spec): Promise<{ status: AssessmentStatus; detail: string; hint?: string; threshold: string } | undefined> {
+  if (target.kind === "urls" || !spec.backup.archive.enabled) return undefined;
+  const { openRepository } = await import("../backup/repository/index.js");
+  const repo = await openRepository(spec);
+  if (!repo) return undefined;
+  const { archiveDirOf } = await import("../backup/physical/catalog.js");
+  const { walBacklog } = await import("../backup/repository/wal.js");
+  const limit = 2 * repo.walPushSeconds;
+  const threshold = `oldest waiting > ${limit} s (2 × backup.repository.walPushSeconds)`;
+  let b;
+  try {
+    b = walBacklog(archiveDirOf(target.env));
+  } catch (error) {
+    return { status: "error", detail: `could not read the archive folder: ${(error as Error).message.split("\n")[0]}`, threshold };
+  }
+  const detail = `WAL waiting to be pushed: ${b.segments} segments, ${(b.bytes / 1048576).toFixed(1)} MiB, oldest ${Math.round(b.oldestSeconds ?? 0)} s (to ${repo.describe()})`;
+  if ((b.oldestSeconds ?? 0) > limit) return { status: "fail", detail, threshold, hint: `push it: npm run backup -- --env ${target.env} --push-wal (check the bucket, the endpoint and the credentials; cron: npm run -s backup -- --env ${target.env} --schedule)` };
+  return { status: "ok", detail, threshold };
 }

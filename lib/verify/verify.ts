@@ -20,7 +20,7 @@ import { humanBytes } from "../spec/units.js";
 import { errorText, exitCodeOf, summarise, type Check, type CheckGroup, type VerifyReport } from "./report.js";
 import { parseInfo, redisOptions } from "./redis.js";
 import { checkPostgresSettings, checkRedisSettings } from "./settings.js";
-import { archiveTargetOf, archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, type ArchiverState, type Assessment } from "./archive.js";
+import { archiveTargetOf, archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, walPushAssessment, type ArchiverState, type Assessment } from "./archive.js";
 
 export interface VerifyOptions {
   /** Which health endpoint: db, cache, or both (default). */
@@ -194,7 +194,9 @@ async function archiveChecks(target: Target, spec: Spec, archiver: ArchiverState
   }
   const folder = archiver.archiveMode === "off" ? undefined : await checkArchiveFolder(target, archiver.archiveDirectory);
   const freshness = await freshnessOf(target, spec);
-  return [...assessArchiver(archiver, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentCheck);
+  const push = await walPushAssessment(target, spec);
+  const pushCheck: Check[] = push ? [{ id: "db.archive.push", group: "db", title: "WAL pushed to the bucket", status: push.status, detail: push.detail, expected: push.threshold, hint: push.hint }] : [];
+  return [...[...assessArchiver(archiver, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentCheck), ...pushCheck];
 }
 
 /** An archive assessment as a verify check. */

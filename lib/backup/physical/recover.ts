@@ -44,6 +44,10 @@ export interface RecoveryOptions {
   lockWaitSeconds?: number;
   /** Leave Redis as it is (the drill and the benchmark measure PostgreSQL alone when they say so). */
   skipRedis?: boolean;
+  /** A bucket (lib/backup/repository): brings its WAL into the archive folder once the live WAL is archived, before the archive is read. */
+  beforeListing?: (archiveDir: string) => Promise<void>;
+  /** A bucket: downloads the chosen base backup's files into its folder, before they are checked. */
+  fetchBackup?: (backup: PhysicalBackupInfo) => Promise<void>;
 }
 
 export interface RecoveryReport {
@@ -103,6 +107,7 @@ export async function recoverTo(env: string, target: RecoveryTarget, opts: Recov
   const host = await physicalHost(local);
   return withEnvLock(env, local.opened.paths.lock, { purpose: "restoring it", waitSeconds: opts.lockWaitSeconds, onWait: log }, async () => {
     if (host.liveRunning()) await archiveCurrentWal(local, host, progress);
+    await opts.beforeListing?.(host.archiveDir);
     const listing = listPhysical(env, opts.out, host.archiveDir);
     if (!listing.backups.length) throw new CliError(`no base backup of '${env}' in ${listing.root}`, EXIT.ERROR, `make one: npm run backup -- --env ${env} --physical`);
     if (!listing.window) throw new CliError(`the WAL archive ${host.archiveDir} holds nothing after the oldest base backup of '${env}'`, EXIT.ERROR, `check the archiver: npm run verify -- --env ${env}`);
@@ -111,6 +116,7 @@ export async function recoverTo(env: string, target: RecoveryTarget, opts: Recov
     const archive = listing.archive;
 
     // 1. The backup's own files.
+    await opts.fetchBackup?.(backup);
     progress(`restore: checking base backup ${backup.id}`);
     await checkBackupFiles(backup);
     // 2. The WAL chain from its start to the target.
