@@ -1,5 +1,5 @@
 /**
- * Item 7b, backups off the machine: a base backup and `restore --to latest` at the plan's rows
+ * Item 8, backups off the machine: a base backup and `restore --to latest` at the plan's rows
  * through an S3 bucket (backup.repository; s3rver on 127.0.0.1, started by this item) against the
  * same through a folder (--out), two ephemeral environments of the same spec and seed, the order
  * alternating per repetition. The bucket's run includes the upload, the WAL push and the
@@ -26,7 +26,7 @@ const ROWS = {
 
 export const bucketItem: BenchItem = {
   name: "bucket",
-  title: "7b. Backups through an S3 bucket vs a folder",
+  title: "8. Backups through an S3 bucket vs a folder",
   async run(ctx) {
     const { rows } = ctx.plan;
     const label = (what: string) => `${what}, ${rows.toLocaleString("en-US")} market_data rows`;

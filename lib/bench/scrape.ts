@@ -15,7 +15,7 @@ const SCRAPES_PER_REPETITION = 4;
 
 export const scrapeItem: BenchItem = {
   name: "scrape",
-  title: "8. Prometheus scrape (monitor --serve)",
+  title: "9. Prometheus scrape (monitor --serve)",
   async run(ctx) {
     const env = await ctx.seeded(ctx.plan.rows);
     const target = environmentTarget(env.env);
