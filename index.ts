@@ -55,6 +55,8 @@ export const backupBucketArn = data instanceof AwsDataStack ? data.backupBucket?
 export const backupRepositoryUrl = data instanceof AwsDataStack ? data.backupBucket?.repositoryUrl : undefined;
 /** The managed IAM policy of whoever runs backups (attach it to their role). */
 export const backupPolicyArn = data instanceof AwsDataStack ? data.backupBucket?.policyArn : undefined;
+/** The bucket's KMS key: `backup.repository.kmsKeyId` (with sse aws:kms; the bucket policy refuses other keys). */
+export const backupKmsKeyArn = data instanceof AwsDataStack ? data.backupBucket?.kmsKeyArn : undefined;
 /** What each target does with each documented setting (rows, and as markdown). */
 export const capabilities = rows;
 export const capabilityTable = capabilitiesMarkdown(rows);

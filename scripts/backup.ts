@@ -63,6 +63,13 @@ await runCommand({
       throw new CliError(`--table and --level make a backup; they do not go with --${modes[0]}`, EXIT.USAGE);
     }
 
+    if (ctx.flags.physical && (modes.length || ctx.flags.table !== undefined || ctx.flags.format !== undefined || ctx.flags.level !== undefined)) {
+      throw new CliError("--physical makes a base backup of the whole cluster; it does not go with --table, --format, --level, --list, --prune, --schedule or --push-wal", EXIT.USAGE);
+    }
+    // Usage before the stack file: a bad number is refused whatever the environment.
+    const format = (ctx.flags.format ?? "custom") as DumpFormat;
+    const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
+
     const repo = isAwsEnvironment(env) ? undefined : await openRepository(specOf(env));
     if (ctx.flags["push-wal"] && !repo) throw new CliError(`--push-wal: '${env}' keeps its WAL archive here (backup.repository is local); there is no bucket to push to`, EXIT.USAGE, 'set backup.repository to { url: "s3://bucket/prefix", region } in the stack file');
     if (ctx.flags.schedule) {
@@ -112,9 +119,6 @@ await runCommand({
           ...r.unrecognised.map((u) => `  left alone: ${u.location} (${u.why})`),
         ].join("\n"),
       };
-    }
-    if (ctx.flags.physical && (modes.length || ctx.flags.table !== undefined || ctx.flags.format !== undefined || ctx.flags.level !== undefined)) {
-      throw new CliError("--physical makes a base backup of the whole cluster; it does not go with --table, --format, --level, --list, --prune or --schedule", EXIT.USAGE);
     }
     if (ctx.flags.list) {
       const listing = listBackups(env, backupRoot(specOf(env), env, ctx.flags.out));
@@ -167,8 +171,6 @@ await runCommand({
     }
 
     if (ctx.flags.physical) return physicalBackup(env, ctx, undefined, repo);
-    const format = (ctx.flags.format ?? "custom") as DumpFormat;
-    const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
     let result: BackupResult;
     try {
       result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });

@@ -43,6 +43,8 @@ export class BackupBucket extends pulumi.ComponentResource {
   /** `s3://<bucket>/<prefix>`: the value of `backup.repository`. */
   readonly repositoryUrl: pulumi.Output<string>;
   readonly policyArn: pulumi.Output<string>;
+  /** The key the bucket encrypts with, and the one `backup.repository.kmsKeyId` must name. */
+  readonly kmsKeyArn: pulumi.Output<string>;
 
   constructor(name: string, args: BackupBucketArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:BackupBucket", name, {}, opts);
@@ -50,6 +52,7 @@ export class BackupBucket extends pulumi.ComponentResource {
     const b = spec.aws.backupBucket;
     const child = { parent: this };
     const keyArn = pulumi.output(b.kmsKeyArn ?? args.kmsKeyArn);
+    this.kmsKeyArn = keyArn;
 
     if (b.bucketName) {
       this.bucketName = pulumi.output(b.bucketName);

@@ -1,5 +1,5 @@
 /**
- * Item 7, one Prometheus scrape of a healthy environment (the seeded fixture): GET /metrics from
+ * Item 9, one Prometheus scrape of a healthy environment (the seeded fixture): GET /metrics from
  * the exporter as `monitor --serve` runs it (its sessions kept between scrapes), and a one-off
  * scrape that opens and closes its own connections (what a first scrape, or a restarted server,
  * costs). Target: 200 ms.

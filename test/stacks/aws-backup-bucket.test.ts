@@ -57,7 +57,7 @@ describe("backup bucket: disabled", () => {
     expect(run.all(T.backupBucket)).toEqual([]);
     expect(run.resources.filter((r) => r.type.startsWith("aws:s3/"))).toEqual([]);
     expect(run.all(T.iamPolicy).filter(isAccess)).toEqual([]);
-    for (const key of ["backupBucketName", "backupBucketArn", "backupRepositoryUrl", "backupPolicyArn"]) expect(run.outputs[key]!.value, key).toBeUndefined();
+    for (const key of ["backupBucketName", "backupBucketArn", "backupRepositoryUrl", "backupPolicyArn", "backupKmsKeyArn"]) expect(run.outputs[key]!.value, key).toBeUndefined();
   });
 });
 

@@ -447,7 +447,7 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
       expectLeastPrivilege(policy, arn, prefix, keyArn);
     });
 
-    it("exports the bucket, its ARN, the repository URL for backup.repository and the policy ARN", () => {
+    it("exports the bucket, its ARN, the repository URL for backup.repository, the policy ARN and the bucket's key", () => {
       const o = run.outputs;
       const name = run.one(T.bucket).inputs.bucket as string;
       const access = run.one(T.iamPolicy, (p) => p.name.endsWith("-backups-access"));
@@ -455,6 +455,9 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
       expect(o.backupBucketArn!.value).toBe(`arn:aws:s3:::${name}`);
       expect(o.backupRepositoryUrl!.value).toBe(`s3://${name}/${spec.aws.backupBucket.prefix}`);
       expect(o.backupPolicyArn!.value).toBe(`arn:aws:mock:us-east-1:123456789012:${access.name}`);
+      // The key backup.repository.kmsKeyId must name: the one the bucket encrypts with.
+      const rules = run.one(T.bucketEncryption).inputs.rules as { applyServerSideEncryptionByDefault: { kmsMasterKeyId: string } }[];
+      expect(o.backupKmsKeyArn!.value).toBe(rules[0]!.applyServerSideEncryptionByDefault.kmsMasterKeyId);
     });
 
     it("passes the policy pack", () => {

@@ -196,7 +196,7 @@ export function dockerStackSuite(stack: string): { run: () => Run; spec: Spec } 
 
     it("creates no backup bucket and exports none (the Docker targets use backup.repository as given)", () => {
       expect(run.resources.filter((r) => r.type.startsWith("aws:s3/") || r.type === "crypto-prediction-infra:aws:BackupBucket")).toEqual([]);
-      for (const key of ["backupBucketName", "backupBucketArn", "backupRepositoryUrl", "backupPolicyArn"]) expect(run.outputs[key]!.value, key).toBeUndefined();
+      for (const key of ["backupBucketName", "backupBucketArn", "backupRepositoryUrl", "backupPolicyArn", "backupKmsKeyArn"]) expect(run.outputs[key]!.value, key).toBeUndefined();
     });
 
     it("passes the policy pack", () => {
