@@ -233,6 +233,10 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
       const push = verify.json.checks.find((c: { id: string }) => c.id === "db.archive.push");
       expect(push.status).toBe("fail");
       expect(push.detail).toMatch(new RegExp(`^WAL waiting to be pushed: ${localSegments().length} segments, [\\d.]+ MiB, oldest \\d+ s`));
+      // monitor shows the same backlog as a WARN (exit 1).
+      const monitor = await cli("monitor", ["--env", env.env, "--interval", "0", "--json"]);
+      expect(monitor.code, monitor.stderr).toBe(1);
+      expect(monitor.json.lines.find((l: { id: string }) => l.id === "postgres.wal_push_backlog")).toMatchObject({ status: "warn", value: expect.stringMatching(/^WAL waiting to be pushed: \d+ segments/) });
     } finally {
       await s3.restart();
     }
@@ -242,6 +246,8 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(localSegments()).toEqual([]);
     const verify = await cli("verify", ["--env", env.env, "--check", "db", "--json"]);
     expect(verify.json.checks.find((c: { id: string }) => c.id === "db.archive.push").status).toBe("ok");
+    const monitorAfter = await cli("monitor", ["--env", env.env, "--interval", "0", "--json"]);
+    expect(monitorAfter.json.lines.find((l: { id: string }) => l.id === "postgres.wal_push_backlog").status).toBe("ok");
     const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
     expect(listed.json.localOnly).toHaveLength(1);
     expect(listed.json.physical).toHaveLength(1);

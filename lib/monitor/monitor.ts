@@ -14,7 +14,7 @@ import { withPg, withRedis } from "../db/clients.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
-import { archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, type Assessment } from "../verify/archive.js";
+import { archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, walPushAssessment, type Assessment } from "../verify/archive.js";
 import { errorText } from "../verify/report.js";
 import { parseInfo, redisOptions } from "../verify/redis.js";
 
@@ -225,7 +225,11 @@ async function archiveMetrics(client: pg.Client, target: Target, spec: Spec): Pr
   }
   const folder = state.archiveMode === "off" ? undefined : await checkArchiveFolder(target, state.archiveDirectory);
   const freshness = await freshnessOf(target, spec);
-  return [...assessArchiver(state, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentLine);
+  const push = await walPushAssessment(target, spec);
+  const pushLine: MetricLine[] = push
+    ? [{ id: "postgres.wal_push_backlog", server: "postgres", title: "WAL waiting to be pushed", status: push.status === "fail" ? "warn" : push.status === "skip" ? "info" : push.status, value: push.detail, threshold: push.threshold, detail: push.status === "fail" ? push.hint : undefined }]
+    : [];
+  return [...[...assessArchiver(state, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentLine), ...pushLine];
 }
 
 const ASSESSMENT_IDS: Record<Assessment["key"], string> = { archiver: "postgres.archiver", lag: "postgres.archive_lag", folder: "postgres.archive_folder", freshness: "postgres.backup_age" };
