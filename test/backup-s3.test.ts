@@ -246,6 +246,12 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(localSegments()).toEqual([]);
     const verify = await cli("verify", ["--env", env.env, "--check", "db", "--json"]);
     expect(verify.json.checks.find((c: { id: string }) => c.id === "db.archive.push").status).toBe("ok");
+    // s3rver keeps no versions and answers NotImplemented for encryption and public access: a warning, never the exit code.
+    const bucket = verify.json.checks.find((c: { id: string }) => c.id === "db.backup.bucket");
+    expect(bucket.status).toBe("warn");
+    expect(bucket.detail).toMatch(/not versioned .*could not read default encryption: NotImplemented/);
+    const others = verify.json.checks.filter((c: { id: string }) => c.id !== "db.backup.bucket").map((c: { status: string }) => c.status);
+    expect(verify.code).toBe(others.includes("fail") ? 1 : others.includes("error") ? 2 : 0);
     const monitorAfter = await cli("monitor", ["--env", env.env, "--interval", "0", "--json"]);
     expect(monitorAfter.json.lines.find((l: { id: string }) => l.id === "postgres.wal_push_backlog").status).toBe("ok");
     const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);

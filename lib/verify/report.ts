@@ -4,7 +4,8 @@
  */
 import { EXIT, redact, type ExitCode } from "../cli.js";
 
-export type CheckStatus = "ok" | "fail" | "error" | "skip";
+/** `warn`: worth fixing, not a failure (exit 0): e.g. a backup bucket without versioning. */
+export type CheckStatus = "ok" | "warn" | "fail" | "error" | "skip";
 
 /** The guide's health endpoints: /health/db, /health/cache, /health/detailed (= both). */
 export type CheckGroup = "db" | "cache";
@@ -32,7 +33,7 @@ export interface VerifyReport {
   ok: boolean;
   /** 0 all ok, 1 a problem found, 2 something could not be checked (and nothing failed). */
   exitCode: ExitCode;
-  summary: { ok: number; fail: number; error: number; skip: number };
+  summary: { ok: number; warn: number; fail: number; error: number; skip: number };
   checks: Check[];
   ms: number;
 }
@@ -46,16 +47,16 @@ export function exitCodeOf(checks: Pick<Check, "status">[]): ExitCode {
 
 export function summarise(checks: Check[]): VerifyReport["summary"] {
   const count = (s: CheckStatus) => checks.filter((c) => c.status === s).length;
-  return { ok: count("ok"), fail: count("fail"), error: count("error"), skip: count("skip") };
+  return { ok: count("ok"), warn: count("warn"), fail: count("fail"), error: count("error"), skip: count("skip") };
 }
 
-const MARK: Record<CheckStatus, string> = { ok: "ok  ", fail: "FAIL", error: "ERR ", skip: "skip" };
+const MARK: Record<CheckStatus, string> = { ok: "ok  ", warn: "WARN", fail: "FAIL", error: "ERR ", skip: "skip" };
 
 /** The report for people: a headline, then one line per check, hints under the bad ones. */
 export function formatVerifyReport(report: VerifyReport): string {
   const { summary: s } = report;
   const headline = report.ok
-    ? `${report.env}: healthy — ${s.ok} checks ok${s.skip ? `, ${s.skip} skipped` : ""} (${report.ms} ms)`
+    ? `${report.env}: healthy — ${s.ok} checks ok${s.warn ? `, ${s.warn} warning${s.warn > 1 ? "s" : ""}` : ""}${s.skip ? `, ${s.skip} skipped` : ""} (${report.ms} ms)`
     : `${report.env}: ${s.fail ? `${s.fail} problem${s.fail > 1 ? "s" : ""}` : ""}${s.fail && s.error ? ", " : ""}${s.error ? `${s.error} could not be checked` : ""} — ${s.ok} ok (${report.ms} ms)`;
   const lines = [headline, `  target: ${report.target}`];
   for (const group of ["db", "cache"] as const) {
@@ -64,7 +65,7 @@ export function formatVerifyReport(report: VerifyReport): string {
     lines.push(group === "db" ? "  PostgreSQL (health/db)" : "  Redis (health/cache)");
     for (const c of checks) {
       lines.push(`    ${MARK[c.status]} ${c.title.padEnd(34)} ${c.detail}`);
-      if (c.status === "fail" || c.status === "error") {
+      if (c.status === "fail" || c.status === "error" || c.status === "warn") {
         if (c.expected !== undefined && c.actual !== undefined && !c.detail.includes(c.expected)) lines.push(`         expected ${c.expected}, actual ${c.actual}`);
         if (c.hint) lines.push(`         → ${c.hint}`);
       }

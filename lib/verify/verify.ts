@@ -134,7 +134,7 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
     });
   }
 
-  checks.push(...(await archiveChecks(target, spec, facts.archiver)));
+  checks.push(...(await archiveChecks(target, spec, facts.archiver)), ...(await bucketChecks(target, spec)));
 
   const { knownMigrations } = await migrations;
   const known = knownMigrations();
@@ -197,6 +197,30 @@ async function archiveChecks(target: Target, spec: Spec, archiver: ArchiverState
   const push = await walPushAssessment(target, spec);
   const pushCheck: Check[] = push ? [{ id: "db.archive.push", group: "db", title: "WAL pushed to the bucket", status: push.status, detail: push.detail, expected: push.threshold, hint: push.hint }] : [];
   return [...[...assessArchiver(archiver, spec, folder), ...(freshness ? [freshness] : [])].map(assessmentCheck), ...pushCheck];
+}
+
+/**
+ * The backup bucket's protection (backup.repository an S3 bucket): public, unversioned or
+ * unencrypted is a warning, not a failure (backups still work); what the server does not answer
+ * is said too. The staging and prod stacks' backup bucket has all of it.
+ */
+async function bucketChecks(target: Target, spec: Spec): Promise<Check[]> {
+  if (target.kind === "urls" || spec.backup.repository === "local") return [];
+  const { openRepository } = await import("../backup/repository/index.js");
+  const repo = await openRepository(spec);
+  if (!repo?.posture) return [];
+  const { problems, unknown } = await repo.posture();
+  const findings = [...problems, ...unknown.map((u) => `could not read ${u}`)];
+  return [
+    {
+      id: "db.backup.bucket",
+      group: "db",
+      title: "backup bucket",
+      status: findings.length ? "warn" : "ok",
+      detail: `${repo.describe()}: ${findings.length ? findings.join("; ") : "versioned, encrypted by default, public access blocked"}`,
+      hint: findings.length ? "turn on versioning, default encryption (SSE-KMS) and all four public access blocks, as the staging/prod stacks' backup bucket has them" : undefined,
+    },
+  ];
 }
 
 /** An archive assessment as a verify check. */

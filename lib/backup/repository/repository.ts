@@ -41,6 +41,8 @@ export interface BackupRepository {
   locate(key: string): string;
   /** s3://bucket/prefix (region, endpoint) or the folder. */
   describe(): string;
+  /** A bucket's protection: what is wrong (public, unversioned, unencrypted) and what could not be read. */
+  posture?(): Promise<{ problems: string[]; unknown: string[] }>;
 }
 
 /** Raised when an object is missing or its bytes do not match their SHA-256. */

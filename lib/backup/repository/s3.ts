@@ -7,7 +7,20 @@
  * role); AWS_ENDPOINT_URL_S3 is honoured by the SDK. The SDK's own CRC checksums are off
  * (WHEN_REQUIRED): S3-compatible servers vary in supporting them, and the SHA-256 covers it.
  */
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException, type StorageClass } from "@aws-sdk/client-s3";
+import {
+  DeleteObjectCommand,
+  GetBucketEncryptionCommand,
+  GetBucketPolicyStatusCommand,
+  GetBucketVersioningCommand,
+  GetObjectCommand,
+  GetPublicAccessBlockCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type StorageClass,
+} from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { Readable } from "node:stream";
 import { onTermination } from "../../signals.js";
@@ -188,6 +201,37 @@ export class S3Repository implements BackupRepository {
       token = r.NextContinuationToken;
     }
     return out.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  /**
+   * What AWS Config and Security Hub flag on a backup bucket: no versioning (a deleted or
+   * overwritten backup is gone), no default encryption, public access not fully blocked, a public
+   * policy. A call the server does not answer (S3-compatible servers implement some) is unknown.
+   */
+  async posture(): Promise<{ problems: string[]; unknown: string[] }> {
+    const problems: string[] = [];
+    const unknown: string[] = [];
+    const ask = async <T>(what: string, call: () => Promise<T>, missing: RegExp): Promise<T | "missing" | undefined> => {
+      try {
+        return await call();
+      } catch (error) {
+        const name = (error as { name?: string }).name ?? "";
+        if (missing.test(name)) return "missing";
+        unknown.push(`${what}: ${name || (error as Error).message}`);
+        return undefined;
+      }
+    };
+    const bucket = { Bucket: this.bucket };
+    const versioning = await ask("versioning", () => this.client.send(new GetBucketVersioningCommand(bucket)), /^$/);
+    if (versioning && versioning !== "missing" && versioning.Status !== "Enabled") problems.push("not versioned (a deleted or overwritten backup cannot be recovered)");
+    const encryption = await ask("default encryption", () => this.client.send(new GetBucketEncryptionCommand(bucket)), /ServerSideEncryptionConfigurationNotFound/);
+    if (encryption === "missing") problems.push("no default encryption");
+    const block = await ask("public access block", () => this.client.send(new GetPublicAccessBlockCommand(bucket)), /NoSuchPublicAccessBlockConfiguration/);
+    const c = block && block !== "missing" ? block.PublicAccessBlockConfiguration : undefined;
+    if (block === "missing" || (c && !(c.BlockPublicAcls && c.IgnorePublicAcls && c.BlockPublicPolicy && c.RestrictPublicBuckets))) problems.push("public access not fully blocked");
+    const status = await ask("policy status", () => this.client.send(new GetBucketPolicyStatusCommand(bucket)), /NoSuchBucketPolicy/);
+    if (status && status !== "missing" && status.PolicyStatus?.IsPublic) problems.push("public (its bucket policy grants public access)");
+    return { problems, unknown };
   }
 
   async delete(keys: string[]): Promise<void> {
