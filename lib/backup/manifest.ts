@@ -109,26 +109,34 @@ export function sealManifest(body: ManifestBody): Manifest {
   return { ...body, checksum: manifestChecksum(body) };
 }
 
-export function manifestChecksum(body: ManifestBody | Manifest): string {
-  const { checksum: _ignored, ...rest } = body as Manifest;
+/** SHA-256 of a sealed document's canonical JSON, its own `checksum` left out. */
+export function manifestChecksum(body: object): string {
+  const { checksum: _ignored, ...rest } = body as { checksum?: string };
   return createHash("sha256").update(canonicalJson(rest)).digest("hex");
 }
 
-/** Parses manifest text; returns the problems (naming the key) instead of throwing. */
-export function parseManifest(text: string): { manifest?: Manifest; problems: string[] } {
+/**
+ * Parses a sealed document (a backup's manifest.json or physical.json): JSON, the schema, then
+ * its checksum; returns the problems (naming the key) instead of throwing.
+ */
+export function parseSealed<T extends { checksum: string }>(text: string, schema: z.ZodType<T>): { manifest?: T; problems: string[] } {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
     return { problems: [`is not valid JSON (${(error as Error).message})`] };
   }
-  const result = manifestSchema.safeParse(raw);
+  const result = schema.safeParse(raw);
   if (!result.success) {
     return { problems: result.error.issues.slice(0, 5).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`) };
   }
-  const expected = manifestChecksum(result.data);
-  if (expected !== result.data.checksum) return { problems: [`checksum does not match its content (the manifest was changed or damaged)`] };
+  if (manifestChecksum(result.data) !== result.data.checksum) return { problems: [`checksum does not match its content (the manifest was changed or damaged)`] };
   return { manifest: result.data, problems: [] };
+}
+
+/** Parses manifest text; returns the problems (naming the key) instead of throwing. */
+export function parseManifest(text: string): { manifest?: Manifest; problems: string[] } {
+  return parseSealed(text, manifestSchema);
 }
 
 export function manifestText(manifest: Manifest): string {

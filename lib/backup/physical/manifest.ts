@@ -6,7 +6,7 @@
  * checksum like manifest.json (lib/backup/manifest.ts), so a changed byte in it is caught too.
  */
 import { z } from "zod";
-import { manifestChecksum } from "../manifest.js";
+import { manifestChecksum, parseSealed } from "../manifest.js";
 
 export const PHYSICAL_MANIFEST_FILE = "physical.json";
 export const PHYSICAL_MANIFEST_KIND = "crypto-prediction-infra/base-backup";
@@ -62,20 +62,11 @@ export type PhysicalManifest = z.infer<typeof physicalManifestSchema>;
 export type PhysicalManifestBody = Omit<PhysicalManifest, "checksum">;
 
 export function sealPhysicalManifest(body: PhysicalManifestBody): PhysicalManifest {
-  return { ...body, checksum: manifestChecksum(body as never) };
+  return { ...body, checksum: manifestChecksum(body) };
 }
 
 export function parsePhysicalManifest(text: string): { manifest?: PhysicalManifest; problems: string[] } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    return { problems: [`is not valid JSON (${(error as Error).message})`] };
-  }
-  const result = physicalManifestSchema.safeParse(raw);
-  if (!result.success) return { problems: result.error.issues.slice(0, 5).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`) };
-  if (manifestChecksum(result.data as never) !== result.data.checksum) return { problems: ["checksum does not match its content (the manifest was changed or damaged)"] };
-  return { manifest: result.data, problems: [] };
+  return parseSealed(text, physicalManifestSchema);
 }
 
 export function physicalManifestText(manifest: PhysicalManifest): string {
