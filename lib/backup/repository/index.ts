@@ -12,6 +12,13 @@ export * from "./repository.js";
 export async function openRepository(spec: Spec): Promise<(BackupRepository & { walPushSeconds: number }) | undefined> {
   const r = spec.backup.repository;
   if (r === "local") return undefined;
+  // One client per spec: verify's checks (push backlog, freshness, the bucket's protection) share it.
+  const known = opened.get(r);
+  if (known) return known;
   const { S3Repository } = await import("./s3.js");
-  return Object.assign(new S3Repository(r), { walPushSeconds: r.walPushSeconds });
+  const repo = Object.assign(new S3Repository(r), { walPushSeconds: r.walPushSeconds });
+  opened.set(r, repo);
+  return repo;
 }
+
+const opened = new WeakMap<object, BackupRepository & { walPushSeconds: number }>();
