@@ -292,6 +292,13 @@ describe("versions", () => {
     ].join("\n");
     expect(onlyKnownRestoreErrors(interleaved, 16)).toBe(true);
     expect(onlyKnownRestoreErrors(interleaved.replace("SET transaction_timeout = 0;", "DROP TABLE x;"), 16)).toBe(false);
+    // Prefixes and bodies are separate writes: any order of them is still only the known error.
+    const body = 'could not execute query: ERROR:  unrecognized configuration parameter "transaction_timeout"\nCommand was: SET transaction_timeout = 0;\n';
+    const scrambled = `pg_restore: pg_restore: error: ${body}error: ${body}pg_restore: error: ${body}pg_restore: warning: errors ignored on restore: 2\n`;
+    expect(onlyKnownRestoreErrors(scrambled, 16)).toBe(true);
+    expect(onlyKnownRestoreErrors(scrambled.replace("error: could not", "error: could not connect; could not"), 16)).toBe(false);
+    expect(onlyKnownRestoreErrors(`${scrambled}pg_restore: error: could not execute query: ERROR:  permission denied\n`, 16)).toBe(false);
+    expect(onlyKnownRestoreErrors(scrambled.replace("errors ignored on restore: 2", "errors ignored on restore: 4"), 16)).toBe(false);
   });
 });
 

@@ -128,26 +128,21 @@ function ownerLogin(local: LocalEnvironment): { user: string; password: string }
 
 /**
  * pg_restore's errors are acceptable when each is the known "newer setting" one. Parallel workers
- * write to one stderr at once, so a line can lose its `pg_restore:` prefix or be joined to
- * another: count the messages wherever they stand instead of parsing lines.
+ * write to one stderr at once, and pg_restore writes its `pg_restore: ` and `error: ` prefixes and
+ * the message in separate writes, so they interleave in any order: the known messages are taken
+ * out wherever they stand, and nothing but prefixes may be left.
  */
 export function onlyKnownRestoreErrors(stderr: string, serverMajor: number): boolean {
   if (serverMajor >= 17) return false;
-  const count = (pattern: RegExp) => (stderr.match(pattern) ?? []).length;
-  const errors = count(/error: /g);
-  const known = count(/error: could not execute query: ERROR: {1,2}unrecognized configuration parameter "transaction_timeout"/g);
-  const commands = stderr.match(/Command was: [^\n]*/g) ?? [];
-  const ignored = /errors ignored on restore: (\d+)/.exec(stderr);
+  const error = /could not execute query: ERROR: {1,2}unrecognized configuration parameter "transaction_timeout"/g;
+  const command = /Command was: SET transaction_timeout = 0;/g;
+  const ignoredTotal = /errors ignored on restore: (\d+)/g;
+  const known = (stderr.match(error) ?? []).length;
+  const commands = (stderr.match(command) ?? []).length;
+  const ignored = [...stderr.matchAll(ignoredTotal)].map((m) => Number(m[1]));
+  const rest = stderr.replace(error, "").replace(command, "").replace(ignoredTotal, "").replace(/pg_restore: |error: |warning: /g, "").trim();
   // Parallel workers print their errors but count them apart: the leader's total may be lower.
-  return (
-    known > 0 &&
-    known === errors &&
-    commands.length === known &&
-    commands.every((c) => c.trim() === "Command was: SET transaction_timeout = 0;") &&
-    ignored !== null &&
-    Number(ignored[1]) >= 1 &&
-    Number(ignored[1]) <= known
-  );
+  return known > 0 && commands === known && rest === "" && ignored.length === 1 && ignored[0]! >= 1 && ignored[0]! <= known;
 }
 
 export interface LoadProgress {
@@ -601,7 +596,7 @@ async function runPgRestore(archive: PreparedArchive, local: LocalEnvironment, f
   const owner = ownerLogin(local);
   const args = [...connectionArgs(tool, owner.user, database), `--jobs=${jobs}`, `--use-list=${stagedList.path}`, ...(tolerant ? [] : ["--exit-on-error"]), staged.path];
   const totalBytes = statSync(file).size;
-  const restore = startProcess(tool.command(args, { password: owner.password, files: [staged, stagedList], env: { PGOPTIONS: "-c synchronous_commit=off" } }), {
+  const restore = startProcess(tool.command(args, { password: owner.password, files: [staged, stagedList], env: { PGOPTIONS: "-c synchronous_commit=off", PG_COLOR: "never" } }), {
     what: `pg_restore (${tool.location})`,
     stdio: ["ignore", "ignore", "pipe"],
     accept: (code, stderr) => tolerant && code === 1 && onlyKnownRestoreErrors(stderr, serverMajor),
