@@ -38,6 +38,7 @@ type Log = (message: string) => void;
 export class DockerEnvironment {
   private log: Log = () => undefined;
   private healthTimeoutSeconds = 60;
+  private extraOverrides: Record<string, unknown> = {};
 
   /** @param baseEnv the stack whose spec is copied (default ci: offline images). */
   constructor(private readonly baseEnv = "ci") {}
@@ -52,6 +53,12 @@ export class DockerEnvironment {
     return this;
   }
 
+  /** Spec values the copy runs with on top of the stack's (recorded with it), e.g. a backup bucket. */
+  withSpecOverrides(overrides: Record<string, unknown>): this {
+    this.extraOverrides = overrides;
+    return this;
+  }
+
   /** How long to wait for both containers to report healthy (default 60 s). */
   withHealthTimeout(seconds: number): this {
     this.healthTimeoutSeconds = seconds;
@@ -61,7 +68,7 @@ export class DockerEnvironment {
   async start(): Promise<StartedDockerEnvironment> {
     const docker = requireEngine();
     const id = `eph-${randomBytes(5).toString("hex")}`;
-    const specOverrides = { namePrefix: `cpi-${id}`, postgres: { port: await freePort() }, redis: { port: await freePort() } };
+    const specOverrides = { ...this.extraOverrides, namePrefix: `cpi-${id}`, postgres: { port: await freePort() }, redis: { port: await freePort() } };
     const spec: Spec = { ...loadSpec(this.baseEnv, { overrides: specOverrides }), env: id };
     for (const image of [spec.images.postgres, spec.images.redis]) {
       if (!(await dockerOk(docker, ["image", "inspect", image]))) {

@@ -49,20 +49,29 @@ export async function dockerPhysicalHost(local: LocalEnvironment): Promise<Physi
   const dataRoot = await mountpoint(dataVolume);
   const local2server = (dir: string) => path.posix.join(POSTGRES_BACKUP_VOLUME_PATH, path.relative(backupRoot, dir));
   const stagingRoot = path.join(backupRoot, path.posix.relative(POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_BACKUP_STAGING_PATH));
-  const running = () => {
-    const r = spawnSync(d.binary, ["inspect", "-f", "{{.State.Running}}", d.postgres], { encoding: "utf8", timeout: 20_000 });
-    return r.status === 0 && r.stdout.trim() === "true";
-  };
   const chownServer = (dir: string) => {
     const r = spawnSync("chown", ["-R", `${CONTAINER_POSTGRES_UID}:${CONTAINER_POSTGRES_UID}`, dir], { encoding: "utf8" });
     if (r.status !== 0) throw new CliError(`could not give ${dir} to the container's postgres user: ${r.stderr.trim()}`, EXIT.ERROR);
   };
-  const waitAccepting = async (config: () => ReturnType<LocalEnvironment["pgConfig"]>, seconds: number, what: string, logs: () => Promise<string>) => {
+  const isRunning = (container: string) => {
+    const r = spawnSync(d.binary, ["inspect", "-f", "{{.State.Running}}", container], { encoding: "utf8", timeout: 20_000 });
+    return r.status === 0 && r.stdout.trim() === "true";
+  };
+  const running = () => isRunning(d.postgres);
+  // The server logs to the container's stderr, which `docker logs` replays on its own stderr.
+  const logsOf = (container: string) => () => {
+    const r = spawnSync(d.binary, ["logs", "--tail", "15", container], { encoding: "utf8", timeout: 20_000 });
+    return `${r.stdout ?? ""}${r.stderr ?? ""}`.trim();
+  };
+  /** Until the container's server accepts connections; a container that stopped fails at once, with its log. */
+  const waitAccepting = async (config: () => ReturnType<LocalEnvironment["pgConfig"]>, seconds: number, container: string) => {
     const deadline = Date.now() + seconds * 1000;
+    const tail = () => logsOf(container)().split("\n").slice(-8).join(" | ");
     for (;;) {
       const ok = await withPg({ ...config(), connectionTimeoutMillis: 2_000 }, (c) => c.query("SELECT 1")).then(() => true, () => false);
       if (ok) return;
-      if (Date.now() > deadline) throw new CliError(`${what} did not accept connections within ${seconds} s: ${(await logs()).split("\n").slice(-5).join(" | ")}`, EXIT.PROBLEM);
+      if (!isRunning(container)) throw new CliError(`${container} stopped before it accepted connections: ${tail()}`, EXIT.PROBLEM);
+      if (Date.now() > deadline) throw new CliError(`${container} did not accept connections within ${seconds} s: ${tail()}`, EXIT.PROBLEM);
       await new Promise((r) => setTimeout(r, 200));
     }
   };
@@ -103,7 +112,7 @@ export async function dockerPhysicalHost(local: LocalEnvironment): Promise<Physi
       const port = await freePort();
       const name = `${d.postgres}-recovery-${process.pid}`;
       await docker(d.binary, ["rm", "-f", name]).catch(() => undefined);
-      const logs = () => docker(d.binary, ["logs", "--tail", "15", name]).catch(() => "");
+      const logs = logsOf(name);
       await docker(d.binary, [
         "run", "-d", "--name", name,
         "--label", `crypto-prediction-infra.env=${spec.env}`,
@@ -118,18 +127,17 @@ export async function dockerPhysicalHost(local: LocalEnvironment): Promise<Physi
       ]);
       const config = (database?: string) => ({ ...local.pgConfig(database), port });
       try {
-        await waitAccepting(() => config(), 120, "the recovery server", logs);
+        await waitAccepting(() => config(), 120, name);
       } catch (error) {
-        const tail = await logs();
         await docker(d.binary, ["rm", "-f", name]).catch(() => undefined);
-        throw new CliError(`the recovery server did not start: ${(error as Error).message.split("\n")[0]}\n${tail}`, EXIT.PROBLEM, "nothing was changed");
+        throw new CliError(`the recovery server did not start: ${(error as Error).message}`, EXIT.PROBLEM, "nothing was changed");
       }
       let lastLogs = "";
       return {
         config,
         logTail: () => lastLogs,
         stop: async () => {
-          lastLogs = await logs();
+          lastLogs = logs();
           await docker(d.binary, ["stop", "-t", "60", name]).catch(() => undefined);
           await docker(d.binary, ["rm", "-f", name]).catch(() => undefined);
         },
@@ -149,7 +157,7 @@ export async function dockerPhysicalHost(local: LocalEnvironment): Promise<Physi
       renameSync(dir, dataRoot);
       try {
         await docker(d.binary, ["start", d.postgres]);
-        await waitAccepting(() => local.pgConfig(), 120, d.postgres, () => docker(d.binary, ["logs", "--tail", "15", d.postgres]).catch(() => ""));
+        await waitAccepting(() => local.pgConfig(), 120, d.postgres);
       } catch (error) {
         log("the recovered data did not start: putting the live data back");
         await docker(d.binary, ["stop", "-t", "10", d.postgres]).catch(() => undefined);

@@ -8,7 +8,6 @@
  */
 import { chownSync, createReadStream, existsSync, readdirSync, rmSync, statSync, utimesSync } from "node:fs";
 import path from "node:path";
-import { serviceUser } from "../../env/paths.js";
 import { hashFile } from "../files.js";
 import { parseSegmentName, SEGMENT_NAME } from "../physical/wal.js";
 import { downloadObject } from "./backups.js";
@@ -89,13 +88,14 @@ export function walBacklog(archiveDir: string, now = Date.now()): WalBacklog {
  * Downloads into the archive folder the bucket's WAL that is not there: segments from `fromSegment`
  * (the oldest base backup's start; none older is needed) and every history file, each checked
  * against its SHA-256, its time set to when it was archived (recovery picks the last segment for a
- * target time by it), owned by the server's user.
+ * target time by it), owned as the archive folder is (by the server's user: the host's postgres
+ * account for the embedded engine, the container's uid on a Docker volume).
  */
 export async function fetchWal(repo: BackupRepository, env: string, archiveDir: string, fromSegment: string | undefined, progress?: (m: string) => void): Promise<{ fetched: string[] }> {
   const prefix = repositoryKeys.wal(env);
   const from = fromSegment ? parseSegmentName(fromSegment)?.segno : undefined;
   const fetched: string[] = [];
-  const user = serviceUser();
+  const owner = statSync(archiveDir);
   for (const o of await repo.list(prefix)) {
     const name = o.key.slice(prefix.length);
     const seg = parseSegmentName(name);
@@ -107,12 +107,10 @@ export async function fetchWal(repo: BackupRepository, env: string, archiveDir: 
     const { metadata } = await downloadObject(repo, o.key, file);
     const at = metadata["archived-at"] ? new Date(metadata["archived-at"]) : o.lastModified;
     utimesSync(file, at, at);
-    if (user) {
-      try {
-        chownSync(file, user.uid, user.gid);
-      } catch {
-        // an archive this process cannot chown in: the file stays readable to the server as it is
-      }
+    try {
+      chownSync(file, owner.uid, owner.gid);
+    } catch {
+      // an archive this process cannot chown in (not root): it is then this process's own, as the server's is
     }
     fetched.push(name);
   }
