@@ -23,7 +23,8 @@ import { SEGMENT_NAME } from "../lib/backup/physical/wal.js";
 import { damage, fingerprint, seedSample } from "./backup-support.js";
 import { describeDocker, requireOfflineImages } from "./support/docker.js";
 import { runCli, type CliRun } from "./support/embedded.js";
-import { S3_TEST_SECRET, startS3, type StartedS3 } from "./support/s3.js";
+import { S3_TEST_SECRET, startHoldingProxy, startS3, type StartedS3 } from "./support/s3.js";
+import { killGroup, startScript } from "./reliability/support.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PREFIX = "t";
@@ -209,6 +210,41 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(await listKeys(s3, `${envPrefix()}/backups/${id}/`)).toEqual([]);
     expect((await listKeys(s3, `${envPrefix()}/backups/${base.id}/`)).length).toBe(4);
   }, 120_000);
+
+  it("a backup SIGKILLed mid-upload (its base.tar.zst stored, backup_manifest in flight): no complete backup is listed, restore refuses it, --prune sweeps its parts", async () => {
+    // The proxy holds the PUT of backup_manifest: the kill lands at exactly that point of the upload.
+    const proxy = await startHoldingProxy(s3.port, /^PUT \S*\/backup_manifest[? ]/);
+    try {
+      const run = startScript("backup", ["--env", env.env, "--physical"], { env: { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint } });
+      await Promise.race([proxy.held, run.done.then((r) => Promise.reject(new Error(`the backup ended before its upload was held: ${r.code} ${r.stderr}`)))]);
+      killGroup(run.child, "SIGKILL");
+      await run.done;
+      const id = /backups\/([^/]+)\/backup_manifest/.exec(run.stderr())![1]!;
+      const keys = await listKeys(s3, `${envPrefix()}/backups/${id}/`);
+      expect(keys).toEqual([`${envPrefix()}/backups/${id}/base.tar.zst`]);
+
+      const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.json.physical.map((b: { id: string }) => b.id)).not.toContain(id);
+      expect(listed.json.incomplete).toMatchObject([{ id, objects: 1 }]);
+      // The backup itself is not lost: its local copy stays until an upload completes.
+      const local = (listed.json.localOnly as string[]).filter((dir) => path.basename(dir) === id);
+      expect(local).toHaveLength(1);
+      const before = await snapshot();
+      const refused = await restore(["--from", id]);
+      expect(refused.code, refused.stderr).toBe(1);
+      expect(refused.stderr).toContain(`backup ${id} is incomplete`);
+      rmSync(local[0]!, { recursive: true, force: true });
+      await expectUntouched(before);
+
+      const pruned = await cli("backup", ["--env", env.env, "--prune", "--json"]);
+      expect(pruned.code, pruned.stderr).toBe(0);
+      expect(pruned.json.removedIncomplete).toMatchObject([{ id, objects: 1 }]);
+      expect(await listKeys(s3, `${envPrefix()}/backups/${id}/`)).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  }, 180_000);
 
   it("a bucket outage: the push fails (exit 2), the WAL stays here, verify fails naming the backlog; after it, one push uploads everything", async () => {
     await s3.stop();

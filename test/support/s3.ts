@@ -4,7 +4,7 @@
  * credentials; they are passed only in the child command's environment.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
@@ -60,6 +60,57 @@ export async function startS3(bucket = "cpi-backups"): Promise<StartedS3> {
       client.destroy();
       await stop().catch(() => undefined);
       rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface HoldingProxy {
+  endpoint: string;
+  /** Resolves when a request matching `hold` arrived and was held (never forwarded). */
+  held: Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of the S3 server that forwards everything until a request's
+ * first line matches `hold`, then holds that connection: the client waits for an answer that never
+ * comes, so a test can kill it at an exact point of an upload.
+ */
+export async function startHoldingProxy(upstreamPort: number, hold: RegExp): Promise<HoldingProxy> {
+  let onHeld!: () => void;
+  const held = new Promise<void>((r) => (onHeld = r));
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(upstreamPort, "127.0.0.1");
+    sockets.add(client).add(upstream);
+    let holding = false;
+    client.on("data", (chunk) => {
+      if (holding) return;
+      if (hold.test(chunk.toString("latin1").split("\r\n", 1)[0]!)) {
+        holding = true;
+        onHeld();
+        return;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk) => {
+      if (!holding) client.write(chunk);
+    });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    held,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
     },
   };
 }
