@@ -65,7 +65,7 @@ await runCommand({
       if (repo && ctx.flags.out === undefined) {
         if (!ctx.flags.yes) throw new CliError(`restore --to replaces the live data of '${ctx.flags.env ?? "dev"}' (after checking and recovering it beside the live one)`, EXIT.USAGE, "add --yes to confirm");
         const report = await recoverFromRepository(repo, ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, log: ctx.log, progress: ctx.progress });
-        return { data: { ok: true, ...report }, human: `${describeRecovery(report)}\n  from         ${report.repository} (${report.walFetched} WAL file(s) downloaded)` };
+        return { data: { ok: true, ...report }, human: `${describeRecovery(report)}\n  from         ${report.repository} (${humanBytes(report.download.bytes)} in ${report.download.seconds.toFixed(1)} s, ${report.walFetched} WAL file(s) among them)` };
       }
       const report = await recoverTo(ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
       return { data: { ok: true, ...report }, human: describeRecovery(report) };

@@ -145,6 +145,9 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(await symbols()).toEqual(["S3A", "S3B"]);
     expect(latest.json.backup.id).toBe(base.id);
     expect(latest.json.walFetched).toBeGreaterThan(0);
+    // Every WAL segment is 16 MiB: the download report counts at least those it fetched.
+    expect(latest.json.download.bytes).toBeGreaterThanOrEqual(latest.json.walFetched * 16 * 1024 * 1024);
+    expect(latest.json.download.seconds).toBeGreaterThan(0);
     expect(await withRedis(env.connections.redisOptions("admin"), (r) => r.get("s3:probe"))).toBe("from-the-backup");
 
     const toTime = await restore(["--to", between.toISOString()]);

@@ -45,6 +45,9 @@ describeDocker("point-in-time recovery: docker environment, backup bucket", () =
     const latest = await cli("restore", ["--to", "latest", "--yes"]);
     expect(latest.code, latest.stderr).toBe(0);
     expect(latest.json.walFetched).toBeGreaterThan(0);
+    // Every WAL segment is 16 MiB: the download report counts at least those it fetched.
+    expect(latest.json.download.bytes).toBeGreaterThanOrEqual(latest.json.walFetched * 16 * 1024 * 1024);
+    expect(latest.json.download.seconds).toBeGreaterThan(0);
     expect(await symbols()).toEqual(["PITSA", "PITSB"]);
 
     const toTime = await cli("restore", ["--to", between.toISOString(), "--yes"]);

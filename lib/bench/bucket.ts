@@ -3,7 +3,7 @@
  * through an S3 bucket (backup.repository; s3rver on 127.0.0.1, started by this item) against the
  * same through a folder (--out), two ephemeral environments of the same spec and seed, the order
  * alternating per repetition. The bucket's run includes the upload, the WAL push and the
- * downloads. Targets: the bucket's backup+restore at most 1.5× the folder's, peak RSS ≤ 150 MB.
+ * downloads; the upload and download throughput are read from the commands' reports. Targets: the bucket's backup+restore at most 1.5× the folder's, peak RSS ≤ 150 MB.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -20,6 +20,8 @@ const BUCKET = "cpi-bench";
 const ROWS = {
   folder: { id: "bucket.folder.total", label: "base backup + restore --to latest through a folder", unit: "s" },
   bucket: { id: "bucket.s3.total", label: "base backup + restore --to latest through an S3 bucket (s3rver, 127.0.0.1)", unit: "s" },
+  upload: { id: "bucket.s3.upload", label: "upload throughput of the base backup to the bucket (its objects' bytes / upload time)", unit: "MB/s" },
+  download: { id: "bucket.s3.download", label: "download throughput of restore --to latest (base backup + WAL bytes / download time)", unit: "MB/s" },
   ratio: { id: "bucket.ratio", label: "bucket vs folder, backup+restore (same repetition)", unit: "x", target: atMost(1.5, "x") },
   rss: { id: "bucket.rss", label: "peak RSS of backup and restore through the bucket", unit: "MB", target: atMost(150, "MB") },
 } as const;
@@ -52,6 +54,8 @@ export const bucketItem: BenchItem = {
     const bucketEnv = await ctx.embedded("bucket item: bucket", { backup: { repository: { url: `s3://${BUCKET}/bench`, region: "us-east-1" } } });
     const totals: Record<"folder" | "bucket", number[]> = { folder: [], bucket: [] };
     const ratios: number[] = [];
+    const throughput: Record<"upload" | "download", number[]> = { upload: [], download: [] };
+    const mbPerSecond = (bytes: number, seconds: number) => (seconds > 0 ? bytes / 1e6 / seconds : undefined);
     const rss: number[] = [];
     const errors: string[] = [];
     try {
@@ -79,7 +83,15 @@ export const bucketItem: BenchItem = {
             if (restored !== rows) throw new Error(`${which}: restore --to latest left ${restored} market_data rows, expected ${rows}`);
             rep[which] = backup.seconds + restore.seconds;
             totals[which].push(rep[which]!);
-            if (which === "bucket") for (const r of [backup.peakRssMb, restore.peakRssMb]) if (r !== undefined) rss.push(r);
+            if (which === "bucket") {
+              for (const r of [backup.peakRssMb, restore.peakRssMb]) if (r !== undefined) rss.push(r);
+              const up = backup.json?.upload as { files: { bytes: number }[]; seconds: number } | undefined;
+              const upRate = up && mbPerSecond(up.files.reduce((n, f) => n + f.bytes, 0), up.seconds);
+              if (upRate !== undefined) throughput.upload.push(upRate);
+              const down = restore.json?.download as { bytes: number; seconds: number } | undefined;
+              const downRate = down && mbPerSecond(down.bytes, down.seconds);
+              if (downRate !== undefined) throughput.download.push(downRate);
+            }
           } catch (error) {
             errors.push((error as Error).message);
           } finally {
@@ -98,6 +110,6 @@ export const bucketItem: BenchItem = {
     }
     const row = (def: (typeof ROWS)[keyof typeof ROWS], samples: number[]): Row =>
       samples.length ? measuredRow({ ...def, label: label(def.label), samples, ...(errors.length ? { details: { failures: errors } } : {}) }) : skippedRow({ ...def, label: label(def.label), reason: errors[0] ?? "no runs", status: "error" });
-    return [row(ROWS.folder, totals.folder), row(ROWS.bucket, totals.bucket), row(ROWS.ratio, ratios), row(ROWS.rss, rss)];
+    return [row(ROWS.folder, totals.folder), row(ROWS.bucket, totals.bucket), row(ROWS.upload, throughput.upload), row(ROWS.download, throughput.download), row(ROWS.ratio, ratios), row(ROWS.rss, rss)];
   },
 };

@@ -9,7 +9,7 @@ import { round, summarise } from "./stats.js";
 
 export const RESULTS_KIND = "crypto-prediction-infra/bench";
 
-export const UNITS = ["s", "ms", "rows/s", "MB", "x", "%"] as const;
+export const UNITS = ["s", "ms", "rows/s", "MB", "MB/s", "x", "%"] as const;
 export type Unit = (typeof UNITS)[number];
 
 /** A numeric target is judged on the median; an index target on the captured query plan. */

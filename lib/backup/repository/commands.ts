@@ -7,7 +7,7 @@
  *               downloaded → the existing recovery → downloaded WAL removed again
  * A refusal names the object (s3://bucket/key) and changes nothing.
  */
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { CliError, EXIT } from "../../cli.js";
@@ -34,6 +34,12 @@ export function repositoryCliError(error: unknown, hint = "nothing was changed")
 /** Who uploads (object metadata; a prune tells a killed upload on this host from a running one). */
 export function uploaderTag(): string {
   return `${os.hostname()}:${process.pid}`;
+}
+
+/** What `restore --to` downloaded from the bucket: the chosen base backup's files and the WAL. */
+export interface DownloadReport {
+  bytes: number;
+  seconds: number;
 }
 
 export interface StoredBackup {
@@ -126,7 +132,7 @@ export async function restoreFromRepository(repo: BackupRepository, options: Res
 }
 
 /** `restore --to TIME|latest` against the bucket: only the WAL from the chosen base backup's start is downloaded. */
-export async function recoverFromRepository(repo: BackupRepository, env: string, target: RecoveryTarget, opts: RecoveryOptions): Promise<RecoveryReport & { repository: string; walFetched: number }> {
+export async function recoverFromRepository(repo: BackupRepository, env: string, target: RecoveryTarget, opts: RecoveryOptions): Promise<RecoveryReport & { repository: string; walFetched: number; download: DownloadReport }> {
   const archiveDir = archiveDirOf(env);
   // What is archived here goes up first: the bucket then holds everything up to now.
   try {
@@ -136,6 +142,13 @@ export async function recoverFromRepository(repo: BackupRepository, env: string,
   }
   const staging = stagingDir(env, "recover");
   let fetched: string[] = [];
+  const download: DownloadReport = { bytes: 0, seconds: 0 };
+  const timed = async (dir: string, files: () => string[], work: () => Promise<void>) => {
+    const started = Date.now();
+    await work();
+    download.seconds += (Date.now() - started) / 1000;
+    for (const name of files()) download.bytes += statSync(path.join(dir, name)).size;
+  };
   try {
     let oldestStart: string | undefined;
     try {
@@ -156,14 +169,18 @@ export async function recoverFromRepository(repo: BackupRepository, env: string,
       out: staging.dir,
       beforeListing: async (dir) => {
         try {
-          fetched = (await fetchWal(repo, env, dir, oldestStart, opts.progress)).fetched;
+          await timed(dir, () => fetched, async () => {
+            fetched = (await fetchWal(repo, env, dir, oldestStart, opts.progress)).fetched;
+          });
         } catch (error) {
           throw repositoryCliError(error);
         }
       },
       fetchBackup: async (b) => {
         try {
-          await downloadBackup(repo, env, b.id, b.dir, opts.progress);
+          await timed(b.dir, () => readdirSync(b.dir), async () => {
+            await downloadBackup(repo, env, b.id, b.dir, opts.progress);
+          });
         } catch (error) {
           throw repositoryCliError(error);
         }
@@ -175,7 +192,7 @@ export async function recoverFromRepository(repo: BackupRepository, env: string,
       }
       throw error;
     });
-    return { ...report, repository: repo.describe(), walFetched: fetched.length };
+    return { ...report, repository: repo.describe(), walFetched: fetched.length, download: { bytes: download.bytes, seconds: Math.round(download.seconds * 1000) / 1000 } };
   } finally {
     staging.remove();
     // What was fetched is in the bucket: the archive folder goes back to holding only what waits to be pushed.
