@@ -178,7 +178,9 @@ export async function recoverFromRepository(repo: BackupRepository, env: string,
       },
       fetchBackup: async (b) => {
         try {
-          await timed(b.dir, () => readdirSync(b.dir), async () => {
+          // Its manifest came down earlier, with every base backup's: count only what this adds.
+          const had = new Set(existsSync(b.dir) ? readdirSync(b.dir) : []);
+          await timed(b.dir, () => readdirSync(b.dir).filter((name) => !had.has(name)), async () => {
             await downloadBackup(repo, env, b.id, b.dir, opts.progress);
           });
         } catch (error) {
