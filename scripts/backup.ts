@@ -13,17 +13,16 @@
  */
 import path from "node:path";
 import { CliError, ENV_FLAG, EXIT, runCommand, shellWord } from "../lib/cli.js";
-import { backupEnvironment, backupRoot, type BackupResult } from "../lib/backup/backup.js";
-import { listBackups, pruneBackups, scheduleLine } from "../lib/backup/retention.js";
+import { backupEnvironment, type BackupResult } from "../lib/backup/backup.js";
+import { scheduleLine } from "../lib/backup/retention.js";
 import { DEFAULT_LEVEL, type DumpFormat } from "../lib/backup/postgres-dump.js";
 import { specOf } from "../lib/env/environment.js";
 import { localEnvironment } from "../lib/backup/local-env.js";
-import { listPhysical, prunePhysical, takeBaseBackup, type PhysicalManifest } from "../lib/backup/physical/index.js";
+import { takeBaseBackup, type PhysicalManifest } from "../lib/backup/physical/index.js";
 import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
 import { humanBytes } from "../lib/spec/units.js";
-import { openRepository } from "../lib/backup/repository/index.js";
-import { listRepository, pruneRepository, pushWalCommand, storeBackup, type StoredBackup } from "../lib/backup/repository/commands.js";
+import { openBackupRepository, type BackupRepository, type RepositoryListing, type RepositoryPruneReport, type StoredBackup } from "../lib/backup/repository/index.js";
 import { walPushLines } from "../lib/backup/retention.js";
 
 await runCommand({
@@ -36,7 +35,7 @@ await runCommand({
     physical: { type: "boolean", help: "a base backup made by the server (BASE_BACKUP, SHA-256 manifest, zstd) for point-in-time recovery with the WAL archive" },
     format: { type: "string", help: "custom (default): pg_dump's format, zstd, restored with pg_restore --jobs; sql: plain SQL + gzip (the guide's .sql.gz). Without it and without a pg_dump 16+, a physical backup is made", choices: ["custom", "sql"] },
     level: { type: "string", help: `compression level: gzip 1-9 (default ${DEFAULT_LEVEL.sql}), zstd 1-19 (default ${DEFAULT_LEVEL.custom})` },
-    out: { type: "string", help: "folder that receives the backup folder (default: <backup.dir>/<env> in the project)" },
+    out: { type: "string", help: "a folder to use as the backup repository instead of backup.repository (default: <backup.dir>/<env> in the project, or the bucket)" },
     list: { type: "boolean", help: "list this environment's backups" },
     prune: { type: "boolean", help: "delete backups beyond backup.keepDaily / backup.keepWeekly, base backups beyond backup.keepBase and the WAL none of the kept ones needs (no new backup)" },
     "dry-run": { type: "boolean", help: "with --prune: only say what would be deleted" },
@@ -70,121 +69,50 @@ await runCommand({
     const format = (ctx.flags.format ?? "custom") as DumpFormat;
     const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
 
-    const repo = isAwsEnvironment(env) ? undefined : await openRepository(specOf(env));
-    if (ctx.flags["push-wal"] && !repo) throw new CliError(`--push-wal: '${env}' keeps its WAL archive here (backup.repository is local); there is no bucket to push to`, EXIT.USAGE, 'set backup.repository to { url: "s3://bucket/prefix", region } in the stack file');
+    const repo = await openBackupRepository(env, { out: ctx.flags.out });
+    if (ctx.flags["push-wal"] && !repo.pushWal) throw new CliError(`--push-wal: '${env}' keeps its WAL archive in ${repo.describe()} (backup.repository is local); there is no bucket to push to`, EXIT.USAGE, 'set backup.repository to { url: "s3://bucket/prefix", region } in the stack file');
     if (ctx.flags.schedule) {
       const line = scheduleLine(specOf(env), env, { out: ctx.flags.out });
-      const push = repo && specOf(env).backup.archive.enabled ? walPushLines(specOf(env), env, repo.walPushSeconds) : undefined;
+      const push = repo.walPushSeconds !== undefined && specOf(env).backup.archive.enabled ? walPushLines(specOf(env), env, repo.walPushSeconds) : undefined;
       return {
         data: { ...line, ...(push ? { push } : {}) },
         human: [
           `# crypto-prediction-infra: back up '${env}' at "${line.schedule}" (backup.schedule), then prune`,
           line.cron,
-          ...(push ? [`# push the archived WAL to ${repo!.describe()} every ${push.everySeconds} s (backup.repository.walPushSeconds)`, ...push.lines] : []),
+          ...(push ? [`# push the archived WAL to ${repo.describe()} every ${push.everySeconds} s (backup.repository.walPushSeconds)`, ...push.lines] : []),
         ].join("\n"),
       };
     }
     if (ctx.flags["push-wal"]) {
-      const r = await pushWalCommand(repo!, env, ctx.progress);
+      const r = await repo.pushWal!(ctx.progress);
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
       return {
         data: { ok: true, ...r },
         human: `${env}: pushed ${r.pushed.length} WAL file(s) (${mib(r.pushed.reduce((n, p) => n + p.bytes, 0))}) to ${r.location} in ${r.seconds.toFixed(1)} s; ${r.deletedLocal} local segment(s) deleted after confirmation; ${r.backlog.segments} waiting`,
       };
     }
-    if (ctx.flags.list && repo) {
-      const l = await listRepository(repo, env);
-      const human = [
-        `${l.logical.length} logical backup(s) of '${env}' in ${l.repository}:`,
-        ...l.logical.map((b) => `  ${b.id.padEnd(40)} ${b.scope.padEnd(22)} ${humanBytes(b.bytes).padStart(9)}  ${b.location}`),
-        `${l.physical.length} base backup(s); WAL: ${l.wal.objects} segment(s) in the bucket (${humanBytes(l.wal.bytes)}), ${l.wal.backlog.segments} waiting to be pushed:`,
-        ...l.physical.map((b) => `  ${b.id.padEnd(40)} ends ${b.stopTime}  timeline ${b.timeline}  ${humanBytes(b.bytes).padStart(9)}  ${b.location}`),
-        ...l.incomplete.map((i) => `  incomplete (no manifest: an upload that did not finish): ${i.id}, ${i.objects} object(s); --prune removes it`),
-        ...l.unrecognised.map((u) => `  ? ${u.location}: ${u.why}`),
-        ...l.localOnly.map((d) => `  not in the bucket (kept here after a failed upload): ${d}`),
-        l.window ? `restorable window: ${l.window.earliest} to ${l.window.latest} (npm run restore -- --env ${env} --to TIME|latest)` : `restorable window: none yet`,
-      ];
-      return { data: l, human: human.join("\n") };
-    }
-    if (ctx.flags.prune && repo) {
-      const r = await pruneRepository(repo, env, ctx.flags["dry-run"] === true);
-      const verb = r.dryRun ? "would delete" : "deleted";
-      return {
-        data: r,
-        human: [
-          `${env} in ${r.location}: keeping ${r.kept.length} logical backup(s) and ${r.keptBase.length} base backup(s) with the WAL from ${r.keepWalFrom ?? "(all: no base backup)"}; ` +
-            `${verb} ${r.removed.length} logical, ${r.removedBase.length} base backup(s), ${r.removedWal.length} WAL object(s) and ${r.removedIncomplete.length} incomplete upload(s)`,
-          ...[...r.removed, ...r.removedBase].map((b) => `  ${verb}: ${b.id} (${humanBytes(b.bytes)})`),
-          ...r.removedIncomplete.map((i) => `  ${verb}: incomplete ${i.id} (${i.objects} object(s))`),
-          ...r.unrecognised.map((u) => `  left alone: ${u.location} (${u.why})`),
-        ].join("\n"),
-      };
-    }
     if (ctx.flags.list) {
-      const listing = listBackups(env, backupRoot(specOf(env), env, ctx.flags.out));
-      const physical = isAwsEnvironment(env) ? undefined : listPhysical(env, ctx.flags.out);
-      const rel = (d: string) => path.relative(PROJECT_DIR, d) || d;
-      const { archive: _archive, ...physicalData } = physical ?? { archive: undefined };
-      const human = [
-        `${listing.backups.length} logical backup(s) of '${env}' in ${rel(listing.root)}:`,
-        ...listing.backups.map((b) => `  ${b.id.padEnd(40)} ${b.scope.padEnd(22)} ${humanBytes(b.bytes).padStart(9)}  ${rel(b.dir)}`),
-        ...listing.unrecognised.map((u) => `  ? ${rel(u.dir)}: ${u.why}`),
-        ...(listing.partial.length ? [`  ${listing.partial.length} unfinished (.partial-…) folder(s); --prune removes them`] : []),
-      ];
-      if (physical) {
-        human.push(
-          `${physical.backups.length} base backup(s), WAL archive ${rel(physical.archiveDir)} (${physical.archive.segments.length} segment(s)):`,
-          ...physical.backups.map((b) => `  ${b.id.padEnd(40)} ends ${b.stopTime}  timeline ${b.timeline}  ${humanBytes(b.bytes).padStart(9)}  ${rel(b.dir)}`),
-          ...physical.unrecognised.map((u) => `  ? ${rel(u.dir)}: ${u.why}`),
-          physical.window
-            ? `restorable window: ${physical.window.earliest} to ${physical.window.latest} (npm run restore -- --env ${env} --to TIME|latest)`
-            : physical.backups.length
-              ? "restorable window: opens at the oldest base backup's end once WAL after it is archived (within backup.archive.timeoutSeconds; restore --to archives the current WAL first)"
-              : `restorable window: none (no base backup: npm run backup -- --env ${env} --physical)`,
-        );
-      }
-      return {
-        data: { ...listing, physical: physical ? { ...physicalData, backups: physical.backups.map(({ manifest: _m, ...b }) => b), window: physical.window } : undefined },
-        human: human.join("\n"),
-      };
+      const listing = await repo.list();
+      return { data: listing, human: describeListing(listing, repo.kind) };
     }
     if (ctx.flags.prune) {
-      const report = await pruneBackups({ env, out: ctx.flags.out, dryRun: ctx.flags["dry-run"], log: ctx.log });
-      const physical = isAwsEnvironment(env) ? undefined : await prunePhysical(env, { out: ctx.flags.out, dryRun: ctx.flags["dry-run"], log: ctx.log });
-      const verb = report.dryRun ? "would delete" : "deleted";
-      const walBytes = physical?.removedWal.reduce((n, w) => n + w.bytes, 0) ?? 0;
-      return {
-        data: { ...report, physical },
-        human: [
-          `${env}: keeping ${report.kept.length} backup(s) (keepDaily ${report.keepDaily}, keepWeekly ${report.keepWeekly}); ${verb} ${report.removed.length}` +
-            (report.removedPartial.length ? ` and ${report.removedPartial.length} unfinished folder(s)` : ""),
-          ...report.removed.map((r) => `  ${verb}: ${r.id} (${humanBytes(r.bytes)})`),
-          ...report.unrecognised.map((u) => `  left alone: ${u.dir} (${u.why})`),
-          ...(physical
-            ? [
-                `${env}: keeping ${physical.kept.length} base backup(s) (keepBase ${physical.keepBase}) and the WAL from ${physical.keepWalFrom ?? "(all: no base backup)"}; ${verb} ${physical.removed.length} base backup(s) and ${physical.removedWal.length} WAL file(s) (${humanBytes(walBytes)})`,
-                ...physical.removed.map((r) => `  ${verb}: ${r.id} (${humanBytes(r.bytes)})`),
-              ]
-            : []),
-        ].join("\n"),
-      };
+      const report = await repo.prune({ dryRun: ctx.flags["dry-run"], log: ctx.log });
+      return { data: report, human: describePrune(report) };
     }
 
-    if (ctx.flags.physical) return physicalBackup(env, ctx, undefined, repo);
+    if (ctx.flags.physical) return physicalBackup(env, ctx, repo);
     let result: BackupResult;
     try {
-      result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
+      result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: repo.workDir, log: ctx.log, progress: ctx.progress });
     } catch (error) {
       // No format asked for, and no pg_dump that can dump a 16 server (Debian 12 ships 15): the server makes the backup itself.
       const noPgDump = error instanceof CliError && /^no usable pg_dump/.test(error.message);
       if (!noPgDump || ctx.flags.format !== undefined || ctx.flags.table !== undefined || ctx.flags.level !== undefined || isAwsEnvironment(env) || !specOf(env).backup.archive.enabled) throw error;
       ctx.progress(`backup: ${withoutCandidates(error.message)}; making a physical backup instead (BASE_BACKUP needs no client tools)`);
-      return physicalBackup(env, ctx, error.message, repo);
+      return physicalBackup(env, ctx, repo, error.message);
     }
-    if (repo) {
-      const stored = await storeBackup(repo, env, result.dir, ctx.progress);
-      return { data: { ok: true, location: stored.upload.location, bytes: result.bytes, seconds: result.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest: result.manifest }, human: describeStored(env, stored) };
-    }
+    const stored = await repo.store(result.dir, ctx.progress);
+    if (stored.upload) return { data: { ok: true, location: stored.location, bytes: result.bytes, seconds: result.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest: result.manifest }, human: describeStored(env, stored) };
     return { data: { ok: true, dir: result.dir, bytes: result.bytes, seconds: result.seconds, manifest: result.manifest }, human: describe(env, result) };
   },
 });
@@ -194,23 +122,24 @@ function withoutCandidates(message: string): string {
   return message.split("; tried ")[0]!;
 }
 
-async function physicalBackup(env: string, ctx: { flags: { out?: string }; log: (m: string) => void; progress: (m: string) => void }, instead?: string, repo?: Awaited<ReturnType<typeof openRepository>>) {
-  const { dir, manifest } = await takeBaseBackup(localEnvironment(env), { out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
+async function physicalBackup(env: string, ctx: { log: (m: string) => void; progress: (m: string) => void }, repo: BackupRepository, instead?: string) {
+  const { dir, manifest } = await takeBaseBackup(localEnvironment(env), { out: repo.workDir, log: ctx.log, progress: ctx.progress });
   const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0);
-  if (repo) {
-    const stored = await storeBackup(repo, env, dir, ctx.progress);
-    return { data: { ok: true, physical: true, ...(instead ? { instead } : {}), location: stored.upload.location, bytes, seconds: manifest.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest }, human: describeStored(env, stored) };
+  const stored = await repo.store(dir, ctx.progress);
+  if (stored.upload) {
+    return { data: { ok: true, physical: true, ...(instead ? { instead } : {}), location: stored.location, bytes, seconds: manifest.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest }, human: describeStored(env, stored) };
   }
   return { data: { ok: true, physical: true, ...(instead ? { instead } : {}), dir, bytes, seconds: manifest.seconds, manifest }, human: describePhysical(env, dir, manifest, instead) };
 }
 
 function describeStored(env: string, s: StoredBackup): string {
+  const upload = s.upload!;
   return [
-    `${env}: backup ${s.upload.id} uploaded in ${s.upload.seconds.toFixed(1)} s → ${s.upload.location} (${s.upload.files.length} object(s), the manifest last; the local copy removed)`,
-    ...s.upload.files.map((f) => `  ${f.name.padEnd(16)} ${humanBytes(f.bytes).padStart(9)}  sha256 ${f.sha256.slice(0, 16)}…`),
+    `${env}: backup ${upload.id} uploaded in ${upload.seconds.toFixed(1)} s → ${upload.location} (${upload.files.length} object(s), the manifest last; the local copy removed)`,
+    ...upload.files.map((f) => `  ${f.name.padEnd(16)} ${humanBytes(f.bytes).padStart(9)}  sha256 ${f.sha256.slice(0, 16)}…`),
     ...(s.push ? [`  WAL: pushed ${s.push.pushed.length} file(s), ${s.push.backlog.segments} waiting`] : []),
     ...(s.pushError ? [`  WAL push failed (the segments stay here; the next push uploads them): ${s.pushError}`] : []),
-    `restore with: npm run restore -- --env ${env} --from ${s.upload.id} --yes   (or --to TIME|latest for a base backup)`,
+    `restore with: npm run restore -- --env ${env} --from ${upload.id} --yes   (or --to TIME|latest for a base backup)`,
   ].join("\n");
 }
 
@@ -250,4 +179,50 @@ function describe(env: string, result: BackupResult): string {
     `restore with: npm run restore -- --env ${env} --from ${shellWord(rel)} --yes   # replaces the data of '${env}'`,
   );
   return lines.join("\n");
+}
+
+/** `backup --list` for people: one renderer for both repositories. */
+function describeListing(l: RepositoryListing, kind: BackupRepository["kind"]): string {
+  const rel = (d: string) => (d.startsWith("s3://") ? d : path.relative(PROJECT_DIR, d) || d);
+  const walLine = l.wal
+    ? kind === "bucket"
+      ? `WAL: ${l.wal.segments} segment(s) in the bucket (${humanBytes(l.wal.bytes)}), ${l.wal.waiting.segments} waiting to be pushed`
+      : `WAL archive ${rel(l.wal.location)} (${l.wal.segments} segment(s))`
+    : undefined;
+  const lines = [
+    `${l.logical.length} logical backup(s) of '${l.env}' in ${rel(l.repository)}:`,
+    ...l.logical.map((b) => `  ${b.id.padEnd(40)} ${b.scope.padEnd(22)} ${humanBytes(b.bytes).padStart(9)}  ${rel(b.location)}`),
+    ...l.unrecognised.map((u) => `  ? ${rel(u.location)}: ${u.why}`),
+    ...(kind === "folder"
+      ? l.incomplete.length
+        ? [`  ${l.incomplete.length} unfinished (.partial-…) folder(s); --prune removes them`]
+        : []
+      : l.incomplete.map((i) => `  incomplete (no manifest: an upload that did not finish): ${i.id}, ${i.objects} object(s); --prune removes it`)),
+    ...l.localOnly.map((d) => `  not in the bucket (kept here after a failed upload): ${d}`),
+  ];
+  if (walLine) {
+    lines.push(
+      `${l.physical.length} base backup(s), ${walLine}:`,
+      ...l.physical.map((b) => `  ${b.id.padEnd(40)} ends ${b.stopTime}  timeline ${b.timeline}  ${humanBytes(b.bytes).padStart(9)}  ${rel(b.location)}`),
+      l.window
+        ? `restorable window: ${l.window.earliest} to ${l.window.latest} (npm run restore -- --env ${l.env} --to TIME|latest)`
+        : l.physical.length
+          ? "restorable window: opens at the oldest base backup's end once WAL after it is archived (within backup.archive.timeoutSeconds; restore --to archives the current WAL first)"
+          : `restorable window: none (no base backup: npm run backup -- --env ${l.env} --physical)`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** `backup --prune` for people. */
+function describePrune(r: RepositoryPruneReport): string {
+  const verb = r.dryRun ? "would delete" : "deleted";
+  const walBytes = r.removedWal.reduce((n, w) => n + w.bytes, 0);
+  return [
+    `${r.env} in ${r.repository}: keeping ${r.kept.length} logical backup(s) (keepDaily ${r.keepDaily}, keepWeekly ${r.keepWeekly}) and ${r.keptBase.length} base backup(s) (keepBase ${r.keepBase}) with the WAL from ${r.keepWalFrom ?? "(all: no base backup)"}; ` +
+      `${verb} ${r.removed.length} logical, ${r.removedBase.length} base backup(s), ${r.removedWal.length} WAL file(s) (${humanBytes(walBytes)}) and ${r.removedIncomplete.length} unfinished one(s)`,
+    ...[...r.removed, ...r.removedBase].map((b) => `  ${verb}: ${b.id} (${humanBytes(b.bytes)})`),
+    ...r.removedIncomplete.map((i) => `  ${verb}: unfinished ${i.id} (${i.objects} object(s))`),
+    ...r.unrecognised.map((u) => `  left alone: ${u.location} (${u.why})`),
+  ].join("\n");
 }

@@ -8,8 +8,9 @@
  *      they make, row counts against the manifest), then swapped in by renaming
  *      (the old data stays intact until that moment); --table replaces one table in one transaction;
  *   4. Redis: stopped, RDB placed, started with appendonly no, AOF rewritten, keys checked.
- * With backup.repository a bucket: `--from ID|latest` (and `--to`) download into a staging folder,
- * each object checked against its SHA-256, and then take the same path.
+ * `--from ID|latest` names a backup in the environment's repository (backup.repository); a bucket's
+ * is downloaded into a staging folder first, each object checked against its SHA-256 (and `--to`
+ * downloads what the recovery needs), and then takes the same path.
  * `--check` only verifies. AWS environments: new RDS and ElastiCache resources from the snapshots;
  * `--to TIME|latest` there recovers RDS to a point in time into a new instance (lib/aws/point-in-time.ts).
  */
@@ -19,11 +20,12 @@ import { restoreEnvironment, type RestoreReport } from "../lib/backup/restore.js
 import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { verifyBackup, BackupVerificationError } from "../lib/backup/verify.js";
 import { humanBytes } from "../lib/spec/units.js";
-import { parseRecoveryTarget, recoverTo, type RecoveryReport } from "../lib/backup/physical/index.js";
+import { parseRecoveryTarget, type RecoveryReport } from "../lib/backup/physical/index.js";
 import { existsSync } from "node:fs";
-import { specOf } from "../lib/env/environment.js";
-import { openRepository } from "../lib/backup/repository/index.js";
-import { recoverFromRepository, restoreFromRepository } from "../lib/backup/repository/commands.js";
+import { openBackupRepository } from "../lib/backup/repository/index.js";
+
+/** A backup's id in a repository (its folder or key name), or latest. */
+const BACKUP_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 await runCommand({
   name: "restore",
@@ -58,49 +60,43 @@ await runCommand({
       const r = await pitr.restoreToPointInTimeCommand(ctx.flags.env!, ctx.flags.to, ctx.progress);
       return { data: { ok: true, ...r }, human: pitr.describePointInTime(r) };
     }
+    const env = ctx.flags.env ?? "dev";
     if (ctx.flags.to !== undefined || ctx.flags["to-lsn"] !== undefined) {
       if (ctx.flags.from !== undefined || ctx.flags.table !== undefined || ctx.flags.check) throw new CliError("--to/--to-lsn recover the whole environment from its base backups and WAL archive; they do not go with --from, --table or --check", EXIT.USAGE);
       const target = parseRecoveryTarget(ctx.flags.to, ctx.flags["to-lsn"]);
-      const repo = await openRepository(specOf(ctx.flags.env ?? "dev"));
-      if (repo && ctx.flags.out === undefined) {
-        if (!ctx.flags.yes) throw new CliError(`restore --to replaces the live data of '${ctx.flags.env ?? "dev"}' (after checking and recovering it beside the live one)`, EXIT.USAGE, "add --yes to confirm");
-        const report = await recoverFromRepository(repo, ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, log: ctx.log, progress: ctx.progress });
-        return { data: { ok: true, ...report }, human: `${describeRecovery(report)}\n  from         ${report.repository} (${humanBytes(report.download.bytes)} in ${report.download.seconds.toFixed(1)} s, ${report.walFetched} WAL file(s) among them)` };
-      }
-      const report = await recoverTo(ctx.flags.env ?? "dev", target, { yes: ctx.flags.yes, out: ctx.flags.out, log: ctx.log, progress: ctx.progress });
-      return { data: { ok: true, ...report }, human: describeRecovery(report) };
+      if (!ctx.flags.yes) throw new CliError(`restore --to replaces the live data of '${env}' (after checking and recovering it beside the live one)`, EXIT.USAGE, "add --yes to confirm");
+      const repo = await openBackupRepository(env, { out: ctx.flags.out });
+      const report = await repo.recover(target, { yes: ctx.flags.yes, log: ctx.log, progress: ctx.progress });
+      const downloaded = report.download ? `\n  from         ${report.repository} (${humanBytes(report.download.bytes)} in ${report.download.seconds.toFixed(1)} s, ${report.walFetched} WAL file(s) among them)` : "";
+      return { data: { ok: true, ...report }, human: describeRecovery(report) + downloaded };
     }
-    if (!ctx.flags.from) throw new CliError("--from is required: a backup folder or a dump file (or --to TIME|latest for point-in-time recovery)", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
-    const repo = await openRepository(specOf(ctx.flags.env ?? "dev"));
-    if (repo && !existsSync(path.resolve(ctx.flags.from))) {
-      // Not a folder or file here: a backup id (or latest) in the bucket.
-      const jobs = ctx.flags.check ? 2 : ctx.intFlag("jobs", 2, 1, 16);
-      try {
-        const r = await restoreFromRepository(repo, { env: ctx.flags.env ?? "dev", from: ctx.flags.from, check: ctx.flags.check, table: ctx.flags.table, yes: ctx.flags.yes, jobs, log: ctx.log, progress: ctx.progress });
-        if (r.verified) {
-          const v = r.verified;
-          return { data: { ok: true, location: r.location, ...v, dir: r.location }, human: [`${v.manifest.id} (${v.manifest.env}) in ${r.location}: downloaded and verified in ${v.seconds.toFixed(1)} s`, ...v.files.map((f) => `  ok  ${f.name.padEnd(16)} ${humanBytes(f.bytes).padStart(9)}  sha256 ${f.sha256.slice(0, 16)}…`)].join("\n") };
+    if (!ctx.flags.from) throw new CliError("--from is required: a backup folder, a dump file, a backup id or latest (or --to TIME|latest for point-in-time recovery)", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
+    const jobs = ctx.flags.check ? 2 : ctx.intFlag("jobs", 2, 1, 16);
+    // A folder or file here is restored as it is; a bare name that is neither names a backup in the repository (an id, or latest).
+    const byId = !existsSync(path.resolve(ctx.flags.from)) && BACKUP_ID.test(ctx.flags.from);
+    const fetched = byId ? await (await openBackupRepository(env)).fetch(ctx.flags.from, ctx.progress) : undefined;
+    try {
+      const dir = fetched?.dir ?? path.resolve(ctx.flags.from);
+      const location = fetched?.location ?? dir;
+      if (fetched?.kind === "physical") throw new CliError(`${location}: a base backup; restore it with --to TIME|latest`, EXIT.USAGE);
+      if (ctx.flags.check) {
+        try {
+          const verified = await verifyBackup(dir);
+          const files = verified.files.map((f) => `  ok  ${f.name.padEnd(16)} ${humanBytes(f.bytes).padStart(9)}  sha256 ${f.sha256.slice(0, 16)}…`);
+          const how = fetched?.kind && fetched.location !== fetched.dir ? `in ${location}: downloaded and verified` : "verified";
+          return { data: { ok: true, ...(fetched ? { location } : {}), ...verified, ...(fetched ? { dir: location } : {}) }, human: [`${verified.manifest.id} (${verified.manifest.env}) ${how} in ${verified.seconds.toFixed(1)} s`, ...files].join("\n") };
+        } catch (error) {
+          // A damaged backup is a finding of the check, not a failure to run it.
+          if (error instanceof BackupVerificationError) return { code: EXIT.PROBLEM, data: { ok: false, dir: error.dir, problems: error.problems }, human: [`${error.dir}: NOT usable`, ...error.problems.map((p) => `  ✗ ${p}`)].join("\n") };
+          throw error;
         }
-        return { data: { ok: true, location: r.location, ...r.report! }, human: describe(r.report!) };
-      } catch (error) {
-        if (ctx.flags.check && error instanceof BackupVerificationError) return { code: EXIT.PROBLEM, data: { ok: false, dir: error.dir, problems: error.problems }, human: [`${error.dir}: NOT usable`, ...error.problems.map((p) => `  ✗ ${p}`)].join("\n") };
-        throw error;
       }
+      const report = await restoreEnvironment({ env, from: fetched?.dir ?? ctx.flags.from, table: ctx.flags.table, yes: ctx.flags.yes, jobs, log: ctx.log, progress: ctx.progress });
+      const shown = fetched ? { ...report, source: location } : report;
+      return { data: { ok: true, ...(fetched ? { location } : {}), ...shown }, human: describe(shown) };
+    } finally {
+      fetched?.release();
     }
-    if (ctx.flags.check) {
-      try {
-        const verified = await verifyBackup(path.resolve(ctx.flags.from));
-        const files = verified.files.map((f) => `  ok  ${f.name.padEnd(16)} ${humanBytes(f.bytes).padStart(9)}  sha256 ${f.sha256.slice(0, 16)}…`);
-        return { data: { ok: true, ...verified }, human: [`${verified.manifest.id} (${verified.manifest.env}): verified in ${verified.seconds.toFixed(1)} s`, ...files].join("\n") };
-      } catch (error) {
-        // A damaged backup is a finding of the check, not a failure to run it.
-        if (error instanceof BackupVerificationError) return { code: EXIT.PROBLEM, data: { ok: false, dir: error.dir, problems: error.problems }, human: [`${error.dir}: NOT usable`, ...error.problems.map((p) => `  ✗ ${p}`)].join("\n") };
-        throw error;
-      }
-    }
-    const jobs = ctx.intFlag("jobs", 2, 1, 16);
-    const report = await restoreEnvironment({ env: ctx.flags.env ?? "dev", from: ctx.flags.from, table: ctx.flags.table, yes: ctx.flags.yes, jobs, log: ctx.log, progress: ctx.progress });
-    return { data: { ok: true, ...report }, human: describe(report) };
   },
 });
 

@@ -1,18 +1,14 @@
 /**
- * The backup repository's two implementations against real storage: a folder, and an S3 bucket
- * on s3rver (127.0.0.1). put/get/head/list/delete, the SHA-256 carried as metadata and checked
+ * The object store under a bucket repository against a real S3-protocol server, s3rver
+ * (127.0.0.1). put/get/head/list/delete, the SHA-256 carried as metadata and checked
  * while the bytes stream, and a replaced object refused naming it.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FolderRepository } from "../lib/backup/repository/folder.js";
 import { readableOf } from "../lib/backup/repository/s3.js";
-import { S3Repository } from "../lib/backup/repository/s3.js";
-import type { BackupRepository } from "../lib/backup/repository/repository.js";
+import { S3ObjectStore } from "../lib/backup/repository/s3.js";
+import type { ObjectStore } from "../lib/backup/repository/objects.js";
 import { parseSpec } from "../lib/spec/load.js";
 import { startS3, type StartedS3 } from "./support/s3.js";
 
@@ -47,20 +43,16 @@ describe("backup.repository in the spec", () => {
   });
 });
 
-describe.each(["folder", "s3"] as const)("%s repository", (kind) => {
+describe("S3 object store", () => {
   let s3: StartedS3 | undefined;
-  let repo: BackupRepository;
-  const dir = mkdtempSync(path.join(os.tmpdir(), "cpi-repo-"));
+  let repo: ObjectStore;
   beforeAll(async () => {
-    if (kind === "s3") {
-      s3 = await startS3("cpi-unit");
-      Object.assign(process.env, { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "unit-secret" });
-      repo = new S3Repository({ url: "s3://cpi-unit/pre/fix", region: "us-east-1", endpoint: s3.endpoint, storageClass: "STANDARD", sse: "AES256", walPushSeconds: 60 });
-    } else repo = new FolderRepository(dir);
+    s3 = await startS3("cpi-unit");
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "unit-secret" });
+    repo = new S3ObjectStore({ url: "s3://cpi-unit/pre/fix", region: "us-east-1", endpoint: s3.endpoint, storageClass: "STANDARD", sse: "AES256", walPushSeconds: 60 });
   });
   afterAll(async () => {
     await s3?.destroy();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("stores, lists, reads back (checked), and deletes", async () => {
@@ -79,7 +71,7 @@ describe.each(["folder", "s3"] as const)("%s repository", (kind) => {
     expect(sha(await readAll((await repo.get("dev/backups/1/base.tar.zst")).body))).toBe(sha(big));
     await repo.delete(["dev/backups/1/base.tar.zst", "dev/backups/1/manifest.json"]);
     expect(await repo.list("dev/")).toEqual([]);
-    if (kind === "s3") expect(repo.locate("dev/x")).toBe("s3://cpi-unit/pre/fix/dev/x");
+    expect(repo.locate("dev/x")).toBe("s3://cpi-unit/pre/fix/dev/x");
   });
 
   it("refuses an upload whose bytes are not the SHA-256 it was given, and stores nothing", async () => {
@@ -92,13 +84,8 @@ describe.each(["folder", "s3"] as const)("%s repository", (kind) => {
   it("fails a download whose bytes do not match, naming the object", async () => {
     const good = Buffer.from("good content");
     await repo.put("dev/wal/000000010000000000000001", readableOf(good), { sha256: sha(good) });
-    if (s3) {
-      // Other bytes under the old metadata: what a damaged or replaced object looks like.
-      await s3.client.send(new PutObjectCommand({ Bucket: "cpi-unit", Key: "pre/fix/dev/wal/000000010000000000000001", Body: "evil content", Metadata: { sha256: sha(good) } }));
-    } else {
-      const { writeFileSync } = await import("node:fs");
-      writeFileSync(path.join(dir, "dev/wal/000000010000000000000001"), "evil content");
-    }
+    // Other bytes under the old metadata: what a damaged or replaced object looks like.
+    await s3!.client.send(new PutObjectCommand({ Bucket: "cpi-unit", Key: "pre/fix/dev/wal/000000010000000000000001", Body: "evil content", Metadata: { sha256: sha(good) } }));
     const { body } = await repo.get("dev/wal/000000010000000000000001");
     await expect(readAll(body)).rejects.toThrow(new RegExp(`${repo.locate("dev/wal/000000010000000000000001").replace(/[/.]/g, "\\$&")}: SHA-256 mismatch`));
     await expect(repo.get("dev/wal/missing")).rejects.toThrow(/dev\/wal\/missing: no such object/);

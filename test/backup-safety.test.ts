@@ -250,7 +250,7 @@ describeDocker("backup and restore: refusals and failures leave everything as it
     expect(left[0]).toMatch(/^\.partial-/);
     expect(existsSync(path.join(killedOut, left[0]!, MANIFEST_FILE))).toBe(false);
     const listed = await runCli("backup", ["--env", env().env, "--out", killedOut, "--list", "--json"]);
-    expect(listed.json).toMatchObject({ backups: [], partial: [path.join(killedOut, left[0]!)] });
+    expect(listed.json).toMatchObject({ logical: [], incomplete: [{ location: path.join(killedOut, left[0]!), objects: 1 }] });
     const pruned = await runCli("backup", ["--env", env().env, "--out", killedOut, "--prune", "--json"]);
     expect(pruned.code, pruned.stderr).toBe(0);
     expect(readdirSync(killedOut)).toEqual([]);

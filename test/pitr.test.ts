@@ -79,8 +79,10 @@ describe("point-in-time recovery (embedded)", () => {
   it("lists the base backup and the restorable window, in JSON and for people", async () => {
     const listed = await runCli("backup", ["--env", env.env, "--list", "--out", out, "--json"]);
     expect(listed.code, listed.stderr).toBe(0);
-    expect(listed.json.physical.backups).toHaveLength(1);
-    const { earliest, latest } = listed.json.physical.window;
+    expect(listed.json.physical).toHaveLength(1);
+    expect(listed.json.wal).toMatchObject({ location: archiveDir(), waiting: { segments: 0, bytes: 0 } });
+    expect(listed.json.wal.segments).toBeGreaterThan(0);
+    const { earliest, latest } = listed.json.window;
     expect(Date.parse(earliest)).toBeLessThan(Date.parse(latest));
     const human = await runCli("backup", ["--env", env.env, "--list", "--out", out]);
     expect(human.stdout).toContain(`restorable window: ${earliest} to ${latest}`);
@@ -202,7 +204,7 @@ describe("point-in-time recovery (embedded)", () => {
     expect(backups.length).toBe(3);
     const dry = await runCli("backup", ["--env", env.env, "--prune", "--dry-run", "--out", out, "--json"]);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.json.physical.removed.map((r: { id: string }) => r.id)).toEqual([backups[0]!.id]);
+    expect(dry.json.removedBase.map((r: { id: string }) => r.id)).toEqual([backups[0]!.id]);
     expect(listPhysical(env.env, out).backups.length).toBe(3); // a dry run deletes nothing
 
     const pruned = await runCli("backup", ["--env", env.env, "--prune", "--out", out, "--json"]);
@@ -210,8 +212,8 @@ describe("point-in-time recovery (embedded)", () => {
     const kept = listPhysical(env.env, out).backups;
     expect(kept.map((b) => b.id)).toEqual([backups[1]!.id, backups[2]!.id]);
     const keepFrom = parseSegmentName(kept[0]!.startWal)!.segno;
-    expect(pruned.json.physical.removedWal.length).toBeGreaterThan(0);
-    for (const w of pruned.json.physical.removedWal as { name: string }[]) expect(parseSegmentName(w.name.slice(0, 24))!.segno).toBeLessThan(keepFrom);
+    expect(pruned.json.removedWal.length).toBeGreaterThan(0);
+    for (const w of pruned.json.removedWal as { name: string }[]) expect(parseSegmentName(w.name.slice(0, 24))!.segno).toBeLessThan(keepFrom);
     expect(readArchive(archiveDir()).segments.some((s) => s.segno === keepFrom)).toBe(true);
 
     // The oldest kept backup, recovered to just after it ended (before the third backup): PITRF is not there yet.

@@ -25,11 +25,10 @@ import { backupEnvironment, backupRoot, toolkitVersion, type BackupResult } from
 import { backupId } from "../backup/files.js";
 import { localEnvironment } from "../backup/local-env.js";
 import { takeBaseBackup } from "../backup/physical/base-backup.js";
-import { recoverTo } from "../backup/physical/recover.js";
 import { BASE_TAR_FILE, PHYSICAL_MANIFEST_FILE } from "../backup/physical/manifest.js";
 import type { DumpFormat } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
-import { listBackups } from "../backup/retention.js";
+import { openBackupRepository, type BackupRepository } from "../backup/repository/index.js";
 import { CliError, EXIT } from "../cli.js";
 import { withPg, withRedis } from "../db/clients.js";
 import { sqlIdent } from "../db/roles.js";
@@ -239,6 +238,8 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
   // Scratch backups live outside the environment (a disaster does not take them), and go with it.
   const backupsDir = options.inPlace ? backupRoot(spec, options.env) : path.join(ephemeralRoot(), `drill-${runId}`, "backups");
   let subject: DrillSubject | undefined;
+  /** Where the drill's backup goes: the spec's bucket, or (a folder repository) backupsDir. */
+  let repo: BackupRepository | undefined;
   let writer: MarkerWriter | undefined;
   let writes: { postgres: AcknowledgedWrites; redis: AcknowledgedWrites } | undefined;
   let backupDoneAt = 0;
@@ -294,14 +295,16 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
       const c = subject!.connections();
       writer = await startMarkerWriter({ pg: c.postgresConfig("app"), redis: c.redisOptions("app"), runId, coinId: markerAcks.coinId, intervalMs: resolved.writeIntervalMs, firstSeq: 1 });
       ensureDir(path.dirname(backupsDir), 0o700);
+      repo = await openBackupRepository(subject!.env, spec.backup.repository === "local" ? { out: backupsDir } : {});
       if (pitr) {
         const t = performance.now();
-        const base = await takeBaseBackup(localEnvironment(subject!.env), { out: backupsDir, log, progress });
+        const base = await takeBaseBackup(localEnvironment(subject!.env), { out: repo.workDir, log, progress });
+        const stored = await repo.store(base.dir, progress);
         backupDoneAt = Date.now();
         const m = base.manifest;
         report.backup = {
           id: m.id,
-          dir: base.dir,
+          dir: stored.location,
           bytes: m.files.reduce((n, f) => n + f.bytes, 0),
           seconds: (performance.now() - t) / 1000,
           manifestChecksum: m.checksum,
@@ -309,14 +312,15 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
           physical: { startLsn: m.postgres.startLsn, stopLsn: m.postgres.stopLsn, stopTime: m.postgres.stopTime, timeline: m.postgres.timeline, systemIdentifier: m.postgres.systemIdentifier, compression: m.postgres.compression, tarBytes: m.postgres.tarBytes },
           ...(m.redis ? { redis: { keys: m.redis.keys } } : {}),
         };
-        detail(`base backup ${m.id}: ${m.files.map((f) => `${f.name} ${f.bytes.toLocaleString("en-US")} B`).join(", ")}; WAL ${m.postgres.startLsn} → ${m.postgres.stopLsn}; the application kept writing meanwhile`);
-        return { dir: base.dir, physical: base.manifest } as const;
+        detail(`base backup ${m.id}: ${m.files.map((f) => `${f.name} ${f.bytes.toLocaleString("en-US")} B`).join(", ")}; WAL ${m.postgres.startLsn} → ${m.postgres.stopLsn}${stored.upload ? `; uploaded to ${stored.location}` : ""}; the application kept writing meanwhile`);
+        return { dir: stored.location, physical: base.manifest } as const;
       }
-      const result = await backupEnvironment({ env: subject!.env, format: resolved.format, out: backupsDir, log, progress, lockWaitSeconds: options.lockWaitSeconds });
+      const result = await backupEnvironment({ env: subject!.env, format: resolved.format, out: repo.workDir, log, progress, lockWaitSeconds: options.lockWaitSeconds });
+      const stored = await repo.store(result.dir, progress);
       backupDoneAt = Date.now();
       report.backup = {
         id: result.manifest.id,
-        dir: result.dir,
+        dir: stored.location,
         bytes: result.bytes,
         seconds: result.seconds,
         manifestChecksum: result.manifest.checksum,
@@ -326,8 +330,8 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
           : {}),
         ...(result.manifest.redis ? { redis: { keys: result.manifest.redis.keys } } : {}),
       };
-      detail(`backup ${result.manifest.id}: ${result.manifest.files.map((f) => `${f.name} ${f.bytes.toLocaleString("en-US")} B`).join(", ")}; the application kept writing meanwhile`);
-      return { dir: result.dir, logical: result } as const;
+      detail(`backup ${result.manifest.id}: ${result.manifest.files.map((f) => `${f.name} ${f.bytes.toLocaleString("en-US")} B`).join(", ")}${stored.upload ? `; uploaded to ${stored.location}` : ""}; the application kept writing meanwhile`);
+      return { dir: stored.location, logical: result } as const;
     });
 
     // 3. Keep writing: what is acknowledged now is not in the backup. PITR: the application is
@@ -384,8 +388,9 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     // 6. Restore the newest backup.
     await phase("restore", async (detail) => {
       if (pitr) {
-        const recovered = await recoverTo(subject!.env, { latest: true }, { yes: true, out: backupsDir, log, progress, lockWaitSeconds: options.lockWaitSeconds });
-        report.restore = { backupId: recovered.backup.id, dir: recovered.backup.dir, isDrillBackup: path.resolve(recovered.backup.dir) === path.resolve(backup.dir), seconds: recovered.seconds, tool: "recovery from the archive (restore --to latest)", warnings: [] };
+        const recovered = await repo!.recover({ latest: true }, { yes: true, log, progress, lockWaitSeconds: options.lockWaitSeconds });
+        const from = repo!.kind === "bucket" ? `${repo!.describe()}/${recovered.backup.id}` : recovered.backup.dir;
+        report.restore = { backupId: recovered.backup.id, dir: from, isDrillBackup: recovered.backup.id === backup.physical!.id, seconds: recovered.seconds, tool: `recovery from the archive (restore --to latest${repo!.kind === "bucket" ? ", from the bucket" : ""})`, warnings: [] };
         report.pitr = {
           window: recovered.window,
           backupId: recovered.backup.id,
@@ -399,14 +404,18 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
         detail(`recovered ${subject!.env} to the end of the archive from base backup ${recovered.backup.id}: ${recovered.walSegments} WAL segments replayed, last transaction ${recovered.recoveredTo ?? "?"}; window ${recovered.window.earliest} → ${recovered.window.latest}${recovered.redis ? "; Redis RDB loaded" : ""}`);
         return;
       }
-      const backupEnv = backup.logical!.manifest.env;
-      const newest = listBackups(backupEnv, backupsDir).backups.filter((b) => b.scope === "full").at(-1);
-      if (!newest) throw new Error(`no complete backup of '${backupEnv}' in ${backupsDir}`);
-      const restored = await restoreEnvironment({ env: subject!.env, from: newest.dir, yes: true, log, progress, lockWaitSeconds: options.lockWaitSeconds });
+      // The repository of the environment that was backed up (a Docker copy comes back under a new name).
+      const newest = await repo!.fetch("latest", progress);
+      let restored;
+      try {
+        restored = await restoreEnvironment({ env: subject!.env, from: newest.dir, yes: true, log, progress, lockWaitSeconds: options.lockWaitSeconds });
+      } finally {
+        newest.release();
+      }
       report.restore = {
         backupId: newest.id,
-        dir: newest.dir,
-        isDrillBackup: path.resolve(newest.dir) === path.resolve(backup.dir),
+        dir: newest.location,
+        isDrillBackup: newest.id === backup.logical!.manifest.id,
         seconds: restored.seconds,
         tool: restored.postgres?.tool,
         warnings: restored.warnings,
@@ -525,13 +534,13 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     } catch (error) {
       log(`drill: warning: could not delete the data moved aside by the disaster: ${errorText(error)}`);
     }
-    await cleanUp(report, subject, options, backupsDir, runId, log);
+    await cleanUp(report, subject, options, backupsDir, runId, log, repo);
   }
   report.completedAt = new Date().toISOString();
   return report;
 }
 
-async function cleanUp(report: DrillReport, subject: DrillSubject, options: DrillOptions, backupsDir: string, runId: string, log: Log): Promise<void> {
+async function cleanUp(report: DrillReport, subject: DrillSubject, options: DrillOptions, backupsDir: string, runId: string, log: Log, repo?: BackupRepository): Promise<void> {
   if (subject.mode === "in-place") {
     try {
       const c = subject.connections();
@@ -557,6 +566,15 @@ async function cleanUp(report: DrillReport, subject: DrillSubject, options: Dril
   if (existsSync(drillDir)) {
     rmSync(drillDir, { recursive: true, force: true });
     report.cleanup.removed.push(`backups ${drillDir}`);
+  }
+  if (repo?.kind === "bucket") {
+    try {
+      await repo.discard();
+      report.cleanup.removed.push(`backups and WAL of ${repo.env} in ${repo.describe()}`);
+    } catch (error) {
+      report.cleanup.error = `the scratch backups in ${repo.describe()} (${repo.env}/) could not be removed: ${errorText(error)}`;
+      log(`drill: warning: ${report.cleanup.error}`);
+    }
   }
 }
 

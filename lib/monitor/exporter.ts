@@ -110,10 +110,32 @@ export class MetricsCollector {
       target.postgres ? server("postgres", async () => postgresMetrics(await this.postgres(timeoutMs), pgSamples), () => this.dropPostgres()) : undefined,
       target.redis ? server("redis", async () => redisMetrics(await this.redis(timeoutMs), redisSamples), () => this.dropRedis()) : undefined,
     ]);
-    backupMetrics(target, spec, samples, this.options.now?.() ?? new Date());
+    backupMetrics(await this.fullBackups(target, spec, timeoutMs), samples, this.options.now?.() ?? new Date());
     const merged = Registry.merge([registry, ...(up.postgres ? [pgSamples.registry] : []), ...(up.redis ? [redisSamples.registry] : [])]);
     merged.setDefaultLabels({ env: spec.env });
     return { text: await merged.metrics(), contentType: merged.contentType, up, errors, ms: Math.round(performance.now() - started) };
+  }
+
+  private bucketBackups?: { at: number; backups: Promise<FullBackup[]> };
+
+  /**
+   * The environment's complete full backups: a folder's are read at every scrape; a bucket's
+   * listing (requests, manifests) is kept for a minute and bounded by the scrape's deadline.
+   */
+  private async fullBackups(target: Target, spec: Spec, timeoutMs: number): Promise<FullBackup[]> {
+    if (spec.backup.repository === "local" || target.kind === "urls") {
+      try {
+        return listBackups(target.env, backupRoot(spec, target.env)).backups.filter((b) => b.scope === "full");
+      } catch {
+        return []; // an unreadable backup folder is a missing backup, which the rules see as such
+      }
+    }
+    if (!this.bucketBackups || Date.now() - this.bucketBackups.at > 60_000) {
+      const listing = import("../backup/repository/index.js").then(async ({ openBackupRepository }) => (await (await openBackupRepository(target.env)).list()).logical);
+      this.bucketBackups = { at: Date.now(), backups: listing.then((l) => l.filter((b) => b.scope === "full").map((b) => ({ createdAt: new Date(b.createdAt), bytes: b.bytes })).sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())) };
+      this.bucketBackups.backups.catch(() => (this.bucketBackups = undefined));
+    }
+    return withDeadline(timeoutMs, "the backup bucket", () => undefined, () => this.bucketBackups!.backups).catch(() => []);
   }
 
   /** Closes the connections. */
@@ -322,19 +344,18 @@ async function redisMetrics(redis: Redis, s: Samples): Promise<void> {
 
 // ---- backups ---------------------------------------------------------------------------------
 
+interface FullBackup {
+  createdAt: Date;
+  bytes: number;
+}
+
 /**
  * Age of the newest full backup of the environment, per kind. `logical` is the toolkit's backup
- * folder (lib/backup); other kinds (a physical base backup) add their own label value.
+ * (lib/backup) in its repository; other kinds (a physical base backup) add their own label value.
  */
-function backupMetrics(target: Target, spec: Spec, s: Samples, now: Date): void {
-  let backups: { createdAt: Date; bytes: number }[] = [];
-  try {
-    backups = listBackups(target.env, backupRoot(spec, target.env)).backups.filter((b) => b.scope === "full");
-  } catch {
-    backups = []; // an unreadable backup folder is a missing backup, which the rules see as such
-  }
+function backupMetrics(backups: FullBackup[], s: Samples, now: Date): void {
   const newest = backups.at(-1);
-  s.gauge("cpi_backups", "Complete full backups of the environment on this machine", backups.length, { kind: "logical" });
+  s.gauge("cpi_backups", "Complete full backups of the environment in its backup repository (backup.repository)", backups.length, { kind: "logical" });
   if (newest) {
     s.gauge("cpi_backup_newest_age_seconds", "Seconds since the newest complete full backup started", Math.max(0, (now.getTime() - newest.createdAt.getTime()) / 1000), { kind: "logical" });
     s.gauge("cpi_backup_newest_size_bytes", "Size of the newest complete full backup", newest.bytes, { kind: "logical" });

@@ -255,11 +255,9 @@ export async function checkArchiveFolder(target: Target, dir: string | undefined
 export async function freshnessOf(target: Target, spec: Spec): Promise<Assessment | undefined> {
   if (target.kind === "urls") return undefined;
   try {
-    const { listPhysical } = await import("../backup/physical/catalog.js");
-    const { openRepository } = await import("../backup/repository/index.js");
-    const repo = await openRepository(spec);
+    const { openBackupRepository } = await import("../backup/repository/index.js");
     // With a bucket the base backups are there (the local copies are removed once uploaded).
-    const newest = repo ? await newestRemoteBase(repo, target.env) : listPhysical(target.env).backups.at(-1);
+    const newest = (await (await openBackupRepository(target.env)).list()).physical.at(-1);
     return assessFreshness(newest && { id: newest.id, at: newest.stopTime }, spec, openEnvironment(target.env).record.createdAt);
   } catch (error) {
     return { key: "freshness", title: "newest base backup", status: "error", value: `could not list the base backups: ${(error as Error).message.split("\n")[0]}`, threshold: `> ${spec.alerts.backupMaxAgeHours} h` };
@@ -299,12 +297,6 @@ export function assessFreshness(newest: BaseBackupAge | undefined, spec: Spec, e
   };
 }
 
-async function newestRemoteBase(repo: import("../backup/repository/repository.js").BackupRepository, env: string): Promise<{ id: string; stopTime: string } | undefined> {
-  const { listRemoteBackups } = await import("../backup/repository/backups.js");
-  const stop = (await listRemoteBackups(repo, env)).backups.flatMap((b) => (b.physical ? [{ id: b.id, stopTime: b.physical.postgres.stopTime }] : [])).sort((a, b) => a.stopTime.localeCompare(b.stopTime)).at(-1);
-  return stop;
-}
-
 /**
  * With a bucket (backup.repository): archived WAL that waits here to be pushed. A segment older
  * than two push intervals means the pushes fail (bucket unreachable, credentials): it is safe
@@ -312,9 +304,9 @@ async function newestRemoteBase(repo: import("../backup/repository/repository.js
  */
 export async function walPushAssessment(target: Target, spec: Spec): Promise<{ status: AssessmentStatus; detail: string; hint?: string; threshold: string } | undefined> {
   if (target.kind === "urls" || !spec.backup.archive.enabled) return undefined;
-  const { openRepository } = await import("../backup/repository/index.js");
-  const repo = await openRepository(spec);
-  if (!repo) return undefined;
+  const { openBackupRepository } = await import("../backup/repository/index.js");
+  const repo = await openBackupRepository(target.env);
+  if (repo.walPushSeconds === undefined) return undefined;
   const { archiveDirOf } = await import("../backup/physical/catalog.js");
   const { walBacklog } = await import("../backup/repository/wal.js");
   const limit = 2 * repo.walPushSeconds;

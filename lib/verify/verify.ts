@@ -206,9 +206,9 @@ async function archiveChecks(target: Target, spec: Spec, archiver: ArchiverState
  */
 async function bucketChecks(target: Target, spec: Spec): Promise<Check[]> {
   if (target.kind === "urls" || spec.backup.repository === "local") return [];
-  const { openRepository } = await import("../backup/repository/index.js");
-  const repo = await openRepository(spec);
-  if (!repo?.posture) return [];
+  const { openBackupRepository } = await import("../backup/repository/index.js");
+  const repo = await openBackupRepository(target.env);
+  if (!repo.posture) return [];
   const { problems, unknown } = await repo.posture();
   const findings = [...problems, ...unknown.map((u) => `could not read ${u}`)];
   return [

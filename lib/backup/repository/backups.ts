@@ -12,7 +12,7 @@ import { hashFile } from "../files.js";
 import { MANIFEST_FILE, parseManifest, type Manifest } from "../manifest.js";
 import { parsePhysicalManifest, PHYSICAL_MANIFEST_FILE, type PhysicalManifest } from "../physical/manifest.js";
 import { planRetention, type BackupEntry } from "../retention.js";
-import { repositoryKeys, RepositoryObjectError, type BackupRepository, type ObjectInfo } from "./repository.js";
+import { repositoryKeys, RepositoryObjectError, type ObjectStore, type ObjectInfo } from "./objects.js";
 
 /** Objects of a backup with no manifest this old are leftovers of a killed upload (a running one finishes well within it). */
 export const INCOMPLETE_AFTER_MS = 3_600_000;
@@ -28,7 +28,7 @@ export interface UploadReport {
  * Uploads a finished local backup folder: its files, then its manifest (manifest.json or
  * physical.json). Resolves only once every object is stored and confirmed by HEAD.
  */
-export async function uploadBackup(repo: BackupRepository, env: string, dir: string, progress?: (m: string) => void, uploader?: string): Promise<UploadReport> {
+export async function uploadBackup(repo: ObjectStore, env: string, dir: string, progress?: (m: string) => void, uploader?: string): Promise<UploadReport> {
   const started = Date.now();
   const physical = readIfExists(path.join(dir, PHYSICAL_MANIFEST_FILE));
   const manifestName = physical !== undefined ? PHYSICAL_MANIFEST_FILE : MANIFEST_FILE;
@@ -77,7 +77,7 @@ export interface RemoteListing {
 }
 
 /** The backups of an environment in the repository (manifests downloaded and checked). */
-export async function listRemoteBackups(repo: BackupRepository, env: string): Promise<RemoteListing> {
+export async function listRemoteBackups(repo: ObjectStore, env: string): Promise<RemoteListing> {
   const prefix = repositoryKeys.backups(env);
   const byId = new Map<string, ObjectInfo[]>();
   for (const o of await repo.list(prefix)) {
@@ -121,7 +121,7 @@ export async function listRemoteBackups(repo: BackupRepository, env: string): Pr
 }
 
 /** A small object's text, checked against its SHA-256. */
-export async function readSmall(repo: BackupRepository, key: string): Promise<string> {
+export async function readSmall(repo: ObjectStore, key: string): Promise<string> {
   const { body } = await repo.get(key);
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);
@@ -129,7 +129,7 @@ export async function readSmall(repo: BackupRepository, key: string): Promise<st
 }
 
 /** Downloads one object to a file, checked as it streams; a bad one leaves no file. */
-export async function downloadObject(repo: BackupRepository, key: string, file: string, expectSha256?: string): Promise<{ metadata: Record<string, string> }> {
+export async function downloadObject(repo: ObjectStore, key: string, file: string, expectSha256?: string): Promise<{ metadata: Record<string, string> }> {
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.download-${process.pid}`);
   try {
     const { body, head } = await repo.get(key, { expectSha256 });
@@ -148,7 +148,7 @@ export async function downloadObject(repo: BackupRepository, key: string, file: 
  * manifest's SHA-256 and the object's, then the manifest. Refuses, naming the object, a backup
  * without a manifest.
  */
-export async function downloadBackup(repo: BackupRepository, env: string, id: string, dir: string, progress?: (m: string) => void, only?: "manifest"): Promise<"logical" | "physical"> {
+export async function downloadBackup(repo: ObjectStore, env: string, id: string, dir: string, progress?: (m: string) => void, only?: "manifest"): Promise<"logical" | "physical"> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const physicalKey = repositoryKeys.backupFile(env, id, PHYSICAL_MANIFEST_FILE);
   const logicalKey = repositoryKeys.backupFile(env, id, MANIFEST_FILE);
@@ -202,7 +202,7 @@ export interface RemotePruneReport {
  * backup once its newest object is an hour old (a running upload is never swept).
  */
 export async function pruneRemote(
-  repo: BackupRepository,
+  repo: ObjectStore,
   env: string,
   policy: { keepDaily: number; keepWeekly: number; keepBase: number },
   options: { dryRun?: boolean; now?: number; /** Whether the upload that wrote an object (its `uploader` metadata) has ended: a killed one on this host. */ uploadEnded?: (uploader: string) => boolean } = {},

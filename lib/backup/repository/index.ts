@@ -1,24 +1,44 @@
-/** The backup repository of an environment: its spec's backup.repository (local: undefined, backup.dir as always). */
-import type { Spec } from "../../spec/schema.js";
+/** The backup repository of an environment: its spec's backup.repository, or a folder given by --out. */
+import { isAwsEnvironment } from "../backup.js";
+import { specOf } from "../../env/environment.js";
+import type { S3RepositorySpec } from "../../spec/schema.js";
+import { FolderBackupRepository } from "./folder.js";
 import type { BackupRepository } from "./repository.js";
+import type { S3ObjectStore } from "./s3.js";
 
-export { FolderRepository } from "./folder.js";
+export { FolderBackupRepository } from "./folder.js";
 export * from "./repository.js";
+export * from "./objects.js";
 
-/**
- * The bucket of an environment whose spec names one; undefined for the local repository
- * (backup.dir). The AWS SDK is loaded only then: local backups stay lean.
- */
-export async function openRepository(spec: Spec): Promise<(BackupRepository & { walPushSeconds: number }) | undefined> {
-  const r = spec.backup.repository;
-  if (r === "local") return undefined;
-  // One client per spec: verify's checks (push backlog, freshness, the bucket's protection) share it.
-  const known = opened.get(r);
-  if (known) return known;
-  const { S3Repository } = await import("./s3.js");
-  const repo = Object.assign(new S3Repository(r), { walPushSeconds: r.walPushSeconds });
-  opened.set(r, repo);
-  return repo;
+export interface OpenRepositoryOptions {
+  /**
+   * A folder to use as the repository instead of backup.repository (the commands' --out).
+   * @default the spec's backup.repository: backup.dir/<env>, or the bucket
+   */
+  out?: string;
 }
 
-const opened = new WeakMap<object, BackupRepository & { walPushSeconds: number }>();
+/**
+ * The repository the commands read and write for `env`. The AWS SDK is loaded only for a bucket:
+ * local backups stay lean. An AWS environment's folder holds the manifests of its snapshots.
+ */
+export async function openBackupRepository(env: string, options: OpenRepositoryOptions = {}): Promise<BackupRepository> {
+  const aws = isAwsEnvironment(env);
+  const r = specOf(env).backup.repository;
+  if (options.out !== undefined || r === "local" || aws) return new FolderBackupRepository({ env, out: options.out, physical: !aws });
+  const { BucketBackupRepository } = await import("./bucket.js");
+  return new BucketBackupRepository({ env, objects: await objectStoreOf(r), spec: r });
+}
+
+/** One S3 client per spec: verify's checks (push backlog, freshness, the bucket's protection) share it. */
+async function objectStoreOf(r: S3RepositorySpec): Promise<S3ObjectStore> {
+  const key = JSON.stringify(r);
+  const known = opened.get(key);
+  if (known) return known;
+  const { S3ObjectStore } = await import("./s3.js");
+  const store = new S3ObjectStore(r);
+  opened.set(key, store);
+  return store;
+}
+
+const opened = new Map<string, S3ObjectStore>();

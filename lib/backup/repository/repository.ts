@@ -1,98 +1,135 @@
 /**
- * Where backups and archived WAL are kept, behind one interface: a folder (FolderRepository) or
- * an S3-compatible bucket (S3Repository). Keys are relative to the repository's root/prefix:
- * `<env>/backups/<id>/<file>` and `<env>/wal/<segment>`. Every object carries its SHA-256
- * (object metadata `sha256` in a bucket); `get` checks it while the bytes stream and fails,
- * naming the object, when the end does not match.
+ * Where an environment's backups are kept (backup.repository), behind one interface that every
+ * command uses: a folder on this machine (FolderBackupRepository, backup.dir, the default) or an
+ * S3-compatible bucket (BucketBackupRepository). Backups are made in a local folder either way
+ * (`workDir`); `store` publishes one there, the rest reads, restores and prunes what is stored.
+ * A listing and a prune report have one shape whichever repository answers.
  */
-import { createHash } from "node:crypto";
-import { Transform, type Readable } from "node:stream";
+import type { VerifiedBackup } from "../verify.js";
+import type { RecoveryOptions, RecoveryReport, RecoveryTarget } from "../physical/recover.js";
+import type { UploadReport } from "./backups.js";
+import type { PushReport } from "./wal.js";
 
-export interface PutOptions {
-  /** SHA-256 of the content, known beforehand (the manifest's, or hashFile's): the upload is checked against it. */
-  sha256: string;
-  /** The size, when known (a file): a bucket then takes it in one streamed request, with no part buffers. */
-  bytes?: number;
-  /** Extra object metadata (never a secret): e.g. archived-at of a WAL segment. */
-  metadata?: Record<string, string>;
-}
-
-export interface ObjectInfo {
-  key: string;
+export interface ListedLogicalBackup {
+  id: string;
+  /** full, or table:NAME,… */
+  scope: string;
+  createdAt: string;
   bytes: number;
-  lastModified: Date;
+  location: string;
 }
 
-export interface ObjectHead extends ObjectInfo {
-  sha256?: string;
-  metadata: Record<string, string>;
+export interface ListedBaseBackup {
+  id: string;
+  /** From stopTime on, this backup and the archived WAL can reach any time. */
+  stopTime: string;
+  startLsn: string;
+  stopLsn: string;
+  timeline: number;
+  startWal: string;
+  bytes: number;
+  location: string;
 }
+
+export interface RepositoryListing {
+  env: string;
+  /** The folder, or s3://bucket/prefix. */
+  repository: string;
+  logical: ListedLogicalBackup[];
+  /** Base backups, oldest first (by stopTime). */
+  physical: ListedBaseBackup[];
+  /** The earliest and latest time `restore --to` can reach. */
+  window?: { earliest: string; latest: string };
+  /** The archived WAL, where the environment archives it; `waiting`: segments here not yet pushed to the bucket. */
+  wal?: { location: string; segments: number; bytes: number; waiting: { segments: number; bytes: number } };
+  /** Unfinished backups: a folder's .partial-… folders, a bucket's objects without a manifest. --prune removes them. */
+  incomplete: { id: string; location: string; objects: number; newest: string }[];
+  /** Backups that are not usable here: a damaged manifest, another environment's. */
+  unrecognised: { location: string; why: string }[];
+  /** With a bucket: backup folders still on this machine (an upload that failed keeps its local copy). */
+  localOnly: string[];
+}
+
+export interface RepositoryPruneReport {
+  env: string;
+  repository: string;
+  dryRun: boolean;
+  keepDaily: number;
+  keepWeekly: number;
+  keepBase: number;
+  /** Logical backups kept, and the retention rules that keep each. */
+  kept: { id: string; reasons: string[] }[];
+  removed: { id: string; location: string; bytes: number }[];
+  keptBase: string[];
+  removedBase: { id: string; location: string; bytes: number }[];
+  /** WAL older than the oldest kept base backup's start. */
+  removedWal: { name: string; bytes: number }[];
+  /** The first segment a kept base backup needs (nothing from it on is deleted). */
+  keepWalFrom?: string;
+  /** Leftovers of killed backups or uploads (never a running one). */
+  removedIncomplete: { id: string; location: string; objects: number }[];
+  unrecognised: { location: string; why: string }[];
+}
+
+/** A backup just published in the repository. */
+export interface StoredBackup {
+  id: string;
+  location: string;
+  /** A bucket: what was uploaded (the local copy is removed once every object is confirmed). */
+  upload?: UploadReport;
+  /** A bucket: the WAL push that follows every backup; a failure there does not undo the backup. */
+  push?: PushReport;
+  pushError?: string;
+}
+
+/** A stored backup as a local folder, for restore and `restore --check`. */
+export interface FetchedBackup {
+  id: string;
+  location: string;
+  dir: string;
+  kind: "logical" | "physical";
+  /** Removes what fetching staged (a bucket's download); a folder's backup is left as it is. */
+  release(): void;
+}
+
+/** What `restore --to` downloaded from a bucket: the chosen base backup's files and the WAL. */
+export interface DownloadReport {
+  bytes: number;
+  seconds: number;
+}
+
+export type RepositoryRecoveryReport = RecoveryReport & {
+  repository: string;
+  /** A bucket: what came down for the recovery. */
+  download?: DownloadReport;
+  walFetched?: number;
+};
 
 export interface BackupRepository {
-  /** Uploads a stream; resolves once the object is stored, with what streamed through. */
-  put(key: string, body: Readable, options: PutOptions): Promise<{ bytes: number; sha256: string }>;
-  /** The object's bytes; the stream errors (naming the object) if they do not match its SHA-256 (or `expectSha256`). */
-  get(key: string, options?: { expectSha256?: string }): Promise<{ body: Readable; head: ObjectHead }>;
-  /** undefined when there is no such object. */
-  head(key: string): Promise<ObjectHead | undefined>;
-  list(prefix: string): Promise<ObjectInfo[]>;
-  delete(keys: string[]): Promise<void>;
-  /** Where a key is, for messages: s3://bucket/prefix/key or /path/key. */
-  locate(key: string): string;
-  /** s3://bucket/prefix (region, endpoint) or the folder. */
+  readonly kind: "folder" | "bucket";
+  readonly env: string;
+  /** The folder, or s3://bucket/prefix (region, endpoint). */
   describe(): string;
+  /** Where a new backup folder is made: the repository itself, or a bucket's local staging folder. */
+  readonly workDir: string;
+  /** Publishes a finished backup folder made in workDir. */
+  store(dir: string, progress?: (m: string) => void): Promise<StoredBackup>;
+  list(): Promise<RepositoryListing>;
+  /** Retention: backup.keepDaily / keepWeekly for logical backups, keepBase and the WAL they need. */
+  prune(options: { dryRun?: boolean; log?: (m: string) => void; lockWaitSeconds?: number }): Promise<RepositoryPruneReport>;
+  /** `ID` or `latest` (the newest full logical backup) as a local folder; refuses, naming it, one that is missing or incomplete. */
+  fetch(from: string, progress?: (m: string) => void): Promise<FetchedBackup>;
+  /** `restore --to`: the newest base backup before the target and the archived WAL after it. */
+  recover(target: RecoveryTarget, options: RecoveryOptions): Promise<RepositoryRecoveryReport>;
+  /** Deletes every backup and archived WAL of this environment here (a scratch drill's, at its end). */
+  discard(): Promise<void>;
+  /** A bucket: how often cron pushes the archived WAL (backup.repository.walPushSeconds). */
+  readonly walPushSeconds?: number;
+  /** A bucket: one push of the archived WAL (upload, confirm, delete here). */
+  pushWal?(progress?: (m: string) => void): Promise<PushReport>;
   /** A bucket's protection: what is wrong (public, unversioned, unencrypted) and what could not be read. */
   posture?(): Promise<{ problems: string[]; unknown: string[] }>;
 }
 
-/** Raised when an object is missing or its bytes do not match their SHA-256. */
-export class RepositoryObjectError extends Error {
-  constructor(
-    readonly location: string,
-    readonly problem: string,
-  ) {
-    super(`${location}: ${problem}`);
-    this.name = "RepositoryObjectError";
-  }
-}
-
-/** The bucket could not be reached or refused the request (not a finding about an object's content). */
-export class RepositoryUnavailableError extends Error {
-  constructor(
-    readonly location: string,
-    problem: string,
-  ) {
-    super(`${location}: ${problem}`);
-    this.name = "RepositoryUnavailableError";
-  }
-}
-
-/** A pass-through that hashes what streams and, at the end, fails when the digest is not `expected`. */
-export function verifyingStream(location: string, expected: string[]): Transform & { digest(): { bytes: number; sha256: string } } {
-  const hash = createHash("sha256");
-  let bytes = 0;
-  let sha256 = "";
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-    flush(done) {
-      sha256 = hash.digest("hex");
-      const wrong = expected.filter((e) => e && e !== sha256);
-      if (wrong.length) return done(new RepositoryObjectError(location, `SHA-256 mismatch: the object's bytes hash to ${sha256}, expected ${wrong[0]} (corrupted or replaced; not used)`));
-      done();
-    },
-  });
-  return Object.assign(stream, { digest: () => ({ bytes, sha256 }) });
-}
-
-/** Object keys of an environment. */
-export const repositoryKeys = {
-  backups: (env: string) => `${env}/backups/`,
-  backup: (env: string, id: string) => `${env}/backups/${id}/`,
-  backupFile: (env: string, id: string, file: string) => `${env}/backups/${id}/${file}`,
-  wal: (env: string) => `${env}/wal/`,
-  walFile: (env: string, name: string) => `${env}/wal/${name}`,
-};
+/** `restore --check` of a fetched backup. */
+export type CheckedBackup = { id: string; location: string; verified: VerifiedBackup };

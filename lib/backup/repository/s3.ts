@@ -25,7 +25,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { Readable } from "node:stream";
 import { onTermination } from "../../signals.js";
 import type { S3RepositorySpec } from "../../spec/schema.js";
-import { RepositoryObjectError, RepositoryUnavailableError, verifyingStream, type BackupRepository, type ObjectHead, type ObjectInfo, type PutOptions } from "./repository.js";
+import { RepositoryObjectError, RepositoryUnavailableError, verifyingStream, type ObjectStore, type ObjectHead, type ObjectInfo, type PutOptions } from "./objects.js";
 
 /** Up to this size a file of known size goes in one PutObject (S3 takes up to 5 GiB so; larger ones are multipart). */
 const SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024;
@@ -36,7 +36,7 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   return { bucket: m[1]!, prefix: (m[2] ?? "").replace(/^\/+|\/+$/g, "") };
 }
 
-export class S3Repository implements BackupRepository {
+export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
   readonly prefix: string;
   readonly client: S3Client;

@@ -11,7 +11,7 @@ import path from "node:path";
 import { hashFile } from "../files.js";
 import { parseSegmentName, SEGMENT_NAME } from "../physical/wal.js";
 import { downloadObject } from "./backups.js";
-import { repositoryKeys, type BackupRepository } from "./repository.js";
+import { repositoryKeys, type ObjectStore } from "./objects.js";
 
 const HISTORY = /^[0-9A-F]{8}\.history$/;
 const BACKUP_HISTORY = /^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/;
@@ -39,7 +39,7 @@ export interface WalBacklog {
   oldestSeconds?: number;
 }
 
-export async function pushWal(repo: BackupRepository, env: string, archiveDir: string, progress?: (m: string) => void): Promise<PushReport> {
+export async function pushWal(repo: ObjectStore, env: string, archiveDir: string, progress?: (m: string) => void): Promise<PushReport> {
   const started = Date.now();
   const names = existsSync(archiveDir) ? readdirSync(archiveDir).filter(pushable).sort() : [];
   const report: PushReport = { archiveDir, location: repo.locate(repositoryKeys.wal(env)), pushed: [], alreadyThere: [], deletedLocal: 0, backlog: { segments: 0, bytes: 0 }, seconds: 0 };
@@ -91,7 +91,7 @@ export function walBacklog(archiveDir: string, now = Date.now()): WalBacklog {
  * target time by it), owned as the archive folder is (by the server's user: the host's postgres
  * account for the embedded engine, the container's uid on a Docker volume).
  */
-export async function fetchWal(repo: BackupRepository, env: string, archiveDir: string, fromSegment: string | undefined, progress?: (m: string) => void): Promise<{ fetched: string[] }> {
+export async function fetchWal(repo: ObjectStore, env: string, archiveDir: string, fromSegment: string | undefined, progress?: (m: string) => void): Promise<{ fetched: string[] }> {
   const prefix = repositoryKeys.wal(env);
   const from = fromSegment ? parseSegmentName(fromSegment)?.segno : undefined;
   const fetched: string[] = [];
