@@ -33,10 +33,10 @@ await runCommand({
   usage: "--env NAME --from DIR|FILE [--table T] [--yes] [--jobs N] [--json] | --env NAME --to TIME|latest [--yes] | --env NAME --to-lsn LSN [--yes] | --from DIR --check | --env staging|prod --to TIME|latest",
   flags: {
     env: ENV_FLAG,
-    from: { type: "string", help: "a backup folder (npm run backup), or a dump file: .sql, .sql.gz or pg_dump --format=custom; with a bucket (backup.repository): a backup id, or latest" },
+    from: { type: "string", help: "a backup folder (npm run backup), a dump file (.sql, .sql.gz or pg_dump --format=custom), or a backup id or latest (the newest full logical backup) in the repository (backup.repository, or --out)" },
     to: { type: "string", help: "recover to TIME (ISO-8601, e.g. 2026-12-03T08:00:00Z) or latest" },
     "to-lsn": { type: "string", help: "recover to a WAL position (e.g. 0/3000028) instead of a time" },
-    out: { type: "string", help: "with --to: the backup folder's parent holding the base backups (default: <backup.dir>/<env>; with a bucket: the bucket, unless --out names a local folder)" },
+    out: { type: "string", help: "with --to or --from ID|latest: a folder to use as the backup repository instead of backup.repository (default: <backup.dir>/<env>, or the bucket)" },
     table: { type: "string", help: "replace only this table's rows (one transaction; the rest is untouched)" },
     yes: { type: "boolean", help: "replace data that is there (refused without it)" },
     jobs: { type: "string", help: "pg_restore --jobs for a custom archive (default 2); a plain SQL dump is one psql stream" },
@@ -47,6 +47,7 @@ await runCommand({
     "  npm run restore -- --from backups/dev/20251127T020000Z --check",
     "  npm run restore -- --env dev --from backups/dev/20251127T020000Z --yes",
     "  npm run restore -- --env dev --from backups/dev/20251127T020000Z --table market_data --yes",
+    "  npm run restore -- --env dev --from latest --yes             # the newest full backup in backup.repository",
     "  npm run restore -- --env dev --from backup.sql --yes          # a dump made with plain pg_dump",
     "  npm run restore -- --env dev --to 2026-12-03T08:00:00Z --yes  # point in time: base backup + archived WAL",
     "  npm run restore -- --env dev --to latest --yes",
@@ -74,7 +75,7 @@ await runCommand({
     const jobs = ctx.flags.check ? 2 : ctx.intFlag("jobs", 2, 1, 16);
     // A folder or file here is restored as it is; a bare name that is neither names a backup in the repository (an id, or latest).
     const byId = !existsSync(path.resolve(ctx.flags.from)) && BACKUP_ID.test(ctx.flags.from);
-    const fetched = byId ? await (await openBackupRepository(env)).fetch(ctx.flags.from, ctx.progress) : undefined;
+    const fetched = byId ? await (await openBackupRepository(env, { out: ctx.flags.out })).fetch(ctx.flags.from, ctx.progress) : undefined;
     try {
       const dir = fetched?.dir ?? path.resolve(ctx.flags.from);
       const location = fetched?.location ?? dir;

@@ -303,6 +303,20 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(await symbols()).toEqual(["S3A", "S3C"]);
   }, 400_000);
 
+  it("drill runs through the bucket: the scratch copy's base backup is uploaded, recovered from the bucket with its WAL, and its objects removed at the end", async () => {
+    const before = await listKeys(s3, `${PREFIX}/`);
+    const drill = await cli("drill", ["--env", env.env, "--rows", "2000", "--json"], 300_000);
+    expect(drill.code, drill.stderr).toBe(0);
+    expect(drill.json).toMatchObject({ status: "pass", method: "pitr" });
+    const scratch = drill.json.subject.env as string;
+    expect(drill.json.backup.dir).toBe(`s3://${s3.bucket}/${PREFIX}/${scratch}/backups/${drill.json.backup.id}/`);
+    expect(drill.json.restore).toMatchObject({ backupId: drill.json.backup.id, isDrillBackup: true, tool: expect.stringContaining("from the bucket") });
+    expect(drill.json.pitr.writesRecoveredAfterBackup).toBeGreaterThan(0);
+    expect(drill.json.cleanup.removed).toContainEqual(expect.stringMatching(new RegExp(`^backups and WAL of ${scratch} in s3://${s3.bucket}/${PREFIX} `)));
+    expect(await listKeys(s3, `${PREFIX}/${scratch}/`)).toEqual([]);
+    expect(await listKeys(s3, `${PREFIX}/`)).toEqual(before);
+  }, 300_000);
+
   it("--schedule prints the WAL push lines; no secret in any output or object metadata", async () => {
     const schedule = await cli("backup", ["--env", env.env, "--schedule", "--json"]);
     expect(schedule.code, schedule.stderr).toBe(0);

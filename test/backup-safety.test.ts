@@ -18,6 +18,7 @@ import { MANIFEST_FILE, manifestText, parseManifest, sealManifest, type Manifest
 import { BackupVerificationError, verifyBackup } from "../lib/backup/verify.js";
 import { restoreEnvironment } from "../lib/backup/restore.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
+import { EXIT } from "../lib/cli.js";
 import { withPg } from "../lib/db/clients.js";
 import { fingerprint, seedSample, type Fingerprint } from "./backup-support.js";
 import { describeDocker, dockerBinary, requireOfflineImages } from "./support/docker.js";
@@ -56,6 +57,19 @@ describeDocker("backup and restore: refusals and failures leave everything as it
     good = made.json.dir;
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it("--from ID and --from latest name a backup in the repository (--out): checked like a folder; an unknown id is refused naming the folder", async () => {
+    const id = path.basename(good);
+    for (const from of [id, "latest"]) {
+      const check = await runCli("restore", ["--env", env().env, "--out", out, "--from", from, "--check", "--json"]);
+      expect(check.code, check.stderr).toBe(0);
+      expect(check.json).toMatchObject({ ok: true, location: good, manifest: { id } });
+    }
+    const unknown = await runCli("restore", ["--env", env().env, "--out", out, "--from", "20990101T000000Z", "--yes"]);
+    expect(unknown.code).toBe(EXIT.USAGE);
+    expect(unknown.stderr).toContain(`there is no backup 20990101T000000Z in ${out}`);
+    await expectUntouched();
+  });
 
   it("a flipped byte in the dump: --check reports it (exit 1), restore refuses it (exit 2) naming the file", async () => {
     const dir = copy("flipped");

@@ -33,12 +33,12 @@ import { CliError, EXIT } from "../cli.js";
 import { withPg, withRedis } from "../db/clients.js";
 import { sqlIdent } from "../db/roles.js";
 import { DEFAULT_SYMBOLS, seedMarketData, type SeedProgress } from "../db/seed.js";
-import { openEnvironment } from "../env/environment.js";
+import { openEnvironment, readRecord } from "../env/environment.js";
 import { withEnvLock } from "../env/lock.js";
 import { envPaths, ephemeralRoot } from "../env/paths.js";
 import { resolveTarget } from "../env/target.js";
 import { ensureDir } from "../fs.js";
-import { loadSpec, specHash } from "../spec/load.js";
+import { deepMerge, loadSpec, specHash } from "../spec/load.js";
 import { rpoObjectiveSeconds, type Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { verifyEnvironment } from "../verify/verify.js";
@@ -106,6 +106,8 @@ export interface DrillOptions {
 export function resolveDrillOptions(options: DrillOptions): {
   spec: Spec;
   specEnv: string;
+  /** The drilled environment's own spec overrides (a scratch copy gets them too). */
+  specOverrides: Record<string, unknown>;
   engine: DrillEngine;
   rows: number;
   writeSeconds: number;
@@ -125,7 +127,9 @@ export function resolveDrillOptions(options: DrillOptions): {
   if (!Number.isInteger(rows) || rows < 0) throw new CliError(`--rows ${rows}: expected a whole number, 0 or more`, EXIT.USAGE);
   const writeIntervalMs = options.writeIntervalMs ?? DEFAULT_WRITE_INTERVAL_MS;
   const specEnv = options.inPlace ? (openEnvironmentRecordBase(options.env) ?? options.env) : scratchBaseEnv(options.env);
-  const spec = loadSpec(specEnv);
+  // An environment made with overrides (a bucket, other ports…) is drilled with them.
+  const specOverrides = readRecord(options.env)?.specOverrides ?? {};
+  const spec = loadSpec(specEnv, { overrides: specOverrides });
   if (spec.target === "aws") {
     throw new CliError(
       `environment '${options.env}' is on AWS (spec.target aws): its drill (snapshot → new instance → verify) is planned, not run here`,
@@ -149,7 +153,7 @@ export function resolveDrillOptions(options: DrillOptions): {
     options.writeSeconds ??
     (archiveTimeoutSeconds === undefined ? DEFAULT_WRITE_SECONDS : options.inPlace ? archiveTimeoutSeconds + DEFAULT_WRITE_SECONDS : Math.max(DEFAULT_WRITE_SECONDS, PITR_WRITE_TIMEOUTS * archiveTimeoutSeconds));
   if (!(writeSeconds >= 0 && writeSeconds <= 600)) throw new CliError(`--write-seconds ${writeSeconds}: expected 0-600 seconds`, EXIT.USAGE);
-  return { spec, specEnv, engine, rows, writeSeconds, writeIntervalMs, format: options.format ?? "sql", method, archiveTimeoutSeconds };
+  return { spec, specEnv, specOverrides, engine, rows, writeSeconds, writeIntervalMs, format: options.format ?? "sql", method, archiveTimeoutSeconds };
 }
 
 function openEnvironmentRecordBase(env: string): string | undefined {
@@ -260,7 +264,7 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
       } else {
         log(`drill: starting a scratch ${resolved.engine} copy of '${resolved.specEnv}' (free ports, temporary state)`);
         // A PITR scratch copy archives every DRILL_ARCHIVE_TIMEOUT_SECONDS while there are writes (stated in the report).
-        const overrides = pitr ? { backup: { archive: { timeoutSeconds: resolved.archiveTimeoutSeconds } } } : {};
+        const overrides = deepMerge(resolved.specOverrides, pitr ? { backup: { archive: { timeoutSeconds: resolved.archiveTimeoutSeconds } } } : {});
         subject = await createScratchSubject(resolved.specEnv, resolved.engine, log, overrides);
       }
       const opened = openEnvironment(subject.env);

@@ -67,11 +67,11 @@ export function scratchBaseEnv(env: string): string {
   return base;
 }
 
-/** A new scratch environment from the stack's spec. */
+/** A new scratch environment from the stack's spec, with `specOverrides` (those of the environment it copies, and the drill's own). */
 export async function createScratchSubject(baseEnv: string, engine: DrillEngine, log: Log, specOverrides: Record<string, unknown> = {}): Promise<DrillSubject> {
   if (engine === "docker") {
     const { DockerEnvironment } = await import("../docker/environment.js");
-    const started = await new DockerEnvironment(baseEnv).withEphemeral().withLog(log).start();
+    const started = await new DockerEnvironment(baseEnv).withEphemeral().withSpecOverrides(specOverrides).withLog(log).start();
     return new DockerSubject(baseEnv, started.env);
   }
   const started = await new EmbeddedEnvironment(baseEnv).withEphemeral().withSpecOverrides(specOverrides).withLog(log).start();
