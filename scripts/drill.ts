@@ -21,7 +21,7 @@ import path from "node:path";
 import { decimalNumberIn } from "../lib/input.js";
 import { interceptTermination } from "../lib/signals.js";
 import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
-import { awsDrillPlan, corruptBackupFile, DEFAULT_SCRATCH_ROWS, DEFAULT_WRITE_SECONDS, formatAwsPlanMarkdown, formatDrillMarkdown, formatDrillText, runDrill, type DrillHooks } from "../lib/drill/index.js";
+import { awsDrillPlan, DEFAULT_SCRATCH_ROWS, DEFAULT_WRITE_SECONDS, formatAwsPlanMarkdown, formatDrillMarkdown, formatDrillText, runDrill } from "../lib/drill/index.js";
 import type { DrillEngine, DrillMethod } from "../lib/drill/index.js";
 import type { DumpFormat } from "../lib/backup/postgres-dump.js";
 import { specOf } from "../lib/env/environment.js";
@@ -85,10 +85,6 @@ await runCommand({
       abort.abort();
     });
 
-    // Test hook (the test suite): flip a byte of the backup between the backup and the restore.
-    const corrupt = process.env.CPI_DRILL_CORRUPT;
-    const hooks: DrillHooks = corrupt ? { afterBackup: (b) => void ctx.log(`drill: CPI_DRILL_CORRUPT: flipped a byte of ${corruptBackupFile(b.dir, corrupt)}`) } : {};
-
     const report = await runDrill({
       env,
       engine: ctx.flags.engine as DrillEngine | undefined,
@@ -102,7 +98,6 @@ await runCommand({
       log: ctx.log,
       progress: ctx.progress,
       signal: abort.signal,
-      hooks,
     });
     if (reportFile) writeFileAtomic(reportFile, formatDrillMarkdown(report), 0o600);
     return {

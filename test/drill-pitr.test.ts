@@ -9,7 +9,8 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXIT } from "../lib/cli.js";
-import { formatDrillMarkdown, formatDrillText, PHASES, resolveDrillOptions, type DrillReport } from "../lib/drill/index.js";
+import { formatDrillMarkdown, formatDrillText, PHASES, resolveDrillOptions, runDrill, type DrillReport } from "../lib/drill/index.js";
+import { corruptBackupFile } from "./support/drill.js";
 import { envPaths } from "../lib/env/paths.js";
 import { isPortFree } from "../lib/env/ports.js";
 import { runCli } from "./support/embedded.js";
@@ -88,10 +89,10 @@ describe("drill: point-in-time recovery (embedded, no Docker)", () => {
   });
 
   it("a flipped byte in the base backup fails the drill (exit 1) at the restore, naming the file; nothing is left", { timeout: 240_000 }, async () => {
-    const result = await runCli("drill", ["--env", "dev", "--rows", "2000", "--json"], { env: { CPI_DRILL_CORRUPT: "postgres" }, timeoutMs: 230_000 });
-    expect(result.code, result.stderr).toBe(EXIT.PROBLEM);
-    const report = result.json as DrillReport;
-    expect(report).toMatchObject({ method: "pitr", status: "fail" });
+    const flipped: string[] = [];
+    const report = await runDrill({ env: "dev", rows: 2000, hooks: { afterBackup: (b) => void flipped.push(corruptBackupFile(b.dir, "postgres")) } });
+    expect(report).toMatchObject({ method: "pitr", status: "fail", exitCode: EXIT.PROBLEM });
+    expect(flipped).toEqual([path.join(report.backup!.dir, "base.tar.zst")]);
     expect(report.phases.map((p) => p.status)).toEqual(["ok", "ok", "ok", "ok", "ok", "failed", "skipped"]);
     expect(report.reasons[0]).toContain("phase 6 (restore) failed");
     expect(report.reasons[0]).toContain("base.tar.zst");

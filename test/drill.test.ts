@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT, type CliError } from "../lib/cli.js";
 import { withPg, withRedis } from "../lib/db/clients.js";
 import { seedMarketData } from "../lib/db/seed.js";
-import { awsDrillPlan, formatAwsPlanMarkdown, PHASES, resolveDrillOptions, type DrillReport } from "../lib/drill/index.js";
+import { awsDrillPlan, formatAwsPlanMarkdown, PHASES, resolveDrillOptions, runDrill, type DrillReport } from "../lib/drill/index.js";
+import { corruptBackupFile } from "./support/drill.js";
 import { withEnvLock } from "../lib/env/lock.js";
 import { awsIdentifiers, snapshotNames } from "../lib/aws/snapshots.js";
 import { envPaths, ephemeralRoot } from "../lib/env/paths.js";
@@ -29,6 +30,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Small and quick: the suite's drills seed 2,000 rows and write for 1 s after the backup (the logical drill: test/drill-pitr.test.ts has the point-in-time one). */
 const SMALL = ["--method", "logical", "--rows", "2000", "--write-seconds", "1"];
+const SMALL_OPTIONS = { method: "logical", rows: 2000, writeSeconds: 1 } as const;
 
 /** Processes whose command line mentions `text` (postgres names its data folder; redis-server its port). */
 function processesMentioning(text: string): string[] {
@@ -221,16 +223,15 @@ describeBackups("drill: a scratch copy of dev's spec", () => {
   });
 
   it("a backup corrupted between the backup and the restore fails the drill (exit 1) with the reason, and leaves nothing behind", { timeout: 180_000 }, async () => {
-    const result = await runCli("drill", ["--env", "dev", ...SMALL, "--json"], { env: { CPI_DRILL_CORRUPT: "postgres" } });
-    expect(result.code, result.stderr).toBe(EXIT.PROBLEM);
-    const report = result.json as DrillReport;
-    expect(report).toMatchObject({ status: "fail", exitCode: 1 });
+    const flipped: string[] = [];
+    const report = await runDrill({ env: "dev", ...SMALL_OPTIONS, hooks: { afterBackup: (b) => void flipped.push(corruptBackupFile(b.dir, "postgres")) } });
+    expect(report).toMatchObject({ status: "fail", exitCode: EXIT.PROBLEM });
     expect(report.reasons).toHaveLength(1);
     expect(report.reasons[0]).toContain("phase 6 (restore) failed");
     expect(report.reasons[0]).toContain("postgres.sql.gz does not match its sha256");
     expect(report.phases.map((p) => p.status)).toEqual(["ok", "ok", "ok", "ok", "ok", "failed", "skipped"]);
     expect(report.rto.ok).toBe(false);
-    expect(result.stderr).toContain("CPI_DRILL_CORRUPT: flipped a byte of");
+    expect(flipped).toEqual([path.join(report.backup!.dir, "postgres.sql.gz")]);
     expect(report.cleanup!.removed).toEqual(expect.arrayContaining(["state dir", expect.stringMatching(/^backups /)]));
     await expectNothingLeft(report);
   });

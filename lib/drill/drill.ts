@@ -18,14 +18,13 @@
  */
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { backupEnvironment, backupRoot, toolkitVersion, type BackupResult } from "../backup/backup.js";
 import { backupId } from "../backup/files.js";
 import { localEnvironment } from "../backup/local-env.js";
 import { takeBaseBackup } from "../backup/physical/base-backup.js";
-import { BASE_TAR_FILE, PHYSICAL_MANIFEST_FILE } from "../backup/physical/manifest.js";
 import type { DumpFormat } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
 import { openBackupRepository, type BackupRepository } from "../backup/repository/index.js";
@@ -633,23 +632,4 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener("abort", done, { once: true });
   });
-}
-
-/**
- * Test hook: flips one byte in the middle of a backup's file (`postgres`, `redis`, `manifest`, or
- * a file name), as a disk or a transfer would. Returns the file changed.
- */
-export function corruptBackupFile(backupDir: string, which: string): string {
-  const physical = existsSync(path.join(backupDir, PHYSICAL_MANIFEST_FILE));
-  const manifestName = physical ? PHYSICAL_MANIFEST_FILE : "manifest.json";
-  const manifest = JSON.parse(readFileSync(path.join(backupDir, manifestName), "utf8")) as { postgres?: { file: string }; redis?: { file: string } };
-  const postgresFile = physical ? BASE_TAR_FILE : manifest.postgres?.file;
-  const name = which === "postgres" ? postgresFile : which === "redis" ? manifest.redis?.file : which === "manifest" ? manifestName : which;
-  const file = path.join(backupDir, name ?? "");
-  if (!name || !existsSync(file) || !statSync(file).isFile()) throw new CliError(`cannot corrupt ${JSON.stringify(which)}: no such file in ${backupDir}`, EXIT.USAGE);
-  const bytes = readFileSync(file);
-  const at = Math.floor(bytes.length / 2);
-  bytes[at] = bytes[at]! ^ 0xff;
-  writeFileSync(file, bytes);
-  return file;
 }

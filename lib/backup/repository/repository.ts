@@ -5,7 +5,7 @@
  * (`workDir`); `store` publishes one there, the rest reads, restores and prunes what is stored.
  * A listing and a prune report have one shape whichever repository answers.
  */
-import type { VerifiedBackup } from "../verify.js";
+import type { PhysicalBackupInfo } from "../physical/catalog.js";
 import type { RecoveryOptions, RecoveryReport, RecoveryTarget } from "../physical/recover.js";
 import type { UploadReport } from "./backups.js";
 import type { PushReport } from "./wal.js";
@@ -19,17 +19,8 @@ export interface ListedLogicalBackup {
   location: string;
 }
 
-export interface ListedBaseBackup {
-  id: string;
-  /** From stopTime on, this backup and the archived WAL can reach any time. */
-  stopTime: string;
-  startLsn: string;
-  stopLsn: string;
-  timeline: number;
-  startWal: string;
-  bytes: number;
-  location: string;
-}
+/** A base backup as a listing shows it: the folder catalog's facts, with where it is. */
+export type ListedBaseBackup = Omit<PhysicalBackupInfo, "dir" | "manifest"> & { location: string };
 
 export interface RepositoryListing {
   env: string;
@@ -130,6 +121,3 @@ export interface BackupRepository {
   /** A bucket's protection: what is wrong (public, unversioned, unencrypted) and what could not be read. */
   posture?(): Promise<{ problems: string[]; unknown: string[] }>;
 }
-
-/** `restore --check` of a fetched backup. */
-export type CheckedBackup = { id: string; location: string; verified: VerifiedBackup };
