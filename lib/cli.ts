@@ -7,6 +7,7 @@ import { minimist } from "zx";
 import { SpecError } from "./spec/load.js";
 import { checkToolkitVariables, wholeNumberIn } from "./input.js";
 import { installTerminationHandlers, terminationUnderWay } from "./signals.js";
+import { shellWord } from "./shell.js";
 
 /** Exit codes of every command (README: Exit codes). */
 export const EXIT = {
@@ -213,11 +214,6 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
     if (process.env.CPI_DEBUG && error instanceof Error && error.stack) process.stderr.write(redact(error.stack) + "\n");
     return code;
   }
-}
-
-/** A word as a POSIX shell reads it back: bare when safe, else in single quotes. */
-export function shellWord(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 function describeError(error: unknown, env: string | undefined): { message: string; code: ExitCode; hint?: string } {

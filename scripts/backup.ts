@@ -12,7 +12,8 @@
  * AWS environments (staging, prod): RDS + ElastiCache snapshots. Also: --list, --prune, --schedule.
  */
 import path from "node:path";
-import { CliError, ENV_FLAG, EXIT, runCommand, shellWord } from "../lib/cli.js";
+import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { shellWord } from "../lib/shell.js";
 import { backupEnvironment, type BackupResult } from "../lib/backup/backup.js";
 import { scheduleLine } from "../lib/backup/retention.js";
 import { DEFAULT_LEVEL, type DumpFormat } from "../lib/backup/postgres-dump.js";

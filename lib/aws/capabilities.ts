@@ -21,6 +21,7 @@ import {
 } from "../spec/render.js";
 import { humanBytes, parseRedisSize } from "../spec/units.js";
 import { backupExpiryDays, environmentPrefix } from "./backup-bucket.js";
+import { mdCell } from "../markdown.js";
 
 // ---------------------------------------------------------------------------------------------
 // ElastiCache node memory
@@ -810,11 +811,11 @@ function productionRows(spec: Spec): CapabilityRow[] {
 
 /** The rows as a markdown table (one column per target). */
 export function capabilitiesMarkdown(rows: CapabilityRow[]): string {
-  const cell = (c: CapabilityCell) => `**${c.support}**: ${c.detail}`.replace(/\|/g, "\\|");
+  const cell = (c: CapabilityCell) => mdCell(`**${c.support}**: ${c.detail}`);
   const lines = [
     "| setting | value | embedded | docker | aws |",
     "| --- | --- | --- | --- | --- |",
-    ...rows.map((r) => `| \`${r.key}\` | \`${r.value.replace(/\|/g, "\\|")}\` | ${cell(r.embedded)} | ${cell(r.docker)} | ${cell(r.aws)} |`),
+    ...rows.map((r) => `| \`${r.key}\` | \`${mdCell(r.value)}\` | ${cell(r.embedded)} | ${cell(r.docker)} | ${cell(r.aws)} |`),
   ];
   return lines.join("\n").concat("\n");
 }

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { canonicalJson } from "../canonical-json.js";
 
 export const MANIFEST_FILE = "manifest.json";
 export const MANIFEST_KIND = "crypto-prediction-infra/backup";
@@ -141,17 +142,4 @@ export function parseManifest(text: string): { manifest?: Manifest; problems: st
 
 export function manifestText(manifest: Manifest): string {
   return JSON.stringify(manifest, null, 2) + "\n";
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const obj = value as Record<string, unknown>;
-    return `{${Object.keys(obj)
-      .filter((k) => obj[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(value);
 }

@@ -20,6 +20,7 @@ import { shortVersion } from "../pgtools/version.js";
 import { fsyncFile, hashGrowingFile } from "./files.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest, ManifestFile } from "./manifest.js";
+import { publicTables } from "../db/catalog.js";
 
 export type DumpFormat = "sql" | "custom";
 
@@ -53,7 +54,7 @@ export async function dumpPostgres(local: LocalEnvironment, options: DumpOptions
   return withPg(local.pgConfig(database), async (client) => {
     const serverVersion = String((await client.query("SHOW server_version")).rows[0].server_version).split(" ")[0]!;
     const serverMajor = Math.floor(Number((await client.query("SHOW server_version_num")).rows[0].server_version_num) / 10000);
-    const tables = await userTables(client);
+    const tables = await publicTables(client);
     if (options.table !== undefined && !tables.includes(options.table)) {
       throw new CliError(`--table ${JSON.stringify(options.table)}: no such table in ${database}`, EXIT.USAGE, `tables: ${tables.join(", ")}`);
     }
@@ -104,15 +105,6 @@ export async function dumpPostgres(local: LocalEnvironment, options: DumpOptions
       throw error;
     }
   });
-}
-
-/** Tables of the public schema (ordinary and partitioned), by name. */
-export async function userTables(client: pg.ClientBase): Promise<string[]> {
-  const { rows } = await client.query(
-    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1`,
-  );
-  return rows.map((r: { relname: string }) => r.relname);
 }
 
 /**

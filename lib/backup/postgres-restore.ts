@@ -43,6 +43,7 @@ import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
 import { RestrictedDumpStream, restrictKey, TableDataFilter } from "./sql-stream.js";
+import { publicTables } from "../db/catalog.js";
 
 const run = promisify(execFile);
 
@@ -373,10 +374,7 @@ async function migrateInScratch(local: LocalEnvironment, name: string): Promise<
         const steps: string[][] = [];
         for (let i = 0; i < knownMigrations().length; i++) {
           await migrate(client, { direction: "up", count: 1 });
-          const { rows } = await client.query(
-            `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1`,
-          );
-          steps.push(rows.map((r: { relname: string }) => r.relname));
+          steps.push(await publicTables(client));
         }
         return steps;
       });
@@ -631,10 +629,7 @@ async function checkRestoredDatabase(client: pg.ClientBase, manifest: Manifest |
   if (applied.some((m, i) => known[i] !== m)) {
     throw new CliError(`restore check failed: the dump's migrations (${applied.join(", ")}) are not the first ${applied.length} of this code's (${known.slice(0, applied.length).join(", ")})`, EXIT.PROBLEM, noHint);
   }
-  const { rows } = await client.query(
-    `SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1`,
-  );
-  const present = new Set((rows as { relname: string }[]).map((r) => r.relname));
+  const present = new Set(await publicTables(client));
   const required = tablesAfter[applied.length - 1] ?? [];
   const missingTables = required.filter((t) => !present.has(t));
   if (missingTables.length) {
@@ -725,8 +720,7 @@ export async function restoreTables(
   const database = local.opened.spec.postgres.database;
   const { server, sequences, foreignKeys } = await withPg(local.pgConfig(database), async (client) => {
     const info = await serverInfo(client);
-    const { rows: existing } = await client.query(`SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') ORDER BY 1`);
-    const names = existing.map((r: { relname: string }) => r.relname);
+    const names = await publicTables(client);
     for (const t of tables) {
       if (!names.includes(t)) throw new CliError(`--table ${JSON.stringify(t)}: no such table in ${database}`, EXIT.USAGE, `tables: ${names.join(", ")}`);
     }
@@ -830,11 +824,8 @@ export async function postgresHasData(local: LocalEnvironment, tables?: string[]
     const exists = (await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [database])).rowCount === 1;
     if (!exists) return [];
     return withPg(local.pgConfig(database), async (client) => {
-      const { rows } = await client.query(
-        `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p') AND c.relname <> 'pgmigrations' ORDER BY 1`,
-      );
       const nonEmpty: string[] = [];
-      for (const { relname } of rows as { relname: string }[]) {
+      for (const relname of (await publicTables(client)).filter((t) => t !== MIGRATIONS_TABLE)) {
         if (tables && !tables.includes(relname)) continue;
         const { rows: any } = await client.query(`SELECT EXISTS (SELECT 1 FROM public.${sqlIdent(relname)}) AS present`);
         if (any[0].present) nonEmpty.push(relname);

@@ -26,6 +26,7 @@ import { docker, type LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
 import { fsyncFile, hashFile } from "./files.js";
 import type { ManifestFile } from "./manifest.js";
+import { parseInfo, parseKeyspace, totalKeys } from "../db/redis-info.js";
 
 const run = promisify(execFile);
 
@@ -36,26 +37,6 @@ const SAVE_TIMEOUT_MS = 10 * 60_000;
 
 export type RedisPart = NonNullable<Manifest["redis"]>;
 
-/** INFO section as a map. */
-export function parseInfo(text: string): Map<string, string> {
-  const map = new Map<string, string>();
-  for (const line of text.split("\r\n").join("\n").split("\n")) {
-    const at = line.indexOf(":");
-    if (at > 0 && !line.startsWith("#")) map.set(line.slice(0, at), line.slice(at + 1).trim());
-  }
-  return map;
-}
-
-/** `db0:keys=3,expires=1,avg_ttl=0` lines → { db0: { keys, expires } }. */
-export function parseKeyspace(text: string): Record<string, { keys: number; expires: number }> {
-  const out: Record<string, { keys: number; expires: number }> = {};
-  for (const [db, value] of parseInfo(text)) {
-    const keys = /keys=(\d+)/.exec(value);
-    const expires = /expires=(\d+)/.exec(value);
-    if (/^db\d+$/.test(db) && keys) out[db] = { keys: Number(keys[1]), expires: Number(expires?.[1] ?? 0) };
-  }
-  return out;
-}
 
 async function persistence(redis: Redis): Promise<Map<string, string>> {
   return parseInfo(await redis.info("persistence"));
@@ -271,7 +252,7 @@ export async function restoreRedisEmbedded(local: LocalEnvironment, rdb: string,
         log("redis: RDB loaded; writing a new AOF from it (CONFIG SET appendonly yes)");
         await enableAof(redis);
       }
-      const keys = Object.values(parseKeyspace(await redis.info("keyspace"))).reduce((n, db) => n + db.keys, 0);
+      const keys = totalKeys(await redis.info("keyspace"));
       return { keysLoaded: loaded, keysExpiredOnLoad: expired, keys };
     });
     // Persist: the spec's own config (appendonly as the spec says) for every later start.
@@ -394,7 +375,7 @@ async function waitRedisKeys(local: LocalEnvironment): Promise<number> {
     try {
       return await withRedis({ ...local.redisAdmin, connectTimeout: 2_000 }, async (redis) => {
         await redis.ping();
-        return Object.values(parseKeyspace(await redis.info("keyspace"))).reduce((n, db) => n + db.keys, 0);
+        return totalKeys(await redis.info("keyspace"));
       });
     } catch (error) {
       last = (error as Error).message;

@@ -28,7 +28,8 @@ import { isAwsEnvironment } from "./backup.js";
 import { localEnvironment, type LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
 import { detectDumpKind, postgresHasData, prepareDatabaseRestore, restoreTables, type DumpKind, type LoadProgress } from "./postgres-restore.js";
-import { parseKeyspace, restoreRedisDocker, restoreRedisEmbedded, type RedisRestoreReport } from "./redis.js";
+import { restoreRedisDocker, restoreRedisEmbedded, type RedisRestoreReport } from "./redis.js";
+import { totalKeys } from "../db/redis-info.js";
 import { verifyBackup } from "./verify.js";
 
 export interface RestoreOptions {
@@ -258,7 +259,7 @@ function holdSignals(log: (m: string) => void): HeldSignals {
 }
 
 async function redisKeyCount(local: LocalEnvironment): Promise<number> {
-  return withRedis(local.redisAdmin, async (redis) => Object.values(parseKeyspace(await redis.info("keyspace"))).reduce((n, db) => n + db.keys, 0));
+  return withRedis(local.redisAdmin, async (redis) => totalKeys(await redis.info("keyspace")));
 }
 
 function loadProgress(progress?: (m: string) => void): (p: LoadProgress) => void {

@@ -18,6 +18,7 @@ import { backupRoot } from "./backup.js";
 import { listBackupDirs } from "./files.js";
 import { MANIFEST_FILE, parseManifest } from "./manifest.js";
 import { PHYSICAL_MANIFEST_FILE } from "./physical/manifest.js";
+import { shellWord } from "../shell.js";
 
 export interface BackupEntry {
   dir: string;
@@ -167,16 +168,11 @@ export function scheduleLine(spec: Spec, env: string, options: { projectDir?: st
   const nodeDir = path.dirname(options.nodeBin ?? process.execPath);
   const root = backupRoot(spec, env, options.out);
   const log = path.join(root, "backup.log");
-  const args = `--env ${shellQuote(env)}${options.out ? ` --out ${shellQuote(path.resolve(options.out))}` : ""}`;
+  const args = `--env ${shellWord(env)}${options.out ? ` --out ${shellWord(path.resolve(options.out))}` : ""}`;
   const command =
-    `cd ${shellQuote(projectDir)} && export PATH=${shellQuote(nodeDir)}:/usr/local/bin:/usr/bin:/bin && mkdir -p -m 700 ${shellQuote(root)} && ` +
-    `{ npm run -s backup -- ${args} && npm run -s backup -- ${args} --prune; } >> ${shellQuote(log)} 2>&1`;
+    `cd ${shellWord(projectDir)} && export PATH=${shellWord(nodeDir)}:/usr/local/bin:/usr/bin:/bin && mkdir -p -m 700 ${shellWord(root)} && ` +
+    `{ npm run -s backup -- ${args} && npm run -s backup -- ${args} --prune; } >> ${shellWord(log)} 2>&1`;
   return { schedule: spec.backup.schedule, command, cron: `${spec.backup.schedule} ${command.replace(/%/g, "\\%")}`, log };
-}
-
-/** A word for /bin/sh: as is when plain, else single-quoted. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_./:=@+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
@@ -190,8 +186,8 @@ export function walPushLines(spec: Spec, env: string, walPushSeconds: number, op
   const root = backupRoot(spec, env);
   const log = path.join(root, "push-wal.log");
   const command = (sleep: number) =>
-    `cd ${shellQuote(projectDir)} && export PATH=${shellQuote(nodeDir)}:/usr/local/bin:/usr/bin:/bin && mkdir -p -m 700 ${shellQuote(root)} && ` +
-    `${sleep ? `sleep ${sleep} && ` : ""}npm run -s backup -- --env ${shellQuote(env)} --push-wal >> ${shellQuote(log)} 2>&1`;
+    `cd ${shellWord(projectDir)} && export PATH=${shellWord(nodeDir)}:/usr/local/bin:/usr/bin:/bin && mkdir -p -m 700 ${shellWord(root)} && ` +
+    `${sleep ? `sleep ${sleep} && ` : ""}npm run -s backup -- --env ${shellWord(env)} --push-wal >> ${shellWord(log)} 2>&1`;
   if (walPushSeconds >= 60) {
     const minutes = Math.max(1, Math.round(walPushSeconds / 60));
     return { everySeconds: minutes * 60, lines: [`${minutes === 1 ? "*" : `*/${minutes}`} * * * * ${command(0)}`] };

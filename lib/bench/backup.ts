@@ -24,8 +24,9 @@ import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import { PROJECT_DIR } from "../spec/load.js";
 import type { BenchContext, BenchItem } from "./harness.js";
 import { throttled } from "./harness.js";
-import { failureText, GNU_TIME, shellQuote } from "./process.js";
+import { failureText, GNU_TIME } from "./process.js";
 import { atLeast, atMost, measuredRow, skippedRow, type Row, type Target, type Unit } from "./results.js";
+import { shellWord } from "../shell.js";
 
 type Variant = "guide" | "custom" | "sql" | "physical";
 
@@ -104,7 +105,7 @@ export const backupItem: BenchItem = {
     const guide = async (rep: number): Promise<Sample> => {
       const file = path.join(work, `guide-${rep}.sql.gz`);
       const dump = pgDump.command(["-h", pgDump.host, "-p", String(pgDump.port), "-U", String(owner.user), database], { password: String(owner.password) });
-      const backup = await ctx.children.shell(`${[dump.file, ...dump.args].map(shellQuote).join(" ")} | gzip > ${shellQuote(file)}`, { env: dump.env });
+      const backup = await ctx.children.shell(`${[dump.file, ...dump.args].map(shellWord).join(" ")} | gzip > ${shellWord(file)}`, { env: dump.env });
       if (backup.code !== 0) throw new Error(`guide's pg_dump | gzip: ${failureText(backup)}`);
       const target = `bench_guide_restore_${rep}`;
       const admin = env.connections.postgresConfig("admin", "postgres");
@@ -112,7 +113,7 @@ export const backupItem: BenchItem = {
       try {
         const load = psql.command(["-h", psql.host, "-p", String(psql.port), "-U", String(owner.user), target], { password: String(owner.password), stdin: true });
         // As in the guide: no ON_ERROR_STOP (pg_dump 17's `SET transaction_timeout` fails on 16 and is passed over).
-        const restore = await ctx.children.shell(`gunzip -c ${shellQuote(file)} | ${[load.file, ...load.args].map(shellQuote).join(" ")} > /dev/null`, { env: load.env });
+        const restore = await ctx.children.shell(`gunzip -c ${shellWord(file)} | ${[load.file, ...load.args].map(shellWord).join(" ")} > /dev/null`, { env: load.env });
         if (restore.code !== 0) throw new Error(`guide's gunzip | psql: ${failureText(restore)}`);
         const restored = await withPg(env.connections.postgresConfig("admin", target), async (c) => Number((await c.query("SELECT count(*) AS n FROM market_data")).rows[0].n));
         if (restored !== rows) throw new Error(`guide's restore left ${restored} market_data rows, expected ${rows}`);

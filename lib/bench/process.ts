@@ -126,11 +126,6 @@ export function failureText(run: Pick<TimedRun, "code" | "stderr" | "stdout">): 
   return `exit ${run.code}: ${lines.slice(-3).join(" | ") || "(no output)"}`;
 }
 
-/** Quotes a word for bash. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 function parseJson(text: string): any {
   try {
     return JSON.parse(text);

@@ -3,6 +3,7 @@
  * `<!-- generated:bench -->` block), and the human output of `npm run bench`.
  */
 import type { BenchResults, Row } from "./results.js";
+import { mdCell } from "../markdown.js";
 
 const GIB = 1024 ** 3;
 
@@ -34,7 +35,7 @@ export function renderMarkdown(results: BenchResults): string {
   ];
   for (const item of results.items) {
     item.rows.forEach((row, i) => {
-      lines.push(`| ${i === 0 ? `${item.title}<br><sub>load ${item.loadAverage1}${item.measuredAt.slice(0, 10) !== results.completedAt.slice(0, 10) ? `, ${item.measuredAt.slice(0, 10)}` : ""}</sub>` : ""} | ${escape(row.label)} | ${medianCell(row)} | ${rangeCell(row)} | ${row.runs || ""} | ${row.target ? escape(row.target.text) : ""} | ${metCell(row)} |`);
+      lines.push(`| ${i === 0 ? `${item.title}<br><sub>load ${item.loadAverage1}${item.measuredAt.slice(0, 10) !== results.completedAt.slice(0, 10) ? `, ${item.measuredAt.slice(0, 10)}` : ""}</sub>` : ""} | ${mdCell(row.label)} | ${medianCell(row)} | ${rangeCell(row)} | ${row.runs || ""} | ${row.target ? mdCell(row.target.text) : ""} | ${metCell(row)} |`);
     });
   }
   const plans = results.items.flatMap((item) => item.rows.filter((r) => typeof r.details?.plan === "string").map((r) => `- ${r.label}: \`${r.details!.plan as string}\``));
@@ -48,7 +49,7 @@ function busy(results: BenchResults): boolean {
 }
 
 function medianCell(row: Row): string {
-  if (row.status !== "measured") return `*${row.status}*${row.reason ? `: ${escape(row.reason)}` : ""}`;
+  if (row.status !== "measured") return `*${row.status}*${row.reason ? `: ${mdCell(row.reason)}` : ""}`;
   const failed = typeof row.details?.failedRuns === "number" ? ` (${row.details.failedRuns} run${row.details.failedRuns === 1 ? "" : "s"} failed)` : "";
   return `**${formatValue(row.median!, row.unit)}**${failed}`;
 }
@@ -61,10 +62,6 @@ function rangeCell(row: Row): string {
 
 function metCell(row: Row): string {
   return row.met === true ? "✅" : row.met === false ? "❌" : "–";
-}
-
-function escape(text: string): string {
-  return text.replace(/\|/g, "\\|").replace(/\n/g, " ");
 }
 
 /** What `npm run bench` prints for people. */

@@ -5,7 +5,7 @@
  */
 import type { Redis } from "ioredis";
 import { humanBytes } from "../spec/units.js";
-import { parseInfo } from "../verify/redis.js";
+import { parseInfo, parseKeyspace } from "../db/redis-info.js";
 import { Cache, type InvalidateResult } from "./cache.js";
 
 /** Invalidations that would delete more keys than this need --yes (a symbol's keys are a handful; thousands mean a whole domain). */
@@ -37,11 +37,7 @@ export interface CacheStats {
 export async function cacheStats(redis: Redis, options: { sampleLimit?: number } = {}): Promise<CacheStats> {
   const info = parseInfo(await redis.info("all"));
   const n = (k: string) => Number(info.get(k) ?? 0);
-  const keyspace: CacheStats["keyspace"] = {};
-  for (const [k, v] of info) {
-    const m = /^(db\d+)$/.exec(k);
-    if (m) keyspace[m[1]!] = { keys: Number(/keys=(\d+)/.exec(v)?.[1] ?? 0), expires: Number(/expires=(\d+)/.exec(v)?.[1] ?? 0) };
-  }
+  const keyspace: CacheStats["keyspace"] = parseKeyspace(info);
   const limit = options.sampleLimit ?? 10_000;
   const domains: Record<string, number> = {};
   let sampled = 0;

@@ -30,6 +30,7 @@ import { loadSpec, specHash } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
 import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_VOLUME_PATH, postgresContainer, redisContainer, resourceName, type ContainerDefinition } from "./containers.js";
 import { requireEngine } from "./engine.js";
+import { shellWord } from "../shell.js";
 
 const run = promisify(execFile);
 type Log = (message: string) => void;
@@ -350,7 +351,7 @@ function labelArgs(labels: Record<string, string>): string[] {
 /** `docker create` + files copied in + `docker start`, from a definition. */
 async function createAndStart(docker: string, def: ContainerDefinition, network: string, volume: string, spec: Spec): Promise<void> {
   const hc = def.healthcheck;
-  const healthCmd = hc.test[0] === "CMD-SHELL" ? hc.test.slice(1).join(" ") : hc.test.slice(1).map(shellQuote).join(" ");
+  const healthCmd = hc.test[0] === "CMD-SHELL" ? hc.test.slice(1).join(" ") : hc.test.slice(1).map(shellWord).join(" ");
   const args = [
     "create",
     "--name", def.name,
@@ -422,6 +423,3 @@ async function waitHealthy(docker: string, name: string, timeoutSeconds: number)
   }
 }
 
-function shellQuote(arg: string): string {
-  return /^[A-Za-z0-9_./:=-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-}

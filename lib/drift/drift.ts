@@ -16,6 +16,7 @@ import { awsInfraDrift, infraDrift, type InfraDrift } from "./infra.js";
 import { sqlIdent } from "../db/roles.js";
 import { compareSchemas, DATABASE_PLACEHOLDER, expectedSchema, introspectSchema, type SchemaDrift } from "./schema.js";
 import { postgresSettingsDrift, redisAclDrift, redisSettingsDrift, type DriftItem, type PostgresSettingRow, type RedisSettingRow } from "./settings.js";
+import { mdCell } from "../markdown.js";
 
 export type SectionId = "postgres-settings" | "redis-settings" | "redis-acl" | "schema" | "migrations" | "infra";
 
@@ -210,7 +211,7 @@ export function formatDriftReport(report: DriftReport): string {
   return redact(lines.join("\n"));
 }
 
-const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/\r?\n/g, "<br>");
+const cell = (text: string) => mdCell(text, "<br>");
 
 /** The review as markdown: a summary table, then per section what, expected, actual, how to fix. */
 export function driftMarkdown(report: DriftReport): string {

@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { RDSClient } from "@aws-sdk/client-rds";
+import { which } from "zx";
 import { PROJECT_DIR } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
 import type { DriftItem } from "./settings.js";
@@ -22,11 +23,7 @@ export interface InfraDrift {
 
 /** `pulumi` on PATH, if any. */
 export function findPulumi(): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
-    const file = path.join(dir, "pulumi");
-    if (dir && existsSync(file)) return file;
-  }
-  return undefined;
+  return which.sync("pulumi", { nothrow: true }) ?? undefined;
 }
 
 /** Operations that change nothing. */

@@ -9,9 +9,9 @@
 import { backupId } from "../backup/files.js";
 import { resourceName } from "../docker/containers.js";
 import { awsIdentifiers, restoredIdentifiers, snapshotNames } from "../aws/snapshots.js";
-import { shellQuote } from "../backup/retention.js";
 import { rpoObjectiveSeconds, type Spec } from "../spec/schema.js";
 import type { PhaseName } from "./report.js";
+import { shellWord } from "../shell.js";
 
 export interface AwsPlanStep {
   phase: PhaseName;
@@ -66,7 +66,7 @@ export function awsDrillPlan(spec: Spec, now = new Date()): AwsDrillPlan {
     cacheParameterGroup: resourceName(spec, `redis${spec.redis.version}`),
     cacheSubnetGroup: resourceName(spec, "redis"),
   };
-  const q = shellQuote;
+  const q = shellWord;
   const aws = `aws --region ${q(region)}`;
   const db = spec.postgres.database;
   const markerSql = `INSERT INTO market_data (cryptocurrency_id, timestamp, open_price, high_price, low_price, close_price, volume, data_source) SELECT id, now(), 0, 0, 0, 0, 0, 'dr-drill:${id.toLowerCase()}' FROM cryptocurrencies WHERE symbol = 'DRILL'`;

@@ -30,6 +30,8 @@ import { restoreEnvironment } from "../backup/restore.js";
 import { openBackupRepository, type BackupRepository } from "../backup/repository/index.js";
 import { CliError, EXIT } from "../cli.js";
 import { withPg, withRedis } from "../db/clients.js";
+import { publicTables } from "../db/catalog.js";
+import { totalKeys } from "../db/redis-info.js";
 import { sqlIdent } from "../db/roles.js";
 import { DEFAULT_SYMBOLS, seedMarketData, type SeedProgress } from "../db/seed.js";
 import { openEnvironment, readRecord } from "../env/environment.js";
@@ -449,8 +451,7 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
       });
       const pgPresent = await withPg(c.postgresConfig("admin"), (client) => postgresMarkers(client, runId));
       const { keys: redisKeys, markers: redisPresent } = await withRedis(c.redisOptions("admin"), async (redis) => {
-        const keyspace = await redis.info("keyspace");
-        const keys = [...keyspace.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+        const keys = totalKeys(await redis.info("keyspace"));
         return { keys, markers: await redisMarkers(redis, runId) };
       });
       present = { postgres: pgPresent, redis: redisPresent };
@@ -583,9 +584,8 @@ async function cleanUp(report: DrillReport, subject: DrillSubject, options: Dril
 
 /** Rows of every table of the public schema, this run's marker rows aside (they measure the RPO). */
 async function tableCounts(client: pg.ClientBase, runId: string): Promise<Record<string, number>> {
-  const { rows } = await client.query<{ name: string }>("SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1");
   const out: Record<string, number> = {};
-  for (const { name } of rows) {
+  for (const name of await publicTables(client)) {
     const where = name === "market_data" ? " WHERE data_source IS DISTINCT FROM $1" : "";
     const { rows: n } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM public.${sqlIdent(name)}${where}`, where ? [markerSource(runId)] : []);
     out[name] = Number(n[0]!.n);

@@ -7,6 +7,7 @@ import { redact } from "../cli.js";
 import { humanBytes } from "../spec/units.js";
 import type { Check, VerifyReport } from "../verify/report.js";
 import type { DrillEngine } from "./subject.js";
+import { mdCell } from "../markdown.js";
 
 export const DRILL_REPORT_KIND = "crypto-prediction-infra/dr-drill";
 
@@ -185,7 +186,7 @@ function pitrLine(report: DrillReport): string {
 /** Markdown for a compliance record. */
 export function formatDrillMarkdown(report: DrillReport): string {
   const md: string[] = [];
-  const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
+  const cell = (s: string) => mdCell(s);
   md.push(`# DR drill: ${report.env} — ${statusWord(report)}`, "");
   md.push(
     `- Run: \`${report.runId}\`, ${report.startedAt} → ${report.completedAt}`,

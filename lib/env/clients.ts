@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { which } from "zx";
 import { CliError, EXIT } from "../cli.js";
 import { writeFileAtomic } from "../fs.js";
 import type { OpenedEnvironment, PostgresRole, RedisRole } from "./environment.js";
@@ -44,10 +45,8 @@ export function findClient(tool: ClientTool): string {
     if (!existsSync(override)) throw new CliError(`${variable}=${override} does not exist`, EXIT.ERROR, `unset it, or point it at a ${name} binary`);
     return override;
   }
-  for (const dir of (process.env.PATH ?? "").split(":").concat(["/usr/bin", "/usr/local/bin"])) {
-    const file = path.join(dir, name);
-    if (dir && existsSync(file)) return file;
-  }
+  const found = which.sync(name, { nothrow: true, path: [process.env.PATH ?? "", "/usr/bin", "/usr/local/bin"].join(path.delimiter) });
+  if (found) return found;
   throw new CliError(`${name} was not found on PATH`, EXIT.ERROR, `install it: sudo apt-get install -y ${pkg} (or set ${variable})`);
 }
 

@@ -7,6 +7,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { chownSync, existsSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { Redis } from "ioredis";
+import { which } from "zx";
 import { CliError, EXIT } from "../cli.js";
 import { writeFileAtomicIfChanged } from "../fs.js";
 import { redisAclLines } from "../docker/containers.js";
@@ -17,12 +18,9 @@ import { processAlive, processRuns } from "./processes.js";
 
 const INSTALL_HINT = "install Redis 7: sudo apt-get install -y redis-server (or set REDIS_SERVER_BIN to a redis-server 7 binary)";
 
-function which(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(":").concat(["/usr/bin", "/usr/local/bin", "/usr/sbin"])) {
-    const file = path.join(dir, name);
-    if (dir && existsSync(file)) return file;
-  }
-  return undefined;
+/** A program on PATH or in the folders Debian's packages install into. */
+function onPath(name: string): string | undefined {
+  return which.sync(name, { nothrow: true, path: [process.env.PATH ?? "", "/usr/bin", "/usr/local/bin", "/usr/sbin"].join(path.delimiter) }) ?? undefined;
 }
 
 /**
@@ -30,11 +28,11 @@ function which(name: string): string | undefined {
  * apt-get (and says so); otherwise fails with the exact command to run.
  */
 export function findRedisServer(log: (message: string) => void): string {
-  let bin = process.env.REDIS_SERVER_BIN ?? which("redis-server");
+  let bin = process.env.REDIS_SERVER_BIN ?? onPath("redis-server");
   if (process.env.REDIS_SERVER_BIN && !existsSync(process.env.REDIS_SERVER_BIN)) {
     throw new CliError(`REDIS_SERVER_BIN=${process.env.REDIS_SERVER_BIN} does not exist`, EXIT.ERROR, INSTALL_HINT);
   }
-  if (!bin && process.getuid?.() === 0 && which("apt-get")) {
+  if (!bin && process.getuid?.() === 0 && onPath("apt-get")) {
     log("redis-server is missing: installing it with apt-get install -y redis-server");
     try {
       execFileSync("apt-get", ["install", "-y", "-q", "redis-server"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
@@ -42,7 +40,7 @@ export function findRedisServer(log: (message: string) => void): string {
       execFileSync("apt-get", ["update", "-q"], { stdio: "ignore" });
       execFileSync("apt-get", ["install", "-y", "-q", "redis-server"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
     }
-    bin = which("redis-server");
+    bin = onPath("redis-server");
   }
   if (!bin) throw new CliError("redis-server was not found", EXIT.ERROR, INSTALL_HINT);
   const major = redisServerMajor(bin);

@@ -20,7 +20,8 @@ import { listBackups } from "../backup/retention.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
-import { parseInfo, redisOptions } from "../verify/redis.js";
+import { parseInfo, parseKeyspace } from "../db/redis-info.js";
+import { redisOptions } from "../verify/redis.js";
 
 export interface ScrapeOptions {
   /** Bound of the whole scrape, seconds. Default: spec.monitor.scrapeTimeoutSeconds. */
@@ -335,11 +336,7 @@ async function redisMetrics(redis: Redis, s: Samples): Promise<void> {
   s.gauge("cpi_redis_rdb_changes_since_last_save", "Writes since the last RDB snapshot", num("rdb_changes_since_last_save"));
   s.gauge("cpi_redis_rdb_last_save_timestamp_seconds", "Unix time of the last successful RDB snapshot", num("rdb_last_save_time"));
   s.gauge("cpi_redis_aof_enabled", "1 when the append-only file is on", num("aof_enabled"));
-  for (const [key, value] of info) {
-    const db = /^db(\d+)$/.exec(key);
-    const keys = /(?:^|,)keys=(\d+)/.exec(value);
-    if (db && keys) s.gauge("cpi_redis_keys", "Keys per database", Number(keys[1]), { db: db[1]! });
-  }
+  for (const [db, { keys }] of Object.entries(parseKeyspace(info))) s.gauge("cpi_redis_keys", "Keys per database", keys, { db: db.slice(2) });
 }
 
 // ---- backups ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
 import { archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, walPushAssessment, type Assessment } from "../verify/archive.js";
 import { errorText } from "../verify/report.js";
-import { parseInfo, redisOptions } from "../verify/redis.js";
+import { parseInfo } from "../db/redis-info.js";
+import { redisOptions } from "../verify/redis.js";
 
 export type MetricStatus = "ok" | "warn" | "info" | "error";
 

@@ -17,6 +17,7 @@ import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync,
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { which } from "zx";
 import { CliError, EXIT } from "../cli.js";
 import { findDockerBinary, probeEngine, START_DOCKERD, type EngineStatus } from "../docker/engine.js";
 import { OFFLINE_IMAGES } from "../docker/images.js";
@@ -268,7 +269,7 @@ function localCandidates(name: PgToolName, env: NodeJS.ProcessEnv): string[] {
       // not there
     }
   };
-  for (const dir of (env.PATH ?? "").split(path.delimiter)) if (dir) add(path.join(dir, name));
+  for (const file of which.sync(name, { all: true, nothrow: true, path: env.PATH ?? "" }) ?? []) add(file);
   // Debian installs each major's tools here; /usr/bin has only a wrapper choosing one of them.
   const debian = "/usr/lib/postgresql";
   if (existsSync(debian)) {

@@ -13,6 +13,7 @@ import { parse as parseYaml } from "yaml";
 import { schema, type Spec } from "./schema.js";
 import { formatPgSize, formatRedisSize, parsePgSize, parseRedisSize, humanBytes } from "./units.js";
 import { systemFolderOf } from "../system-folders.js";
+import { canonicalJson } from "../canonical-json.js";
 
 /** The Pulumi project name, which is also the config namespace of every spec key. */
 export const PROJECT = "crypto-prediction-infra";
@@ -328,15 +329,4 @@ export function specHash(spec: Spec): string {
   return createHash("sha256").update(canonicalJson(settings)).digest("hex").slice(0, 12);
 }
 
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (isPlainObject(value)) {
-    return `{${Object.keys(value)
-      .sort()
-      .filter((k) => value[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
 

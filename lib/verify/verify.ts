@@ -18,7 +18,8 @@ import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
 import { errorText, exitCodeOf, summarise, type Check, type CheckGroup, type VerifyReport } from "./report.js";
-import { parseInfo, redisOptions } from "./redis.js";
+import { parseInfo } from "../db/redis-info.js";
+import { redisOptions } from "./redis.js";
 import { checkPostgresSettings, checkRedisSettings } from "./settings.js";
 import { archiveTargetOf, archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, walPushAssessment, type ArchiverState, type Assessment } from "./archive.js";
 
