@@ -3,8 +3,6 @@
  * containers made by `env:ci --engine docker`): how to log in as the admin roles, where the
  * PostgreSQL client tools may come from, and how to reach Redis's files.
  */
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import type { ClientConfig } from "pg";
 import type { RedisOptions } from "ioredis";
 import { CliError, EXIT } from "../cli.js";
@@ -12,8 +10,8 @@ import { POSTGRES_CONTAINER_PORT } from "../docker/containers.js";
 import { findDockerBinary, probeEngine } from "../docker/engine.js";
 import { openEnvironment, type OpenedEnvironment } from "../env/environment.js";
 import { defaultToolImages, type PgToolContext } from "../pgtools/resolve.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 export interface LocalEnvironment {
   opened: OpenedEnvironment;
@@ -60,7 +58,7 @@ export function localEnvironment(env: string): LocalEnvironment {
 /** Runs the docker CLI; a failure becomes a CliError with its message. */
 export async function docker(binary: string, args: string[], options: { timeoutMs?: number } = {}): Promise<string> {
   try {
-    const { stdout } = await run(binary, args, { timeout: options.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout } = await run(binary, args, { timeout: options.timeoutMs ?? 120_000});
     return stdout;
   } catch (error) {
     const e = error as { stderr?: string; message: string };

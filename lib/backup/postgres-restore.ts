@@ -23,11 +23,9 @@
 import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { createHash, randomBytes } from "node:crypto";
-import { execFile } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { promisify } from "node:util";
 import { createGunzip } from "node:zlib";
 import type pg from "pg";
 import { CliError, EXIT } from "../cli.js";
@@ -44,8 +42,8 @@ import type { LocalEnvironment } from "./local-env.js";
 import type { Manifest } from "./manifest.js";
 import { RestrictedDumpStream, restrictKey, TableDataFilter } from "./sql-stream.js";
 import { publicTables } from "../db/catalog.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 /** What a dump file is, from its first bytes. */
 export type DumpKind = "sql" | "sql.gz" | "custom";
@@ -538,7 +536,7 @@ export function psqlArgs(tool: PgTool, user: string, database: string): string[]
  */
 async function restoreList(tool: PgTool, staged: { path: string; mount?: string }, presetExtensions: string[]): Promise<{ list: string; dropped: string[] }> {
   const command = tool.command(["--list", staged.path], { password: "", files: [staged] });
-  const { stdout } = await run(command.file, command.args, { env: command.env, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }).catch((error: { stderr?: string; message: string }) => {
+  const { stdout } = await run(command.file, command.args, { env: command.env, timeout: 120_000}).catch((error: { stderr?: string; message: string }) => {
     throw new CliError(`pg_restore --list (${tool.location}) failed: ${(error.stderr || error.message).trim().split("\n").slice(-3).join(" | ")}`, EXIT.ERROR);
   });
   const dropped: string[] = [];

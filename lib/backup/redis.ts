@@ -12,11 +12,10 @@
  * writes a fresh AOF from the loaded data (waited for), and the spec's config is written back.
  * Any failure puts the old files back and restarts Redis on them.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import type { Redis } from "ioredis";
 import { CliError, EXIT } from "../cli.js";
 import { withRedis } from "../db/clients.js";
@@ -27,8 +26,8 @@ import type { Manifest } from "./manifest.js";
 import { fsyncFile, hashFile } from "./files.js";
 import type { ManifestFile } from "./manifest.js";
 import { parseInfo, parseKeyspace, totalKeys } from "../db/redis-info.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 export const RDB_FILE = "redis.rdb";
 

@@ -1,14 +1,12 @@
 /** What the figures were measured on: hardware, load, and the versions of everything timed. */
-import { execFile } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { probeEngine } from "../docker/engine.js";
 import { embeddedPgBinDir } from "../env/postgres-server.js";
 import { commandLine } from "./process.js";
 import type { Machine } from "./results.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 export function loadAverage(): number[] {
   return os.loadavg().map((l) => Math.round(l * 100) / 100);

@@ -9,12 +9,11 @@
  * Secrets never reach argv: environment values are passed as `-e NAME` (the CLI reads them from
  * its own environment) and files are copied in with `docker cp` before the container starts.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
 import { withPg } from "../db/clients.js";
 import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
@@ -31,8 +30,8 @@ import type { Spec } from "../spec/schema.js";
 import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_VOLUME_PATH, postgresContainer, redisContainer, resourceName, type ContainerDefinition } from "./containers.js";
 import { requireEngine } from "./engine.js";
 import { shellWord } from "../shell.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 type Log = (message: string) => void;
 
 /** Builder of a Docker environment; `start()` creates network, volumes and containers and waits until healthy. */
@@ -327,7 +326,7 @@ export function dockerLogsArgs(container: string, lines: number, follow: boolean
 
 async function docker$(docker: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
   try {
-    const { stdout } = await run(docker, args, { env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout } = await run(docker, args, { env: { ...process.env, ...env }});
     return stdout;
   } catch (error) {
     const e = error as { stderr?: string; message: string };

@@ -11,6 +11,7 @@ import { probeEngine } from "../docker/engine.js";
 import { credentialsOrNothing, downEmbedded, EmbeddedEnvironment, probeVersions, statusEmbedded, type DownOptions, type DownReport, type ServiceStatus, type StatusReport } from "./embedded.js";
 import { EnvironmentConnections, readRecord, specOf, type EnvironmentRecord } from "./environment.js";
 import { blockedFolder, currentUserName, envPaths, ephemeralRoot, isEphemeralId, rootStateRoot, stateRoot } from "./paths.js";
+import { run } from "../process.js";
 
 type Log = (message: string) => void;
 
@@ -194,8 +195,7 @@ async function labelledEphemeralIds(): Promise<string[]> {
   if (!engine.answering || !engine.binary) return [];
   const { execFile } = await import("node:child_process");
   const { promisify } = await import("node:util");
-  const run = promisify(execFile);
-  const key = "crypto-prediction-infra.env";
+    const key = "crypto-prediction-infra.env";
   const ids = new Set<string>();
   for (const args of [["ps", "-a", "--filter", `label=${key}`, "--format", `{{.Label "${key}"}}`], ["volume", "ls", "--filter", `label=${key}`, "--format", `{{.Label "${key}"}}`]]) {
     const { stdout } = await run(engine.binary, args).catch(() => ({ stdout: "" }));

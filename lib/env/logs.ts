@@ -2,14 +2,12 @@
  * The servers' logs of a local environment: the embedded servers' log files (postgres.log,
  * redis.log in the state folder), or `docker logs` of the environment's containers.
  */
-import { execFile } from "node:child_process";
 import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
-import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
 import { openEnvironment } from "./environment.js";
 import { currentUserName } from "./paths.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 export type LogService = "postgres" | "redis";
 
@@ -34,7 +32,7 @@ export async function environmentLogs(env: string, options: { service?: LogServi
         const name = containers[service];
         try {
           // Docker keeps a container's stdout and stderr apart: both are the server's log.
-          const { stdout, stderr } = await run(docker, ["logs", "--tail", String(options.lines), name], { maxBuffer: 64 * 1024 * 1024 });
+          const { stdout, stderr } = await run(docker, ["logs", "--tail", String(options.lines), name], {});
           return { service, source: `docker logs ${name}`, lines: lastLines(stdout + stderr, options.lines) };
         } catch (error) {
           const e = error as { stderr?: string; message: string };

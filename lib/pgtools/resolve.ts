@@ -11,12 +11,10 @@
  * Passwords reach the tools through PGPASSWORD in their environment, never argv; for Docker,
  * `-e PGPASSWORD` without a value makes the CLI copy it from its own environment.
  */
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { which } from "zx";
 import { CliError, EXIT } from "../cli.js";
 import { findDockerBinary, probeEngine, START_DOCKERD, type EngineStatus } from "../docker/engine.js";
@@ -25,8 +23,8 @@ import { ephemeralRoot } from "../env/paths.js";
 import { processAlive } from "../env/processes.js";
 import { writeFileAtomic } from "../fs.js";
 import { parsePgVersion, shortVersion, type PgVersion } from "./version.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 export const PG_TOOLS = ["pg_dump", "psql", "pg_restore"] as const;
 export type PgToolName = (typeof PG_TOOLS)[number];

@@ -13,10 +13,8 @@
  *
  * An assessment is neutral (ok / fail / skip / error); verify and monitor word it their way.
  */
-import { execFile } from "node:child_process";
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import type pg from "pg";
 import { POSTGRES_ARCHIVE_PATH } from "../docker/containers.js";
 import { findDockerBinary } from "../docker/engine.js";
@@ -26,8 +24,8 @@ import { envPaths, serviceUser } from "../env/paths.js";
 import type { Target } from "../env/target.js";
 import type { ArchiveTarget } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
+import { run } from "../process.js";
 
-const run = promisify(execFile);
 
 /**
  * Where a local target's server archives (its settings are then checked like every other one);
