@@ -1,6 +1,6 @@
 /**
  * What every command shares: flag parsing that refuses unknown flags, `--help`, `--json`,
- * progress on stderr, secret redaction, and the documented exit codes. Scripts in scripts/
+ * progress on stderr; the exit codes (lib/errors.ts) and secret redaction (lib/redact.ts) it applies. Scripts in scripts/
  * declare a `Command` and call `runCommand`; their logic lives in typed modules under lib/.
  */
 import { minimist } from "zx";
@@ -9,49 +9,8 @@ import { checkToolkitVariables, wholeNumberIn } from "./input.js";
 import { installTerminationHandlers, terminationUnderWay } from "./signals.js";
 import { shellWord } from "./shell.js";
 
-/** Exit codes of every command (README: Exit codes). */
-export const EXIT = {
-  /** Done; or, for checks, nothing found. */
-  OK: 0,
-  /** The command ran and found a problem (drift, a failed check, a threshold, a failed drill). */
-  PROBLEM: 1,
-  /** The command could not run: bad input, a server unreachable, a tool missing. Nothing was changed. */
-  ERROR: 2,
-  /** Another run holds this environment's lock. Nothing was changed. */
-  BUSY: 3,
-  /** Unknown flag or bad arguments. Nothing was changed. */
-  USAGE: 64,
-} as const;
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
-
-/** An error meant for the operator: what is wrong, with which value, and what to do. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly code: ExitCode = EXIT.ERROR,
-    readonly hint?: string,
-  ) {
-    super(message);
-    this.name = "CliError";
-  }
-}
-
-// ---- secrets ---------------------------------------------------------------------------------
-
-const secrets = new Set<string>();
-
-/** Remembers a secret so that no message or log line of this process ever prints it. */
-export function registerSecret(value: string | undefined): void {
-  if (value && value.length >= 6) secrets.add(value);
-}
-
-/** Replaces every registered secret (and URL passwords) in text with `***`. */
-export function redact(text: string): string {
-  let out = text;
-  for (const secret of secrets) out = out.split(secret).join("***");
-  for (const secret of secrets) out = out.split(encodeURIComponent(secret)).join("***");
-  return out.replace(/(\b(?:postgres(?:ql)?|rediss?):\/\/[^:/@\s]*:)[^@\s]+@/g, "$1***@");
-}
+import { CliError, EXIT, type ExitCode } from "./errors.js";
+import { redact } from "./redact.js";
 
 // ---- commands --------------------------------------------------------------------------------
 

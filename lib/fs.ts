@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "./cli.js";
+import { CliError, EXIT } from "./errors.js";
 
 /** Writes a file atomically (temp file in the same folder, then rename), with the given mode. */
 export function writeFileAtomic(file: string, content: string | Uint8Array, mode = 0o600): void {

@@ -6,7 +6,7 @@
  */
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "./cli.js";
+import { CliError, EXIT } from "./errors.js";
 
 const DECIMAL_INT = /^-?\d+$/;
 const DECIMAL_NUMBER = /^-?\d+(\.\d+)?$/;

@@ -12,7 +12,8 @@
  * AWS environments (staging, prod): RDS + ElastiCache snapshots. Also: --list, --prune, --schedule.
  */
 import path from "node:path";
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { shellWord } from "../lib/shell.js";
 import { backupEnvironment, type BackupResult } from "../lib/backup/backup.js";
 import { scheduleLine } from "../lib/backup/retention.js";

@@ -9,7 +9,8 @@
  * (`npm run docs` folds the table into the README). Slowness never fails it.
  */
 import path from "node:path";
-import { CliError, EXIT, runCommand } from "../lib/cli.js";
+import { runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { FULL_PLAN, QUICK_PLAN, runBenchmark } from "../lib/bench/harness.js";
 import { BENCH_ITEMS } from "../lib/bench/items.js";
 import { renderHuman } from "../lib/bench/report.js";

@@ -7,7 +7,8 @@
  *   3. grant what the local targets grant (lib/db/roles.ts privilegesSql), in one transaction.
  * Idempotent; `npm run drift` then compares the privileges like on the local targets.
  */
-import { CliError, EXIT, runCommand } from "../lib/cli.js";
+import { runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 
 await runCommand({
   name: "bootstrap",

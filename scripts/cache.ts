@@ -7,7 +7,8 @@
  *   ttl KEY             a key's TTL and type;
  *   invalidate PATTERN  delete the matching keys (SCAN + UNLINK in batches); more than 1000 need --yes.
  */
-import { CliError, EXIT, runCommand } from "../lib/cli.js";
+import { runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { withRedis } from "../lib/db/clients.js";
 import { CacheKeyError, checkInvalidationPattern } from "../lib/cache/keys.js";
 import { cacheStats, countMatching, formatCacheStats, invalidatePattern, INVALIDATE_CONFIRM_THRESHOLD, keyTtl, listKeys } from "../lib/cache/ops.js";

@@ -6,7 +6,8 @@
  * env file). --check: does the committed compose.yaml still match the spec?
  */
 import path from "node:path";
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { checkComposeFile, COMPOSE_FILE, writeComposeProject } from "../lib/compose/compose.js";
 import { specOf } from "../lib/env/environment.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";

@@ -5,7 +5,8 @@
  * the real client starts attached to this terminal with the password in its environment
  * (PGPASSWORD / REDISCLI_AUTH), never in argv. Arguments after `--` go to the client.
  */
-import { EXIT, ENV_FLAG, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { clientInvocation, LOGIN_ROLES, runClient, type ClientTool, type LoginRole } from "../lib/env/clients.js";
 import { openEnvironment } from "../lib/env/environment.js";
 
@@ -37,7 +38,7 @@ await runCommand(
     async run(ctx) {
       const tool = ctx.args[0] as string;
       if (tool !== "psql" && tool !== "redis" && tool !== "redis-cli") {
-        const { CliError } = await import("../lib/cli.js");
+        const { CliError } = await import("../lib/errors.js");
         throw new CliError(`${JSON.stringify(tool)}: expected psql or redis`, EXIT.USAGE, "usage: npm run connect -- psql|redis [--env NAME] [--as ROLE] [-- ARGS]");
       }
       const opened = openEnvironment(ctx.flags.env ?? "dev");

@@ -4,7 +4,8 @@
  * containers). `--destroy --yes` also deletes its state (data, logs, credentials; Docker: the
  * containers, volumes and network): there is no undo.
  */
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { stopEnvironment } from "../lib/env/lifecycle.js";
 
 await runCommand({

@@ -8,7 +8,8 @@
  * `--down ID` removes everything it made.
  */
 import { appendFileSync } from "node:fs";
-import { CliError, EXIT, runCommand } from "../lib/cli.js";
+import { runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { connectionVariables, toDotenv, toGithub } from "../lib/ci-env/variables.js";
 import { startCiEnvironment, removeCiEnvironment } from "../lib/ci-env/environment.js";
 

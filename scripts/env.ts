@@ -5,7 +5,8 @@
  * REDIS_URL). With --out the file is written atomically with mode 0600; without it the lines go
  * to stdout (they hold passwords: redirect them, do not paste them).
  */
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { dotenvText, dotenvVariables, LOGIN_ROLES, pgpassLines, writeCredentialsFile, type LoginRole } from "../lib/env/clients.js";
 import { openEnvironment } from "../lib/env/environment.js";
 

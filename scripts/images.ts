@@ -7,7 +7,8 @@
  *   3. debian:bookworm / debian:trixie      debootstrap --variant=minbase → docker import
  *   4. postgres:16-offline / redis:7-offline  docker build docker/postgres, docker/redis
  */
-import { EXIT, runCommand, type Command } from "../lib/cli.js";
+import { runCommand, type Command } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { requireEngine } from "../lib/docker/engine.js";
 import { buildOfflineImages, OFFLINE_IMAGES } from "../lib/docker/images.js";
 import { humanBytes } from "../lib/spec/units.js";

@@ -1,6 +1,7 @@
 #!/usr/bin/env tsx
 /** Runbook: apply, revert or list the schema migrations of an environment (as the schema owner). */
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { withPg } from "../lib/db/clients.js";
 import { migrate, migrationStatus, MIGRATIONS_TABLE, planMigrations } from "../lib/db/migrate.js";
 import { applyRoleSql, postMigrationSql } from "../lib/db/roles.js";

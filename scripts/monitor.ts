@@ -8,7 +8,8 @@
  * --serve: the same metrics as a Prometheus exporter on 127.0.0.1, until SIGTERM or Ctrl-C.
  * --rules: Prometheus alerting rules of those thresholds (with spec.monitor's for: and severity).
  */
-import { CliError, EXIT, runCommand } from "../lib/cli.js";
+import { runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { specOf } from "../lib/env/environment.js";
 import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
 import { formatMonitorReport, monitorEnvironment } from "../lib/monitor/monitor.js";

@@ -35,7 +35,7 @@ await runCommand({
     ]);
     const spec = specOf(ctx.flags.env ?? "staging");
     if (spec.target !== "aws") {
-      const { CliError, EXIT } = await import("../lib/cli.js");
+      const { CliError, EXIT } = await import("../lib/errors.js");
       throw new CliError(`--env ${spec.env} is not an AWS stack (target ${spec.target}): local servers apply settings when they restart (npm run up)`, EXIT.USAGE);
     }
     const report = await rebootPending(spec, new RDSClient({ region: spec.aws.region }), { now: ctx.flags.now, yes: ctx.flags.yes, dryRun: ctx.flags["dry-run"], log: ctx.progress });

@@ -15,7 +15,8 @@
  * `--to TIME|latest` there recovers RDS to a point in time into a new instance (lib/aws/point-in-time.ts).
  */
 import path from "node:path";
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { restoreEnvironment, type RestoreReport } from "../lib/backup/restore.js";
 import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { verifyBackup, BackupVerificationError } from "../lib/backup/verify.js";

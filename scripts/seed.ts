@@ -7,7 +7,8 @@
  *      over --workers connections (progress on stderr);
  *   4. a few predictions of the guide's shape; print rows and rows/s.
  */
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { withPg } from "../lib/db/clients.js";
 import { DEFAULT_HOURS, DEFAULT_SYMBOLS, DEFAULT_WORKERS, MAX_ROWS, SAMPLE_CRYPTOCURRENCIES, seedMarketData, type SeedProgress } from "../lib/db/seed.js";
 import { openEnvironment } from "../lib/env/environment.js";

@@ -3,7 +3,8 @@
  * Runbook: is an environment running, on which ports, with which versions, and how much data.
  * Embedded environments by their pid files, Docker ones by their containers (found by label).
  */
-import { CliError, ENV_FLAG, EXIT, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { STATUS_PROBE_MS, type ServiceStatus, type StatusReport } from "../lib/env/embedded.js";
 import { environmentStatus, localEnvironmentNames } from "../lib/env/lifecycle.js";
 import { isEphemeralId } from "../lib/env/paths.js";

@@ -5,7 +5,8 @@
  *   2. start PostgreSQL 16 and Redis 7 on 127.0.0.1 (initdb and passwords on first run);
  *   3. apply migrations; 4. check every tuned setting against the spec.
  */
-import { EXIT, ENV_FLAG, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { EmbeddedEnvironment } from "../lib/env/embedded.js";
 import { upSummary } from "../lib/env/report.js";
 import { readRecord } from "../lib/env/environment.js";

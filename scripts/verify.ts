@@ -8,7 +8,8 @@
  *   4. write, read and delete a scratch row and a scratch key;
  *   5. Redis persistence: last BGSAVE ok, AOF on and not failing.
  */
-import { CliError, EXIT, runCommand } from "../lib/cli.js";
+import { runCommand } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
 import { formatVerifyReport, type CheckGroup } from "../lib/verify/report.js";
 import { verifyEnvironment } from "../lib/verify/verify.js";

@@ -9,7 +9,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { awsAlarmRules, SLOW_QUERY_METRIC, SLOW_QUERY_NAMESPACE, type AlarmRule } from "../lib/aws/capabilities.js";
-import { resourceName } from "../lib/docker/containers.js";
+import { resourceName } from "../lib/spec/access.js";
 import type { Spec } from "../lib/spec/schema.js";
 
 export interface AwsAlarmsArgs {

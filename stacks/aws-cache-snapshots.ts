@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { buildSync } from "esbuild";
 import path from "node:path";
 import { scheduledSnapshotPrefix } from "../lib/aws/cache-snapshot-prune.js";
-import { resourceName } from "../lib/docker/containers.js";
+import { resourceName } from "../lib/spec/access.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
 import type { Spec } from "../lib/spec/schema.js";
 import { assumedBy } from "./aws-monitoring.js";

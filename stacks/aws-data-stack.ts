@@ -22,7 +22,7 @@ import {
   windowsOverlap,
   type CacheNodeFit,
 } from "../lib/aws/capabilities.js";
-import { resourceName } from "../lib/docker/containers.js";
+import { postgresUrl, redisUrl, resourceName } from "../lib/spec/access.js";
 import { specHash as computeSpecHash, PROJECT } from "../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../lib/spec/render.js";
 import type { Spec } from "../lib/spec/schema.js";
@@ -34,7 +34,6 @@ import { AwsCacheUsers } from "./aws-cache-users.js";
 import { AwsKey } from "./aws-key.js";
 import { AwsMonitoring } from "./aws-monitoring.js";
 import { AwsNetwork, pickZone } from "./aws-network.js";
-import { postgresUrl, redisUrl } from "./docker-data-stack.js";
 
 export interface AwsDataStackArgs {
   /** The environment's spec, from the one loader (parseSpec/loadSpec). */

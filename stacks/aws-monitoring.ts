@@ -6,7 +6,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { resourceName } from "../lib/docker/containers.js";
+import { resourceName } from "../lib/spec/access.js";
 import type { Spec } from "../lib/spec/schema.js";
 
 export interface AwsMonitoringArgs {

@@ -7,15 +7,8 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import {
-  POSTGRES_SUPERUSER,
-  dummyDefinitions,
-  postgresContainer,
-  redisContainer,
-  resourceName,
-  type ContainerDefinition,
-  type ContainerSecrets,
-} from "../lib/docker/containers.js";
+import { POSTGRES_SUPERUSER, dummyDefinitions, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../lib/docker/containers.js";
+import { postgresUrl, postgresUser, redisUrl, redisUser, resourceName, type PostgresRole, type RedisRole } from "../lib/spec/access.js";
 import { specHash as computeSpecHash } from "../lib/spec/load.js";
 import type { Spec } from "../lib/spec/schema.js";
 
@@ -247,35 +240,13 @@ export function required(value: string | undefined, what: string): string {
   return value;
 }
 
-/** PostgreSQL roles, as lib/env/environment.ts names them: admin is the image's superuser. */
-export type PostgresRole = "admin" | "owner" | "app" | "readonly";
-/** Redis users: admin is the default user, app the ACL user. */
-export type RedisRole = "admin" | "app";
-
-/** User and password of a PostgreSQL role in the container. */
+/** User and password of a PostgreSQL role in the container (admin: the image's superuser). */
 export function postgresLogin(spec: Spec, s: ContainerSecrets, role: PostgresRole): { user: string; password: string } {
-  switch (role) {
-    case "admin":
-      return { user: POSTGRES_SUPERUSER, password: s.postgresPassword };
-    case "owner":
-      return { user: spec.postgres.user, password: s.roles.owner };
-    case "app":
-      return { user: spec.postgres.appUser, password: s.roles.app };
-    case "readonly":
-      return { user: spec.postgres.readonlyUser, password: s.roles.readonly };
-  }
+  const password = { admin: s.postgresPassword, owner: s.roles.owner, app: s.roles.app, readonly: s.roles.readonly }[role];
+  return { user: postgresUser(spec, role, POSTGRES_SUPERUSER), password };
 }
 
 /** User and password of a Redis user in the container. */
 export function redisLogin(spec: Spec, s: ContainerSecrets, role: RedisRole): { user: string; password: string } {
-  return role === "admin" ? { user: "default", password: s.redisPassword } : { user: spec.redis.appUser, password: s.redisAppPassword };
-}
-
-export function postgresUrl(c: { host: string; port: number; user: string; password: string; database: string; sslmode?: string }): string {
-  const query = c.sslmode ? `?sslmode=${c.sslmode}` : "";
-  return `postgresql://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${c.host}:${c.port}/${c.database}${query}`;
-}
-
-export function redisUrl(c: { host: string; port: number; user: string; password: string; db: number; tls?: boolean }): string {
-  return `${c.tls ? "rediss" : "redis"}://${encodeURIComponent(c.user)}:${encodeURIComponent(c.password)}@${c.host}:${c.port}/${c.db}`;
+  return { user: redisUser(spec, role), password: role === "admin" ? s.redisPassword : s.redisAppPassword };
 }

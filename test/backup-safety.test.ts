@@ -18,7 +18,7 @@ import { MANIFEST_FILE, manifestText, parseManifest, sealManifest, type Manifest
 import { BackupVerificationError, verifyBackup } from "../lib/backup/verify.js";
 import { restoreEnvironment } from "../lib/backup/restore.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
-import { EXIT } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { withPg } from "../lib/db/clients.js";
 import { fingerprint, seedSample, type Fingerprint } from "./backup-support.js";
 import { describeDocker, dockerBinary, requireOfflineImages } from "./support/docker.js";

@@ -13,7 +13,7 @@ import { manifestChecksum, parseManifest, sealManifest, manifestText, type Manif
 import { archiveMinMajor, onlyKnownRestoreErrors } from "../lib/backup/postgres-restore.js";
 import { isoWeek, planRetention, scheduleLine, type BackupEntry } from "../lib/backup/retention.js";
 import { RestrictedDumpStream, TableDataFilter } from "../lib/backup/sql-stream.js";
-import { CliError, EXIT } from "../lib/cli.js";
+import { CliError, EXIT } from "../lib/errors.js";
 import { resolvePgTool } from "../lib/pgtools/resolve.js";
 import { parsePgVersion, psqlSupportsRestrict } from "../lib/pgtools/version.js";
 import { loadSpec, parseSpec } from "../lib/spec/load.js";

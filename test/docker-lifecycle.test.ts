@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { afterAll, expect, it } from "vitest";
 import { dockerBinary, describeDocker, requireOfflineImages } from "./support/docker.js";
-import { EXIT } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { envPaths } from "../lib/env/paths.js";
 import { makeSandbox, runScript, secretsOf, type Sandbox, type ScriptRun } from "./reliability/support.js";
 

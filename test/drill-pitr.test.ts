@@ -8,7 +8,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { EXIT } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { formatDrillMarkdown, formatDrillText, PHASES, resolveDrillOptions, runDrill, type DrillReport } from "../lib/drill/index.js";
 import { corruptBackupFile } from "./support/drill.js";
 import { envPaths } from "../lib/env/paths.js";

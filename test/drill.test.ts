@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT, type CliError } from "../lib/cli.js";
+import { EXIT, type CliError } from "../lib/errors.js";
 import { withPg, withRedis } from "../lib/db/clients.js";
 import { seedMarketData } from "../lib/db/seed.js";
 import { awsDrillPlan, formatAwsPlanMarkdown, PHASES, resolveDrillOptions, runDrill, type DrillReport } from "../lib/drill/index.js";

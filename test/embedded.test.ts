@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
-import { EXIT } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { withPg, withRedis } from "../lib/db/clients.js";
 import { readRecord, writeRecord, type EnvironmentRecord } from "../lib/env/environment.js";
 import { envPaths } from "../lib/env/paths.js";

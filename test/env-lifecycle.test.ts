@@ -11,7 +11,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import path from "node:path";
 import lockfile from "proper-lockfile";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { freePort } from "../lib/env/ports.js";
 import { processAlive } from "../lib/env/processes.js";
 import { makeSandbox, runScript, secretsOf, waitFor, type Sandbox, type ScriptRun } from "./reliability/support.js";

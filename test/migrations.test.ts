@@ -5,7 +5,7 @@
  * bad actions are refused.
  */
 import { describe, expect, it } from "vitest";
-import { EXIT } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { withPg } from "../lib/db/clients.js";
 import { knownMigrations } from "../lib/db/migrate.js";
 import { runCli, useEphemeralEnvironment } from "./support/embedded.js";

@@ -5,7 +5,7 @@
  */
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { EXIT } from "../lib/cli.js";
+import { EXIT } from "../lib/errors.js";
 import { withPg } from "../lib/db/clients.js";
 import {
   candles,

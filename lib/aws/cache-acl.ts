@@ -4,7 +4,7 @@
  * run CONFIG, FLUSH* or KEYS on AWS either. The rules come from redisAclLines (the Docker and
  * embedded targets' ACL), so the two cannot drift apart.
  */
-import { redisAclLines } from "../docker/containers.js";
+import { redisAclLines } from "../spec/access.js";
 import type { Spec } from "../spec/schema.js";
 
 export type CacheRole = "admin" | "app";

@@ -11,8 +11,8 @@
  * the window in the message, before anything is created.
  */
 import { DescribeDBInstancesCommand, RestoreDBInstanceToPointInTimeCommand, type DBInstance, type RDSClient } from "@aws-sdk/client-rds";
-import { CliError, EXIT } from "../cli.js";
-import { resourceName } from "../docker/containers.js";
+import { CliError, EXIT } from "../errors.js";
+import { resourceName } from "../spec/access.js";
 import type { Spec } from "../spec/schema.js";
 import { awsIdentifiers } from "./snapshots.js";
 

@@ -10,7 +10,7 @@
  * (pendingRebootDrift).
  */
 import { DescribeDBInstancesCommand, RebootDBInstanceCommand, type DBInstance, type RDSClient } from "@aws-sdk/client-rds";
-import { CliError, EXIT, type ExitCode } from "../cli.js";
+import { CliError, EXIT, type ExitCode } from "../errors.js";
 import type { DriftItem } from "../drift/settings.js";
 import { rdsParameters } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";

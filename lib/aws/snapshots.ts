@@ -25,8 +25,8 @@ import {
   DescribeSnapshotsCommand,
   ElastiCacheClient,
 } from "@aws-sdk/client-elasticache";
-import { CliError, EXIT } from "../cli.js";
-import { resourceName } from "../docker/containers.js";
+import { CliError, EXIT } from "../errors.js";
+import { resourceName } from "../spec/access.js";
 import type { Spec } from "../spec/schema.js";
 
 export interface AwsClients {

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { diskFullError, writeFileAtomic } from "../fs.js";
 import { readRecord, specOf } from "../env/environment.js";
 import { envPaths } from "../env/paths.js";

@@ -5,7 +5,7 @@
  */
 import type { ClientConfig } from "pg";
 import type { RedisOptions } from "ioredis";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { POSTGRES_CONTAINER_PORT } from "../docker/containers.js";
 import { findDockerBinary, probeEngine } from "../docker/engine.js";
 import { openEnvironment, type OpenedEnvironment } from "../env/environment.js";

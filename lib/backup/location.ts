@@ -6,7 +6,7 @@
  */
 import { accessSync, constants, existsSync, statfsSync, statSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { systemFolderOf } from "../system-folders.js";
 
 const KERNEL_FS = new Set([0x9fa0 /* proc */, 0x62656572 /* sysfs */, 0x1cd1 /* devpts */, 0x64626720 /* debugfs */, 0x63677270 /* cgroup2 */, 0x27e0eb /* cgroup */]);

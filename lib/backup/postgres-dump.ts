@@ -10,7 +10,7 @@
 import { closeSync, openSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { withPg } from "../db/clients.js";
 import { appliedMigrations } from "../db/migrate.js";
 import { sqlIdent } from "../db/roles.js";

@@ -28,7 +28,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import type pg from "pg";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { connectPg, withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from "../db/migrate.js";
 import { ephemeralRoot } from "../env/paths.js";

@@ -17,7 +17,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { Redis } from "ioredis";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { withRedis } from "../db/clients.js";
 import { serviceUser, type ServiceUser } from "../env/paths.js";
 import { embeddedRedisConf, findRedisServer, redisPid, setAsideDirs, SET_ASIDE_PREFIX, startRedis, stopRedis, writeRedisConf } from "../env/redis-server.js";

@@ -16,7 +16,8 @@
 import { interceptTermination } from "../signals.js";
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT, registerSecret } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
+import { registerSecret } from "../redact.js";
 import { withRedis } from "../db/clients.js";
 import { knownMigrations } from "../db/migrate.js";
 import { specOf } from "../env/environment.js";

@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { hashFile } from "./files.js";
 import { MANIFEST_FILE, parseManifest, type Manifest } from "./manifest.js";
 import { checkRdb } from "./redis.js";

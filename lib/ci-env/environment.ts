@@ -3,7 +3,7 @@
  * environment (env.json + credentials), so verify, backup and drift work on them by id.
  */
 import { existsSync, rmSync } from "node:fs";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { withPg } from "../db/clients.js";
 import type { Credentials } from "../env/credentials.js";
 import { downEmbedded, EmbeddedEnvironment } from "../env/embedded.js";

@@ -20,7 +20,8 @@ import { generateCredentials, readCredentials, writeCredentials, type Credential
 import { ensureDir, writeFileAtomic, writeFileAtomicIfChanged } from "../fs.js";
 import { specHash } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
-import { dummyDefinitions, postgresContainer, redisContainer, resourceName, type ContainerDefinition, type ContainerSecrets } from "../docker/containers.js";
+import { dummyDefinitions, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../docker/containers.js";
+import { resourceName } from "../spec/access.js";
 
 export const COMPOSE_FILE = "compose.yaml";
 export const SECRETS_DIR = "secrets";

@@ -8,6 +8,7 @@ import type { Spec } from "../spec/schema.js";
 import { postgresArgs, redisArgs } from "../spec/render.js";
 import { parsePgSize } from "../spec/units.js";
 import { bootstrapSql, type RolePasswords } from "../db/roles.js";
+import { redisAclLines, resourceName } from "../spec/access.js";
 
 /** Port PostgreSQL listens on inside its container. */
 export const POSTGRES_CONTAINER_PORT = 5432;
@@ -117,11 +118,6 @@ export function dummyDefinitions(build: (secrets: ContainerSecrets) => Container
   return [a, b];
 }
 
-/** Name of a container or volume: `<namePrefix>-<what>` (guide: crypto-prediction-postgres). */
-export function resourceName(spec: Spec, what: string): string {
-  return `${spec.namePrefix}-${what}`;
-}
-
 /** Labels on every Docker resource: env and spec hash, for drift review. */
 export function dockerLabels(spec: Spec, specHashValue: string): Record<string, string> {
   return {
@@ -196,18 +192,6 @@ export function redisContainerConf(spec: Spec, secrets: ContainerSecrets): strin
     `protected-mode yes`,
     ...redisAclLines(spec, secrets.redisPassword, secrets.redisAppPassword),
   ].join("\n").concat("\n");
-}
-
-/**
- * ACL lines: the default user (the toolkit's admin connection) keeps every command; the
- * application user cannot run dangerous commands (FLUSHALL, CONFIG, KEYS, DEBUG, SHUTDOWN…),
- * except INFO, which client libraries (ioredis's ready check) call on connect.
- */
-export function redisAclLines(spec: Spec, adminPassword: string, appPassword: string): string[] {
-  return [
-    `user default on >${adminPassword} ~* &* +@all`,
-    `user ${spec.redis.appUser} on >${appPassword} ~* &* +@all -@dangerous -@admin -keys -flushall -flushdb -config -debug -shutdown -script +info`,
-  ];
 }
 
 /**

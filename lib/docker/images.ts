@@ -15,7 +15,7 @@ import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readd
 import os from "node:os";
 import path from "node:path";
 import { $, ProcessOutput } from "zx";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { PROJECT_DIR } from "../spec/load.js";
 import { dockerBuildEnv } from "./engine.js";
 

@@ -6,7 +6,8 @@
  *   const report = await reviewDrift(resolveTarget({ env: "dev" }));
  *   report.exitCode // 0 none, 1 drift, 2 a part could not be checked (and no drift found)
  */
-import { EXIT, redact, type ExitCode } from "../cli.js";
+import { EXIT, type ExitCode } from "../errors.js";
+import { redact } from "../redact.js";
 import { withPg, withRedis } from "../db/clients.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";

@@ -8,7 +8,7 @@
  */
 import type pg from "pg";
 import type { Redis } from "ioredis";
-import { redisAclLines } from "../docker/containers.js";
+import { redisAclLines } from "../spec/access.js";
 import type { Target } from "../env/target.js";
 import { localPostgresSettings, redisConfigGetValue, redisSettings } from "../spec/render.js";
 import { archiveTargetOf } from "../verify/archive.js";

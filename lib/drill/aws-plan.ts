@@ -7,7 +7,7 @@
  * recovery is built next to them, then deleted.
  */
 import { backupId } from "../backup/files.js";
-import { resourceName } from "../docker/containers.js";
+import { resourceName } from "../spec/access.js";
 import { awsIdentifiers, restoredIdentifiers, snapshotNames } from "../aws/snapshots.js";
 import { rpoObjectiveSeconds, type Spec } from "../spec/schema.js";
 import type { PhaseName } from "./report.js";

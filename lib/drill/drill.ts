@@ -28,7 +28,7 @@ import { takeBaseBackup } from "../backup/physical/base-backup.js";
 import type { DumpFormat } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
 import { openBackupRepository, type BackupRepository } from "../backup/repository/index.js";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { withPg, withRedis } from "../db/clients.js";
 import { publicTables } from "../db/catalog.js";
 import { totalKeys } from "../db/redis-info.js";

@@ -3,7 +3,7 @@
  * objectives, the backup (size, checksums), the data comparison and the health checks. One
  * structure, printed as JSON (--json) and as markdown for a compliance file (--report FILE.md).
  */
-import { redact } from "../cli.js";
+import { redact } from "../redact.js";
 import { humanBytes } from "../spec/units.js";
 import type { Check, VerifyReport } from "../verify/report.js";
 import type { DrillEngine } from "./subject.js";

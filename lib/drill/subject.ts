@@ -13,7 +13,7 @@
  */
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { removeCiEnvironment } from "../ci-env/environment.js";
 import { EmbeddedEnvironment } from "../env/embedded.js";
 import { openEnvironment, readRecord, type EnvironmentConnections } from "../env/environment.js";

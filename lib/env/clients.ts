@@ -9,9 +9,10 @@ import { existsSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { which } from "zx";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { writeFileAtomic } from "../fs.js";
-import type { OpenedEnvironment, PostgresRole, RedisRole } from "./environment.js";
+import type { OpenedEnvironment } from "./environment.js";
+import type { PostgresRole, RedisRole } from "../spec/access.js";
 
 export type ClientTool = "psql" | "redis";
 /** What `--as` may name: PostgreSQL's four roles; Redis has admin (default user) and app. */

@@ -5,7 +5,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
-import { CliError, EXIT, registerSecret } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
+import { registerSecret } from "../redact.js";
 import { writeFileAtomicIfChanged } from "../fs.js";
 
 const password = z.string().min(16);

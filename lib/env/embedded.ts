@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { withPg, withRedis } from "../db/clients.js";
 import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
 import { applyRoleSql, bootstrapSql, postMigrationSql, sqlIdent } from "../db/roles.js";

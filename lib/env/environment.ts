@@ -7,17 +7,14 @@ import { existsSync, readFileSync } from "node:fs";
 import type { ClientConfig } from "pg";
 import type { RedisOptions } from "ioredis";
 import { z } from "zod";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { writeFileAtomicIfChanged } from "../fs.js";
 import { listEnvironments, loadSpec } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
 import { readCredentials, type Credentials } from "./credentials.js";
 import { currentUserName, envPaths, isEphemeralId, type EnvPaths } from "./paths.js";
+import { postgresUrl, postgresUser, redisUrl, redisUser, type PostgresRole, type RedisRole } from "../spec/access.js";
 
-/** PostgreSQL roles: superuser (toolkit admin), schema owner (migrations), application, read-only. */
-export type PostgresRole = "admin" | "owner" | "app" | "readonly";
-/** Redis users: default (toolkit admin) and the application's ACL user. */
-export type RedisRole = "admin" | "app";
 
 const recordSchema = z.object({
   env: z.string(),
@@ -85,16 +82,8 @@ export class EnvironmentConnections {
 
   private postgresLogin(role: PostgresRole): { user: string; password: string } {
     const { postgres: pg } = this.credentials;
-    switch (role) {
-      case "admin":
-        return { user: pg.superuser, password: pg.superuserPassword };
-      case "owner":
-        return { user: this.spec.postgres.user, password: pg.ownerPassword };
-      case "app":
-        return { user: this.spec.postgres.appUser, password: pg.appPassword };
-      case "readonly":
-        return { user: this.spec.postgres.readonlyUser, password: pg.readonlyPassword };
-    }
+    const password = { admin: pg.superuserPassword, owner: pg.ownerPassword, app: pg.appPassword, readonly: pg.readonlyPassword }[role];
+    return { user: postgresUser(this.spec, role, pg.superuser), password };
   }
 
   /** node-postgres options for a role (default database: the spec's). */
@@ -116,14 +105,11 @@ export class EnvironmentConnections {
 
   /** postgresql:// URL for a role. */
   postgresUrl(role: PostgresRole, database = this.spec.postgres.database): string {
-    const { user, password } = this.postgresLogin(role);
-    return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${this.host}:${this.spec.postgres.port}/${database}`;
+    return postgresUrl({ host: this.host, port: this.spec.postgres.port, ...this.postgresLogin(role), database });
   }
 
   private redisLogin(role: RedisRole): { username: string; password: string } {
-    return role === "admin"
-      ? { username: "default", password: this.credentials.redis.adminPassword }
-      : { username: this.spec.redis.appUser, password: this.credentials.redis.appPassword };
+    return { username: redisUser(this.spec, role), password: role === "admin" ? this.credentials.redis.adminPassword : this.credentials.redis.appPassword };
   }
 
   /** ioredis options for a role. */
@@ -134,7 +120,7 @@ export class EnvironmentConnections {
   /** redis:// URL for a role. */
   redisUrl(role: RedisRole): string {
     const { username, password } = this.redisLogin(role);
-    return `redis://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${this.host}:${this.spec.redis.port}/${this.spec.redis.db}`;
+    return redisUrl({ host: this.host, port: this.spec.redis.port, user: username, password, db: this.spec.redis.db });
   }
 }
 

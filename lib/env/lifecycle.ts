@@ -5,8 +5,9 @@
  * nothing the toolkit made becomes unreachable to it (state lost, containers removed by hand).
  */
 import { existsSync, readdirSync } from "node:fs";
-import { CliError, EXIT } from "../cli.js";
-import { resourceName, POSTGRES_DATA_PATH, REDIS_DATA_PATH } from "../docker/containers.js";
+import { CliError, EXIT } from "../errors.js";
+import { POSTGRES_DATA_PATH, REDIS_DATA_PATH } from "../docker/containers.js";
+import { resourceName } from "../spec/access.js";
 import { probeEngine } from "../docker/engine.js";
 import { credentialsOrNothing, downEmbedded, EmbeddedEnvironment, probeVersions, statusEmbedded, type DownOptions, type DownReport, type ServiceStatus, type StatusReport } from "./embedded.js";
 import { EnvironmentConnections, readRecord, specOf, type EnvironmentRecord } from "./environment.js";

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import lockfile from "proper-lockfile";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { ensureDir } from "../fs.js";
 import path from "node:path";
 import { envWholeNumber } from "../input.js";

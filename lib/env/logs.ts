@@ -3,7 +3,7 @@
  * redis.log in the state folder), or `docker logs` of the environment's containers.
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { openEnvironment } from "./environment.js";
 import { currentUserName } from "./paths.js";
 import { run } from "../process.js";

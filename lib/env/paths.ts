@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { accessSync, chownSync, constants, existsSync, readFileSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { ensureDir } from "../fs.js";
 import { envAccountName, envFolder } from "../input.js";
 import { PROJECT_DIR } from "../spec/load.js";

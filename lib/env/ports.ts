@@ -1,7 +1,7 @@
 /** Ports on 127.0.0.1: is one free, who holds it, and a free one for ephemeral environments. */
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import net from "node:net";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 
 /** Resolves true when nothing listens on 127.0.0.1:port (or on all addresses). */
 export function isPortFree(port: number): Promise<boolean> {

@@ -8,9 +8,9 @@ import { chownSync, existsSync, readFileSync, readdirSync, renameSync, rmSync } 
 import path from "node:path";
 import { Redis } from "ioredis";
 import { which } from "zx";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { writeFileAtomicIfChanged } from "../fs.js";
-import { redisAclLines } from "../docker/containers.js";
+import { redisAclLines } from "../spec/access.js";
 import { redisConf } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
 import type { EnvPaths, ServiceUser } from "./paths.js";

@@ -1,5 +1,5 @@
 /** What `up` prints: the environment, its URLs per role, and the settings check. */
-import { redact } from "../cli.js";
+import { redact } from "../redact.js";
 import type { StartedEmbeddedEnvironment } from "./embedded.js";
 
 export function upSummary(started: StartedEmbeddedEnvironment, showSecrets: boolean) {

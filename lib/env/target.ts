@@ -11,9 +11,12 @@
  */
 import type { ClientConfig } from "pg";
 import type { RedisOptions } from "ioredis";
-import { CliError, EXIT, registerSecret, type FlagSpec } from "../cli.js";
+import { type FlagSpec } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
+import { registerSecret } from "../redact.js";
 import type { Spec } from "../spec/schema.js";
-import { openEnvironment, specOf, type PostgresRole, type RedisRole } from "./environment.js";
+import { openEnvironment, specOf } from "./environment.js";
+import type { PostgresRole, RedisRole } from "../spec/access.js";
 
 /** How to reach PostgreSQL as each role (a URL target has one login for every role). */
 export interface PostgresEndpoint {

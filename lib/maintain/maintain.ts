@@ -9,7 +9,8 @@
  * writes, and a lock wait is bounded so it never queues forever behind DDL.
  */
 import type pg from "pg";
-import { EXIT, redact, type ExitCode } from "../cli.js";
+import { EXIT, type ExitCode } from "../errors.js";
+import { redact } from "../redact.js";
 import { withPg } from "../db/clients.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";

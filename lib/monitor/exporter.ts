@@ -14,7 +14,7 @@
 import pg from "pg";
 import { Redis } from "ioredis";
 import { Counter, Gauge, Registry } from "prom-client";
-import { registerSecret } from "../cli.js";
+import { registerSecret } from "../redact.js";
 import { backupRoot } from "../backup/backup.js";
 import { listBackups } from "../backup/retention.js";
 import type { Target } from "../env/target.js";

@@ -9,7 +9,8 @@
  */
 import type pg from "pg";
 import type { Redis } from "ioredis";
-import { EXIT, redact, type ExitCode } from "../cli.js";
+import { EXIT, type ExitCode } from "../errors.js";
+import { redact } from "../redact.js";
 import { withPg, withRedis } from "../db/clients.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";

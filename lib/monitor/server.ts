@@ -7,7 +7,7 @@
  */
 import http from "node:http";
 import { isIP } from "node:net";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import type { Target } from "../env/target.js";
 import type { Spec } from "../spec/schema.js";
 import { MetricsCollector, type Scrape } from "./exporter.js";

@@ -4,7 +4,8 @@
  * exit that rejects with a message naming the tool and the end of what it said.
  */
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { CliError, EXIT, redact } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
+import { redact } from "../redact.js";
 import type { PgCommand } from "./resolve.js";
 import { onTermination } from "../signals.js";
 

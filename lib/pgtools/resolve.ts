@@ -16,7 +16,7 @@ import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync,
 import os from "node:os";
 import path from "node:path";
 import { which } from "zx";
-import { CliError, EXIT } from "../cli.js";
+import { CliError, EXIT } from "../errors.js";
 import { findDockerBinary, probeEngine, START_DOCKERD, type EngineStatus } from "../docker/engine.js";
 import { OFFLINE_IMAGES } from "../docker/images.js";
 import { ephemeralRoot } from "../env/paths.js";

@@ -1,6 +1,6 @@
 /** Small Redis helpers shared by verify, drift, monitor and cache. */
 import type { RedisOptions } from "ioredis";
-import type { RedisRole } from "../env/environment.js";
+import type { RedisRole } from "../spec/access.js";
 import type { RedisEndpoint } from "../env/target.js";
 
 /** Client options for a role; ioredis's ready check sends INFO, which an app user may not run, so these skip it. */

@@ -2,7 +2,8 @@
  * The result of a health check run, shared by `verify` and the DR drill: one line per check,
  * each ok, failed (a problem found), could not be checked, or skipped (not applicable).
  */
-import { EXIT, redact, type ExitCode } from "../cli.js";
+import { EXIT, type ExitCode } from "../errors.js";
+import { redact } from "../redact.js";
 
 /** `warn`: worth fixing, not a failure (exit 0): e.g. a backup bucket without versioning. */
 export type CheckStatus = "ok" | "warn" | "fail" | "error" | "skip";

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { parseDecimalInt, parseDecimalNumber } from "../../lib/input.js";
 import { runScript } from "../reliability/support.js";
 

@@ -5,7 +5,7 @@
  * measures what it can and says what it could not.
  */
 import { describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { runCli, useEphemeralEnvironment } from "../support/embedded.js";
 
 const environment = useEphemeralEnvironment();

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { fillForBackup, runScript, startScript, waitFor } from "../reliability/support.js";
 

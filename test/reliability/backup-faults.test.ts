@@ -12,7 +12,7 @@ import path from "node:path";
 import pg from "pg";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { manifestText, parseManifest, sealManifest } from "../../lib/backup/manifest.js";
 import { backupsPossible, describeBackups } from "../support/docker.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";

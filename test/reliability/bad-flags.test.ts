@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { PROJECT_DIR } from "../../lib/spec/load.js";
 import { makeSandbox, runNpmScript, runScript, snapshot, type Sandbox } from "./support.js";
 

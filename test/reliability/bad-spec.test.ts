@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { stringify as toYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { schemaKeys } from "../../lib/spec/keys.js";
 import { parseSpec, PROJECT, SpecError } from "../../lib/spec/load.js";
 import { schema } from "../../lib/spec/schema.js";

@@ -13,7 +13,7 @@ import path from "node:path";
 import pg from "pg";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { freePort } from "../../lib/env/ports.js";
 import { processAlive } from "../../lib/env/processes.js";
 import { makeSandbox, runScript, snapshot, waitFor, type Sandbox, type ScriptRun } from "./support.js";

@@ -9,7 +9,7 @@
  */
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { killGroup, runningServers, runScript, startAndFreezeInLock, startScript, waitFor } from "./support.js";
 

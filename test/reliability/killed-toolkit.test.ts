@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { EXIT } from "../../lib/cli.js";
+import { EXIT } from "../../lib/errors.js";
 import { envPaths } from "../../lib/env/paths.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { killGroup, runningServers, runScript, startAndFreezeInLock, startScript, waitFor } from "./support.js";

@@ -13,7 +13,7 @@ import pg from "pg";
 import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { withPg, withRedis } from "../../lib/db/clients.js";
-import type { PostgresRole } from "../../lib/env/environment.js";
+import type { PostgresRole } from "../../lib/spec/access.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { runScript } from "../reliability/support.js";
 import { describeDocker, dockerBinary, requireOfflineImages } from "../support/docker.js";

@@ -11,7 +11,7 @@ import { elasticacheAccessStrings, cacheUserId } from "../../lib/aws/cache-acl.j
 import { pruneCacheSnapshots, scheduledSnapshotPrefix } from "../../lib/aws/cache-snapshot-prune.js";
 import { parseRecoveryTarget, pointInTimeIdentifier, restoreToPointInTime } from "../../lib/aws/point-in-time.js";
 import { inMaintenanceWindow, nextWindowStart, rebootPending } from "../../lib/aws/reboot.js";
-import { redisAclLines } from "../../lib/docker/containers.js";
+import { redisAclLines } from "../../lib/spec/access.js";
 import { awsInfraDrift } from "../../lib/drift/infra.js";
 import { loadSpec } from "../../lib/spec/load.js";
 import { pruneFunctionCode } from "../../stacks/aws-cache-snapshots.js";

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { ELASTICACHE_NODE_MEMORY_GIB, type CapabilityRow } from "../../lib/aws/capabilities.js";
-import { resourceName } from "../../lib/docker/containers.js";
+import { resourceName } from "../../lib/spec/access.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../../lib/spec/render.js";
 import type { Spec } from "../../lib/spec/schema.js";

@@ -3,7 +3,7 @@
  * publishes may collide with dev, and it runs the offline images.
  */
 import { describe, expect, it } from "vitest";
-import { resourceName } from "../../lib/docker/containers.js";
+import { resourceName } from "../../lib/spec/access.js";
 import { loadSpec } from "../../lib/spec/load.js";
 import { dockerStackSuite } from "./docker-suite.js";
 

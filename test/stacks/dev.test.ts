@@ -3,7 +3,7 @@
  * numbers must reach the containers unchanged.
  */
 import { describe, expect, it } from "vitest";
-import { resourceName } from "../../lib/docker/containers.js";
+import { resourceName } from "../../lib/spec/access.js";
 import { dockerStackSuite } from "./docker-suite.js";
 
 const { run, spec } = dockerStackSuite("dev");

@@ -4,7 +4,7 @@
  * postgresql.conf together, and nothing else.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { resourceName } from "../../lib/docker/containers.js";
+import { resourceName } from "../../lib/spec/access.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { postgresConf } from "../../lib/spec/render.js";
 import { runProgram, type Run } from "./harness.js";

@@ -11,7 +11,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { $ } from "zx";
-import { CliError, EXIT } from "../../cli.js";
+import { CliError, EXIT } from "../../errors.js";
 import { connectPg, withPg } from "../../db/clients.js";
 import { MIGRATIONS_TABLE } from "../../db/migrate.js";
 import { withEnvLock } from "../../env/lock.js";

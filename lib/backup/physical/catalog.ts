@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../../cli.js";
+import { CliError, EXIT } from "../../errors.js";
 import { readRecord, specOf } from "../../env/environment.js";
 import { withEnvLock } from "../../env/lock.js";
 import { envPaths } from "../../env/paths.js";

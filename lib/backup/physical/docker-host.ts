@@ -15,9 +15,10 @@
 import { spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../../cli.js";
+import { CliError, EXIT } from "../../errors.js";
 import { withPg } from "../../db/clients.js";
-import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_STAGING_PATH, POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_CONTAINER_PORT, resourceName } from "../../docker/containers.js";
+import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_STAGING_PATH, POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_CONTAINER_PORT } from "../../docker/containers.js";
+import { resourceName } from "../../spec/access.js";
 import { freePort } from "../../env/ports.js";
 import { processAlive } from "../../env/processes.js";
 import { postgresArgs } from "../../spec/render.js";

@@ -9,7 +9,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { ClientConfig } from "pg";
-import { CliError, EXIT } from "../../cli.js";
+import { CliError, EXIT } from "../../errors.js";
 import { withPg } from "../../db/clients.js";
 import { embeddedArchiveTarget } from "../../env/embedded.js";
 import { type EnvPaths, ensureServiceDir, serviceUser } from "../../env/paths.js";

@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { chownSync, closeSync, copyFileSync, openSync, readSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
-import { CliError, EXIT } from "../../cli.js";
+import { CliError, EXIT } from "../../errors.js";
 import { withPg } from "../../db/clients.js";
 import { knownMigrations, MIGRATIONS_TABLE } from "../../db/migrate.js";
 import { withEnvLock } from "../../env/lock.js";

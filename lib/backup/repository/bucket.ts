@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { CliError, EXIT } from "../../cli.js";
+import { CliError, EXIT } from "../../errors.js";
 import { specOf } from "../../env/environment.js";
 import { withEnvLock } from "../../env/lock.js";
 import { envPaths } from "../../env/paths.js";

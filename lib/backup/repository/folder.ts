@@ -6,7 +6,7 @@
  */
 import { existsSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../../cli.js";
+import { CliError, EXIT } from "../../errors.js";
 import { specOf } from "../../env/environment.js";
 import { backupRoot } from "../backup.js";
 import { isPhysicalBackupDir, listPhysical, prunePhysical } from "../physical/catalog.js";
