@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Commands run from their bundles (bin/cpi.mjs): build them from the tree first.
+    globalSetup: ["test/support/build.ts"],
     // forks: Pulumi's runtime keeps global state that threads would share between files.
     pool: "forks",
     maxWorkers: 2,

@@ -3,12 +3,13 @@
  * runs from any folder, through a symlink, through `npm link` and `npx cpi`.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { PROJECT_DIR } from "../lib/spec/load.js";
+import { makeSandbox } from "./reliability/support.js";
 
 const run = promisify(execFile);
 const elsewhere = mkdtempSync(path.join(os.tmpdir(), "cpi-bin-"));
@@ -57,5 +58,36 @@ describe("cpi (package.json bin)", () => {
     const npx = await exec("npx", ["--no-install", "cpi", "compose", "--help"], { cwd: PROJECT_DIR });
     expect(npx.code, npx.stderr).toBe(0);
     expect(npx.stdout).toContain("Docker Compose project");
+  });
+
+  it("runs what the build made: npm run build bundles every command, a missing bundle is built on the first run, and a newer source alone rebuilds nothing", async () => {
+    const sandbox = makeSandbox();
+    try {
+      const bundle = (name: string) => path.join(sandbox.projectDir, ".build", "commands", name, `${name}.mjs`);
+      const first = await exec(path.join(sandbox.projectDir, "bin", "cpi.mjs"), ["docs", "--help"], { cwd: sandbox.projectDir });
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stdout).toContain("Usage: npm run docs");
+      expect(existsSync(bundle("docs"))).toBe(true);
+      expect(existsSync(bundle("verify"))).toBe(false);
+
+      const built = await exec("npm", ["run", "-s", "build"], { cwd: sandbox.projectDir });
+      expect(built.code, built.stderr).toBe(0);
+      const commands = readdirSync(path.join(sandbox.projectDir, "scripts")).filter((f) => f.endsWith(".ts")).map((f) => f.slice(0, -3));
+      expect(commands.filter((name) => !existsSync(bundle(name)))).toEqual([]);
+      expect(built.stderr).toMatch(new RegExp(`build: ${commands.length} command\\(s\\)`));
+
+      // The launcher does not walk the sources: a touched file is picked up by the next build, not by a run.
+      const before = statSync(bundle("docs")).mtimeMs;
+      const later = new Date(Date.now() + 60_000);
+      utimesSync(path.join(sandbox.projectDir, "lib", "cli.ts"), later, later);
+      expect((await exec(path.join(sandbox.projectDir, "bin", "cpi.mjs"), ["docs", "--help"], { cwd: sandbox.projectDir })).code).toBe(0);
+      expect(statSync(bundle("docs")).mtimeMs).toBe(before);
+
+      const unknown = await exec(process.execPath, [path.join(sandbox.projectDir, "bin", "build.mjs"), "nope"], { cwd: sandbox.projectDir });
+      expect(unknown.code).toBe(64);
+      expect(unknown.stderr).toContain('unknown command "nope"');
+    } finally {
+      sandbox.remove();
+    }
   });
 });
