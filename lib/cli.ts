@@ -56,6 +56,8 @@ export interface CommandResult {
 export interface Command<F extends Record<string, FlagSpec>> {
   /** npm script name, e.g. `up`. */
   name: string;
+  /** The subcommand word when this is one of a group's (`list` of `backup list`); set by the group. */
+  subcommand?: string;
   summary: string;
   /** Usage line after `npm run NAME --`. */
   usage: string;
@@ -67,6 +69,89 @@ export interface Command<F extends Record<string, FlagSpec>> {
   /** What this command's exit codes mean, where it differs from EXIT_MEANING (shown by --help). */
   exitCodes?: Partial<Record<number, string>>;
   run(ctx: CommandContext<F>): Promise<CommandResult>;
+}
+
+/**
+ * A command with subcommands (`backup create|list|prune|schedule|push-wal`): the first word picks
+ * one, each with its own flags, usage and --help, so a flag that belongs to another subcommand is
+ * an unknown option rather than a combination checked by hand.
+ */
+export interface CommandGroup {
+  /** npm script name, e.g. `backup`. */
+  name: string;
+  summary: string;
+  /** Subcommands by their word; each one's `name` is the group's. */
+  subcommands: Record<string, Subcommand<any>>;
+  /** The subcommand run when the first word names none: `backup --env dev` is `backup create --env dev`. */
+  default: string;
+  /**
+   * Mode flags from before the subcommands, still accepted so that crontabs and scripts keep
+   * working: `backup --list` runs `backup list` (with a note on stderr).
+   */
+  formerFlags?: Record<string, string>;
+  details?: string;
+}
+
+/** One subcommand of a group: a command without its own name. */
+export type Subcommand<F extends Record<string, FlagSpec>> = Omit<Command<F>, "name" | "subcommand">;
+
+/** Types a subcommand's flags from its table (the group's record cannot). */
+export function subcommand<F extends Record<string, FlagSpec>>(definition: Subcommand<F>): Subcommand<any> {
+  return definition;
+}
+
+const isGroup = (c: Command<any> | CommandGroup): c is CommandGroup => "subcommands" in c;
+
+/** `npm run backup -- list`: how people start this command (the subcommand word when one was given). */
+export function invocation(command: Pick<Command<any>, "name" | "subcommand">): string {
+  return `npm run ${command.name} --${command.subcommand ? ` ${command.subcommand}` : ""}`;
+}
+
+/**
+ * The subcommand an argv names, and the argv it parses: the first word when it is a subcommand,
+ * a former mode flag (`--list`), or else the default.
+ */
+export function resolveSubcommand(group: CommandGroup, argv: string[]): { command: Command<any>; argv: string[]; note?: string } {
+  const named = (word: string, rest: string[]): { command: Command<any>; argv: string[] } => ({ command: { ...group.subcommands[word]!, name: group.name, subcommand: word } as Command<any>, argv: rest });
+  // The first word that is neither a flag nor a string flag's value (`backup --env dev list` works too).
+  const takesValue = new Set(Object.values(group.subcommands).flatMap((c) => Object.entries(c.flags).filter(([, f]) => (f as FlagSpec).type === "string").map(([name]) => `--${name}`)));
+  let at = 0;
+  while (at < argv.length && argv[at]!.startsWith("-")) at += takesValue.has(argv[at]!) ? 2 : 1;
+  const word = argv[at];
+  if (word !== undefined) {
+    if (Object.hasOwn(group.subcommands, word)) return named(word, [...argv.slice(0, at), ...argv.slice(at + 1)]);
+    if (!group.subcommands[group.default]!.positional) {
+      throw new CliError(`unknown subcommand ${JSON.stringify(word)}: expected ${Object.keys(group.subcommands).join(", ")}`, EXIT.USAGE, `see: npm run ${group.name} -- --help`);
+    }
+  }
+  const former = Object.keys(group.formerFlags ?? {}).filter((flag) => argv.includes(`--${flag}`));
+  if (former.length > 1) throw new CliError(`--${former.join(" and --")} cannot be combined: each is a subcommand (${former.map((f) => group.formerFlags![f]).join(", ")})`, EXIT.USAGE, `see: npm run ${group.name} -- --help`);
+  if (former.length === 1) {
+    const word = group.formerFlags![former[0]!]!;
+    return { ...named(word, argv.filter((a) => a !== `--${former[0]}`)), note: `note: --${former[0]} is now a subcommand: npm run ${group.name} -- ${word} …` };
+  }
+  return { command: { ...group.subcommands[group.default]!, name: group.name } as Command<any>, argv };
+}
+
+/** Help of a group: its subcommands, then the options of the default one. */
+export function groupHelpText(group: CommandGroup): string {
+  const words = Object.entries(group.subcommands);
+  const width = Math.max(...words.map(([w]) => w.length)) + 4;
+  const defaults = { ...group.subcommands[group.default]!, name: group.name } as Command<any>;
+  return [
+    group.summary,
+    "",
+    `Usage: npm run ${group.name} -- [SUBCOMMAND] [options]   (npm run ${group.name} -- SUBCOMMAND --help for each)`,
+    "",
+    "Subcommands:",
+    ...words.map(([word, c]) => `  ${word.padEnd(width)}${c.summary}${word === group.default ? " (the default)" : ""}`),
+    "",
+    `Options of ${group.default} (the default):`,
+    ...optionRows(defaults),
+    "",
+    ...(group.details ? [group.details, ""] : []),
+    ...exitHelp(Object.assign({}, ...words.map(([, c]) => c.exitCodes ?? {}))),
+  ].join("\n");
 }
 
 const COMMON_FLAGS = {
@@ -90,19 +175,23 @@ function exitHelp(codes: Partial<Record<number, string>> = {}): string[] {
   return ["Exit codes:", ...Object.keys(all).map(Number).sort((a, b) => a - b).map((code) => `  ${String(code).padEnd(4)}${all[code]}`)];
 }
 
-/** Help text of a command, generated from its flag table. */
-export function helpText<F extends Record<string, FlagSpec>>(command: Command<F>): string {
+function optionRows(command: Command<any>): string[] {
   const flags = { ...command.flags, ...COMMON_FLAGS } as Record<string, FlagSpec>;
-  const rows = Object.entries(flags).map(([name, f]) => {
+  return Object.entries(flags).map(([name, f]) => {
     const arg = f.type === "string" ? ` ${f.choices ? f.choices.join("|") : name.toUpperCase()}` : "";
     const def = f.default !== undefined && f.type === "string" ? ` (default: ${f.default})` : "";
     return `  --${name}${arg}`.padEnd(34) + f.help + def;
   });
-  return [`${command.summary}`, "", `Usage: npm run ${command.name} -- ${command.usage}`, "", "Options:", ...rows, "", ...(command.details ? [command.details, ""] : []), ...exitHelp(command.exitCodes)].join("\n");
+}
+
+/** Help text of a command, generated from its flag table. */
+export function helpText<F extends Record<string, FlagSpec>>(command: Command<F>): string {
+  const usage = `npm run ${command.name} -- ${command.subcommand ? `${command.subcommand} ` : ""}${command.usage}`;
+  return [`${command.summary}`, "", `Usage: ${usage}`, "", "Options:", ...optionRows(command), "", ...(command.details ? [command.details, ""] : []), ...exitHelp(command.exitCodes)].join("\n");
 }
 
 /** Parses argv, runs the command, prints its result and exits with its code. Never returns. */
-export async function runCommand<F extends Record<string, FlagSpec>>(command: Command<F>, argv = process.argv.slice(2)): Promise<never> {
+export async function runCommand<F extends Record<string, FlagSpec>>(command: Command<F> | CommandGroup, argv = process.argv.slice(2)): Promise<never> {
   const wantsJson = argv.includes("--json");
   installTerminationHandlers((message) => process.stderr.write(`${command.name}: ${redact(message)}\n`));
   const code = await executeCommand(command, argv, wantsJson);
@@ -113,7 +202,7 @@ export async function runCommand<F extends Record<string, FlagSpec>>(command: Co
 }
 
 /** Parses and runs a command, printing its output; returns the exit code (tests call this). */
-export async function executeCommand<F extends Record<string, FlagSpec>>(command: Command<F>, argv: string[], wantsJson = argv.includes("--json")): Promise<ExitCode> {
+export async function executeCommand<F extends Record<string, FlagSpec>>(target: Command<F> | CommandGroup, argv: string[], wantsJson = argv.includes("--json")): Promise<ExitCode> {
   const isTty = process.stderr.isTTY === true;
   let progressShown = false;
   const log = (message: string) => {
@@ -122,7 +211,18 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
     process.stderr.write(redact(message) + "\n");
   };
   let env: string | undefined;
+  let command = target as Command<F>;
   try {
+    if (isGroup(target)) {
+      const resolved = resolveSubcommand(target, argv);
+      if (resolved.command.subcommand === undefined && argv.includes("--help")) {
+        process.stdout.write(groupHelpText(target) + "\n");
+        return EXIT.OK;
+      }
+      command = resolved.command as Command<F>;
+      argv = resolved.argv;
+      if (resolved.note) log(resolved.note);
+    }
     const { flags, args } = parseFlags(command, argv);
     if ("env" in command.flags && typeof flags.env === "string") env = flags.env;
     if (flags.help) {
@@ -148,7 +248,7 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
         const given = argv.filter((a) => a !== "--json");
         const envMissing = "env" in command.flags && !given.some((a) => a === "--env" || a.startsWith("--env="));
         const words = [...given, ...(envMissing ? ["--env", String(flags.env ?? "dev")] : []), ...extra.filter((e) => !given.includes(e))];
-        return `npm run ${command.name} -- ${words.map(shellWord).join(" ")}`;
+        return `${invocation(command)} ${words.map(shellWord).join(" ")}`;
       },
       intFlag(name, fallback, min, max) {
         const raw = (flags as Record<string, unknown>)[name];
@@ -169,7 +269,7 @@ export async function executeCommand<F extends Record<string, FlagSpec>>(command
     if (wantsJson) {
       process.stdout.write(JSON.stringify({ ok: false, error: { message: redact(message), exitCode: code, ...(hint ? { hint: redact(hint) } : {}) } }, null, 2) + "\n");
     }
-    process.stderr.write(`${command.name}: error: ${redact(message)}\n${hint ? `  hint: ${redact(hint)}\n` : ""}`);
+    process.stderr.write(`${target.name}: error: ${redact(message)}\n${hint ? `  hint: ${redact(hint)}\n` : ""}`);
     if (process.env.CPI_DEBUG && error instanceof Error && error.stack) process.stderr.write(redact(error.stack) + "\n");
     return code;
   }
@@ -199,13 +299,13 @@ export function parseFlags<F extends Record<string, FlagSpec>>(command: Command<
     },
   });
   if (unknown.length) {
-    throw new CliError(`unknown option ${[...new Set(unknown)].join(", ")}`, EXIT.USAGE, `see: npm run ${command.name} -- --help`);
+    throw new CliError(`unknown option ${[...new Set(unknown)].join(", ")}`, EXIT.USAGE, `see: ${invocation(command)} --help`);
   }
   for (const [name, flag] of Object.entries(all)) {
     const value = parsed[name];
     if (flag.type === "string" && Array.isArray(value)) throw new CliError(`--${name} was given more than once`, EXIT.USAGE);
     if (flag.type === "string" && value === "" && argv.some((a) => a === `--${name}`)) {
-      throw new CliError(`--${name} needs a value`, EXIT.USAGE, `see: npm run ${command.name} -- --help`);
+      throw new CliError(`--${name} needs a value`, EXIT.USAGE, `see: ${invocation(command)} --help`);
     }
     if (flag.choices && typeof value === "string" && value !== "" && !flag.choices.includes(value)) {
       throw new CliError(`--${name} ${JSON.stringify(value)}: expected one of ${flag.choices.join(", ")}`, EXIT.USAGE);
@@ -217,7 +317,7 @@ export function parseFlags<F extends Record<string, FlagSpec>>(command: Command<
     throw new CliError(
       args.length > max ? `unexpected argument ${JSON.stringify(args[max])}` : `missing argument`,
       EXIT.USAGE,
-      `usage: npm run ${command.name} -- ${command.usage}`,
+      `usage: ${invocation(command)} ${command.usage}`,
     );
   }
   return { flags: parsed, args };

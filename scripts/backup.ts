@@ -8,11 +8,12 @@
  *   3. write manifest.json (versions, migration head, rows per table, keys, sha256 per file)
  *      and publish the folder with one rename.
  * With backup.repository an S3 bucket: the folder is uploaded (files, then the manifest), the local
- * copy removed, and the archived WAL pushed (--push-wal alone does that one pass; cron runs it).
- * AWS environments (staging, prod): RDS + ElastiCache snapshots. Also: --list, --prune, --schedule.
+ * copy removed, and the archived WAL pushed (`push-wal` alone does that one pass; cron runs it).
+ * AWS environments (staging, prod): RDS + ElastiCache snapshots.
+ * Subcommands: create (the default), list, prune, schedule, push-wal.
  */
 import path from "node:path";
-import { ENV_FLAG, runCommand } from "../lib/cli.js";
+import { ENV_FLAG, runCommand, subcommand } from "../lib/cli.js";
 import { CliError, EXIT } from "../lib/errors.js";
 import { shellWord } from "../lib/shell.js";
 import { backupEnvironment, type BackupResult } from "../lib/backup/backup.js";
@@ -27,95 +28,117 @@ import { humanBytes } from "../lib/spec/units.js";
 import { openBackupRepository, type BackupRepository, type RepositoryListing, type RepositoryPruneReport, type StoredBackup } from "../lib/backup/repository/index.js";
 import { walPushLines } from "../lib/backup/retention.js";
 
+const OUT_FLAG = { type: "string", help: "a folder to use as the backup repository instead of backup.repository (default: <backup.dir>/<env> in the project, or the bucket)" } as const;
+
 await runCommand({
   name: "backup",
-  summary: "Back up an environment: PostgreSQL (pg_dump) + Redis (RDB) into one verified folder; AWS: snapshots.",
-  usage: "[--env NAME] [--physical | --table T | --format custom|sql [--level N]] [--out DIR] [--json] | --list | --prune [--dry-run] | --schedule | --push-wal",
-  flags: {
-    env: ENV_FLAG,
-    table: { type: "string", help: "one table of the public schema (PostgreSQL only), e.g. market_data" },
-    physical: { type: "boolean", help: "a base backup made by the server (BASE_BACKUP, SHA-256 manifest, zstd) for point-in-time recovery with the WAL archive" },
-    format: { type: "string", help: "custom (default): pg_dump's format, zstd, restored with pg_restore --jobs; sql: plain SQL + gzip (the guide's .sql.gz). Without it and without a pg_dump 16+, a physical backup is made", choices: ["custom", "sql"] },
-    level: { type: "string", help: `compression level: gzip 1-9 (default ${DEFAULT_LEVEL.sql}), zstd 1-19 (default ${DEFAULT_LEVEL.custom})` },
-    out: { type: "string", help: "a folder to use as the backup repository instead of backup.repository (default: <backup.dir>/<env> in the project, or the bucket)" },
-    list: { type: "boolean", help: "list this environment's backups" },
-    prune: { type: "boolean", help: "delete backups beyond backup.keepDaily / backup.keepWeekly, base backups beyond backup.keepBase and the WAL none of the kept ones needs (no new backup)" },
-    "dry-run": { type: "boolean", help: "with --prune: only say what would be deleted" },
-    schedule: { type: "boolean", help: "print the crontab line (backup.schedule) that backs up and prunes (with a bucket: and the WAL push lines)" },
-    "push-wal": { type: "boolean", help: "with backup.repository a bucket: upload the archived WAL not yet there, confirm each segment, then delete it here (one pass)" },
-  },
+  summary: "Back up an environment: PostgreSQL (pg_dump or BASE_BACKUP) + Redis (RDB) into one verified backup, in a folder or a bucket; AWS: snapshots.",
+  default: "create",
+  // Before the subcommands these were mode flags; crontabs written then keep working.
+  formerFlags: { list: "list", prune: "prune", schedule: "schedule", "push-wal": "push-wal" },
   details: [
     "Examples:",
-    "  npm run backup -- --env dev",
-    "  npm run backup -- --env dev --physical                   # base backup for restore --to TIME",
-    "  npm run backup -- --env dev --format sql                  # the guide's .sql.gz",
-    "  npm run backup -- --env dev --table market_data",
-    "  npm run backup -- --env dev --prune --dry-run",
-    "  npm run -s backup -- --env dev --schedule                 # the line for crontab -e",
-    "  npm run backup -- --env dev --push-wal                    # bucket: push the archived WAL now",
-    "pg_dump is looked for in $PG_BIN, then PATH (by version), then the environment's Docker image.",
+    "  npm run backup -- create --env dev                      # or just: npm run backup -- --env dev",
+    "  npm run backup -- create --env dev --physical           # base backup for restore --to TIME",
+    "  npm run backup -- create --env dev --format sql         # the guide's .sql.gz",
+    "  npm run backup -- list --env dev",
+    "  npm run backup -- prune --env dev --dry-run",
+    "  npm run -s backup -- schedule --env dev                 # the lines for crontab -e",
+    "  npm run backup -- push-wal --env dev                    # bucket: push the archived WAL now",
   ].join("\n"),
-  async run(ctx) {
-    const env = ctx.flags.env ?? "dev";
-    const modes = (["list", "prune", "schedule", "push-wal"] as const).filter((m) => ctx.flags[m]);
-    if (modes.length > 1) throw new CliError(`--${modes.join(" and --")} cannot be combined`, EXIT.USAGE);
-    if (ctx.flags["dry-run"] && !ctx.flags.prune) throw new CliError("--dry-run goes with --prune", EXIT.USAGE);
-    if (modes.length && (ctx.flags.table !== undefined || ctx.flags.level !== undefined)) {
-      throw new CliError(`--table and --level make a backup; they do not go with --${modes[0]}`, EXIT.USAGE);
-    }
-
-    if (ctx.flags.physical && (modes.length || ctx.flags.table !== undefined || ctx.flags.format !== undefined || ctx.flags.level !== undefined)) {
-      throw new CliError("--physical makes a base backup of the whole cluster; it does not go with --table, --format, --level, --list, --prune, --schedule or --push-wal", EXIT.USAGE);
-    }
-    // Usage before the stack file: a bad number is refused whatever the environment.
-    const format = (ctx.flags.format ?? "custom") as DumpFormat;
-    const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
-
-    const repo = await openBackupRepository(env, { out: ctx.flags.out });
-    if (ctx.flags["push-wal"] && !repo.pushWal) throw new CliError(`--push-wal: '${env}' keeps its WAL archive in ${repo.describe()} (backup.repository is local); there is no bucket to push to`, EXIT.USAGE, 'set backup.repository to { url: "s3://bucket/prefix", region } in the stack file');
-    if (ctx.flags.schedule) {
-      const line = scheduleLine(specOf(env), env, { out: ctx.flags.out });
-      const push = repo.walPushSeconds !== undefined && specOf(env).backup.archive.enabled ? walPushLines(specOf(env), env, repo.walPushSeconds) : undefined;
-      return {
-        data: { ...line, ...(push ? { push } : {}) },
-        human: [
-          `# crypto-prediction-infra: back up '${env}' at "${line.schedule}" (backup.schedule), then prune`,
-          line.cron,
-          ...(push ? [`# push the archived WAL to ${repo.describe()} every ${push.everySeconds} s (backup.repository.walPushSeconds)`, ...push.lines] : []),
-        ].join("\n"),
-      };
-    }
-    if (ctx.flags["push-wal"]) {
-      const r = await repo.pushWal!(ctx.progress);
-      const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-      return {
-        data: { ok: true, ...r },
-        human: `${env}: pushed ${r.pushed.length} WAL file(s) (${mib(r.pushed.reduce((n, p) => n + p.bytes, 0))}) to ${r.location} in ${r.seconds.toFixed(1)} s; ${r.deletedLocal} local segment(s) deleted after confirmation; ${r.backlog.segments} waiting`,
-      };
-    }
-    if (ctx.flags.list) {
-      const listing = await repo.list();
-      return { data: listing, human: describeListing(listing, repo.kind) };
-    }
-    if (ctx.flags.prune) {
-      const report = await repo.prune({ dryRun: ctx.flags["dry-run"], log: ctx.log });
-      return { data: report, human: describePrune(report) };
-    }
-
-    if (ctx.flags.physical) return physicalBackup(env, ctx, repo);
-    let result: BackupResult;
-    try {
-      result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: repo.workDir, log: ctx.log, progress: ctx.progress });
-    } catch (error) {
-      // No format asked for, and no pg_dump that can dump a 16 server (Debian 12 ships 15): the server makes the backup itself.
-      const noPgDump = error instanceof CliError && /^no usable pg_dump/.test(error.message);
-      if (!noPgDump || ctx.flags.format !== undefined || ctx.flags.table !== undefined || ctx.flags.level !== undefined || isAwsEnvironment(env) || !specOf(env).backup.archive.enabled) throw error;
-      ctx.progress(`backup: ${withoutCandidates(error.message)}; making a physical backup instead (BASE_BACKUP needs no client tools)`);
-      return physicalBackup(env, ctx, repo, error.message);
-    }
-    const stored = await repo.store(result.dir, ctx.progress);
-    if (stored.upload) return { data: { ok: true, location: stored.location, bytes: result.bytes, seconds: result.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest: result.manifest }, human: describeStored(env, stored) };
-    return { data: { ok: true, dir: result.dir, bytes: result.bytes, seconds: result.seconds, manifest: result.manifest }, human: describe(env, result) };
+  subcommands: {
+    create: subcommand({
+      summary: "make a backup: pg_dump (custom or sql), or --physical (BASE_BACKUP), plus the Redis RDB; verified, published atomically",
+      usage: "[--env NAME] [--physical | --table T | --format custom|sql [--level N]] [--out DIR] [--json]",
+      flags: {
+        env: ENV_FLAG,
+        table: { type: "string", help: "one table of the public schema (PostgreSQL only), e.g. market_data" },
+        physical: { type: "boolean", help: "a base backup made by the server (BASE_BACKUP, SHA-256 manifest, zstd) for point-in-time recovery with the WAL archive" },
+        format: { type: "string", help: "custom (default): pg_dump's format, zstd, restored with pg_restore --jobs; sql: plain SQL + gzip (the guide's .sql.gz). Without it and without a pg_dump 16+, a physical backup is made", choices: ["custom", "sql"] },
+        level: { type: "string", help: `compression level: gzip 1-9 (default ${DEFAULT_LEVEL.sql}), zstd 1-19 (default ${DEFAULT_LEVEL.custom})` },
+        out: OUT_FLAG,
+      },
+      details: "pg_dump is looked for in $PG_BIN, then PATH (by version), then the environment's Docker image.",
+      async run(ctx) {
+        const env = ctx.flags.env ?? "dev";
+        if (ctx.flags.physical && (ctx.flags.table !== undefined || ctx.flags.format !== undefined || ctx.flags.level !== undefined)) {
+          throw new CliError("--physical makes a base backup of the whole cluster; it does not go with --table, --format or --level", EXIT.USAGE);
+        }
+        // Usage before the stack file: a bad number is refused whatever the environment.
+        const format = (ctx.flags.format ?? "custom") as DumpFormat;
+        const level = ctx.flags.level === undefined ? undefined : ctx.intFlag("level", DEFAULT_LEVEL[format], 1, format === "sql" ? 9 : 19);
+        const repo = await openBackupRepository(env, { out: ctx.flags.out });
+        if (ctx.flags.physical) return physicalBackup(env, ctx, repo);
+        let result: BackupResult;
+        try {
+          result = await backupEnvironment({ env, format, level, table: ctx.flags.table, out: repo.workDir, log: ctx.log, progress: ctx.progress });
+        } catch (error) {
+          // No format asked for, and no pg_dump that can dump a 16 server (Debian 12 ships 15): the server makes the backup itself.
+          const noPgDump = error instanceof CliError && /^no usable pg_dump/.test(error.message);
+          if (!noPgDump || ctx.flags.format !== undefined || ctx.flags.table !== undefined || ctx.flags.level !== undefined || isAwsEnvironment(env) || !specOf(env).backup.archive.enabled) throw error;
+          ctx.progress(`backup: ${withoutCandidates(error.message)}; making a physical backup instead (BASE_BACKUP needs no client tools)`);
+          return physicalBackup(env, ctx, repo, error.message);
+        }
+        const stored = await repo.store(result.dir, ctx.progress);
+        if (stored.upload) return { data: { ok: true, location: stored.location, bytes: result.bytes, seconds: result.seconds, upload: stored.upload, push: stored.push, pushError: stored.pushError, manifest: result.manifest }, human: describeStored(env, stored) };
+        return { data: { ok: true, dir: result.dir, bytes: result.bytes, seconds: result.seconds, manifest: result.manifest }, human: describe(env, result) };
+      },
+    }),
+    list: subcommand({
+      summary: "list the environment's backups, the point-in-time window and the WAL (folder or bucket: one shape)",
+      usage: "[--env NAME] [--out DIR] [--json]",
+      flags: { env: ENV_FLAG, out: OUT_FLAG },
+      async run(ctx) {
+        const repo = await openBackupRepository(ctx.flags.env ?? "dev", { out: ctx.flags.out });
+        const listing = await repo.list();
+        return { data: listing, human: describeListing(listing, repo.kind) };
+      },
+    }),
+    prune: subcommand({
+      summary: "delete backups beyond backup.keepDaily / keepWeekly, base backups beyond keepBase, and the WAL none of the kept ones needs",
+      usage: "[--env NAME] [--out DIR] [--dry-run] [--json]",
+      flags: { env: ENV_FLAG, out: OUT_FLAG, "dry-run": { type: "boolean", help: "only say what would be deleted" } },
+      async run(ctx) {
+        const repo = await openBackupRepository(ctx.flags.env ?? "dev", { out: ctx.flags.out });
+        const report = await repo.prune({ dryRun: ctx.flags["dry-run"], log: ctx.log });
+        return { data: report, human: describePrune(report) };
+      },
+    }),
+    schedule: subcommand({
+      summary: "print the crontab line (backup.schedule) that backs up and prunes; with a bucket also the WAL push lines",
+      usage: "[--env NAME] [--out DIR] [--json]",
+      flags: { env: ENV_FLAG, out: OUT_FLAG },
+      async run(ctx) {
+        const env = ctx.flags.env ?? "dev";
+        const repo = await openBackupRepository(env, { out: ctx.flags.out });
+        const line = scheduleLine(specOf(env), env, { out: ctx.flags.out });
+        const push = repo.walPushSeconds !== undefined && specOf(env).backup.archive.enabled ? walPushLines(specOf(env), env, repo.walPushSeconds) : undefined;
+        return {
+          data: { ...line, ...(push ? { push } : {}) },
+          human: [
+            `# crypto-prediction-infra: back up '${env}' at "${line.schedule}" (backup.schedule), then prune`,
+            line.cron,
+            ...(push ? [`# push the archived WAL to ${repo.describe()} every ${push.everySeconds} s (backup.repository.walPushSeconds)`, ...push.lines] : []),
+          ].join("\n"),
+        };
+      },
+    }),
+    "push-wal": subcommand({
+      summary: "with backup.repository a bucket: upload the archived WAL not yet there, confirm each segment, then delete it here (one pass)",
+      usage: "[--env NAME] [--json]",
+      flags: { env: ENV_FLAG },
+      async run(ctx) {
+        const env = ctx.flags.env ?? "dev";
+        const repo = await openBackupRepository(env, {});
+        if (!repo.pushWal) throw new CliError(`push-wal: '${env}' keeps its WAL archive in ${repo.describe()} (backup.repository is local); there is no bucket to push to`, EXIT.USAGE, 'set backup.repository to { url: "s3://bucket/prefix", region } in the stack file');
+        const r = await repo.pushWal(ctx.progress);
+        const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+        return {
+          data: { ok: true, ...r },
+          human: `${env}: pushed ${r.pushed.length} WAL file(s) (${mib(r.pushed.reduce((n, p) => n + p.bytes, 0))}) to ${r.location} in ${r.seconds.toFixed(1)} s; ${r.deletedLocal} local segment(s) deleted after confirmation; ${r.backlog.segments} waiting`,
+        };
+      },
+    }),
   },
 });
 
@@ -156,7 +179,7 @@ function describePhysical(env: string, dir: string, m: PhysicalManifest, instead
     `  postgres  base.tar.zst     ${size("base.tar.zst").padStart(9)}  ${p.compression} of ${humanBytes(p.tarBytes)}; WAL ${p.startLsn} … ${p.stopLsn} (timeline ${p.timeline}), system ${p.systemIdentifier}, PostgreSQL ${p.serverVersion}; schema at ${p.migrationHead ?? "no migration"}`,
     `            backup_manifest  ${size("backup_manifest").padStart(9)}  the server's: SHA-256 of every data file`,
     ...(m.redis ? [`  redis     ${m.redis.file.padEnd(16)} ${size(m.redis.file).padStart(9)}  ${m.redis.keys.toLocaleString("en-US")} keys, Redis ${m.redis.serverVersion}`] : []),
-    `restore with: npm run restore -- --env ${env} --to TIME|latest --yes   (window: npm run backup -- --env ${env} --list)`,
+    `restore with: npm run restore -- --env ${env} --to TIME|latest --yes   (window: npm run backup -- list --env ${env})`,
   ].join("\n");
 }
 
@@ -183,7 +206,7 @@ function describe(env: string, result: BackupResult): string {
   return lines.join("\n");
 }
 
-/** `backup --list` for people: one renderer for both repositories. */
+/** `backup list` for people: one renderer for both repositories. */
 function describeListing(l: RepositoryListing, kind: BackupRepository["kind"]): string {
   const rel = (d: string) => (d.startsWith("s3://") ? d : path.relative(PROJECT_DIR, d) || d);
   const walLine = l.wal
@@ -216,7 +239,7 @@ function describeListing(l: RepositoryListing, kind: BackupRepository["kind"]): 
   return lines.join("\n");
 }
 
-/** `backup --prune` for people. */
+/** `backup prune` for people. */
 function describePrune(r: RepositoryPruneReport): string {
   const verb = r.dryRun ? "would delete" : "deleted";
   const walBytes = r.removedWal.reduce((n, w) => n + w.bytes, 0);

@@ -72,7 +72,7 @@ await runCommand({
       const downloaded = report.download ? `\n  from         ${report.repository} (${humanBytes(report.download.bytes)} in ${report.download.seconds.toFixed(1)} s, ${report.walFetched} WAL file(s) among them)` : "";
       return { data: { ok: true, ...report }, human: describeRecovery(report) + downloaded };
     }
-    if (!ctx.flags.from) throw new CliError("--from is required: a backup folder, a dump file, a backup id or latest (or --to TIME|latest for point-in-time recovery)", EXIT.USAGE, "list backups: npm run backup -- --list --env NAME");
+    if (!ctx.flags.from) throw new CliError("--from is required: a backup folder, a dump file, a backup id or latest (or --to TIME|latest for point-in-time recovery)", EXIT.USAGE, "list backups: npm run backup -- list --env NAME");
     const jobs = ctx.flags.check ? 2 : ctx.intFlag("jobs", 2, 1, 16);
     // A folder or file here is restored as it is; a bare name that is neither names a backup in the repository (an id, or latest).
     const byId = !existsSync(path.resolve(ctx.flags.from)) && BACKUP_ID.test(ctx.flags.from);

@@ -125,7 +125,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(secrets.length).toBeGreaterThanOrEqual(7);
     for (const line of argv) for (const s of secrets) expect(line, "a secret in a process's argv").not.toContain(s);
 
-    const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
+    const listed = await cli("backup", ["list", "--env", env.env, "--json"]);
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.json.physical.map((b: { id: string }) => b.id)).toEqual([base.id]);
     expect(listed.json.incomplete).toEqual([]);
@@ -173,7 +173,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
   }, 240_000);
 
   it("refuses a WAL segment missing from the bucket, naming the object; the live data is untouched", async () => {
-    const startWal = (await cli("backup", ["--env", env.env, "--list", "--json"])).json.physical[0].startWal as string;
+    const startWal = (await cli("backup", ["list", "--env", env.env, "--json"])).json.physical[0].startWal as string;
     const key = `${envPrefix()}/wal/${startWal}`;
     const original = await getObject(s3, key);
     await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
@@ -196,7 +196,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     for (const f of ["base.tar.zst", "backup_manifest"]) {
       await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${envPrefix()}/backups/${id}/${f}`, Body: "part", Metadata: { sha256: "0".repeat(64), uploader: `${os.hostname()}:${dead.pid}` } }));
     }
-    const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
+    const listed = await cli("backup", ["list", "--env", env.env, "--json"]);
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.json.physical.map((b: { id: string }) => b.id)).toEqual([base.id]);
     expect(listed.json.incomplete).toMatchObject([{ id, objects: 2 }]);
@@ -206,7 +206,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(refused.stderr).toContain(`s3://${s3.bucket}/${envPrefix()}/backups/${id}/manifest.json: no such object: backup ${id} is incomplete`);
     await expectUntouched(before);
 
-    const pruned = await cli("backup", ["--env", env.env, "--prune", "--json"]);
+    const pruned = await cli("backup", ["prune", "--env", env.env, "--json"]);
     expect(pruned.code, pruned.stderr).toBe(0);
     expect(pruned.json.removedIncomplete).toMatchObject([{ id, objects: 2 }]);
     expect(pruned.json.keptBase).toEqual([base.id]);
@@ -226,7 +226,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
       const keys = await listKeys(s3, `${envPrefix()}/backups/${id}/`);
       expect(keys).toEqual([`${envPrefix()}/backups/${id}/base.tar.zst`]);
 
-      const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
+      const listed = await cli("backup", ["list", "--env", env.env, "--json"]);
       expect(listed.code, listed.stderr).toBe(0);
       expect(listed.json.physical.map((b: { id: string }) => b.id)).not.toContain(id);
       expect(listed.json.incomplete).toMatchObject([{ id, objects: 1 }]);
@@ -240,7 +240,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
       rmSync(local[0]!, { recursive: true, force: true });
       await expectUntouched(before);
 
-      const pruned = await cli("backup", ["--env", env.env, "--prune", "--json"]);
+      const pruned = await cli("backup", ["prune", "--env", env.env, "--json"]);
       expect(pruned.code, pruned.stderr).toBe(0);
       expect(pruned.json.removedIncomplete).toMatchObject([{ id, objects: 1 }]);
       expect(await listKeys(s3, `${envPrefix()}/backups/${id}/`)).toEqual([]);
@@ -260,7 +260,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
       const kept = await cli("backup", ["--env", env.env, "--physical", "--json"]);
       expect(kept.code, kept.stderr).toBe(2);
       expect(kept.stderr).toMatch(/the backup is kept at \S+-base/);
-      const failed = await cli("backup", ["--env", env.env, "--push-wal", "--json"]);
+      const failed = await cli("backup", ["push-wal", "--env", env.env, "--json"]);
       expect(failed.code, failed.stderr).toBe(2);
       expect(failed.stderr).toMatch(/stays in .* nothing is lost/);
       expect(localSegments()).toContain(switched);
@@ -279,7 +279,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     } finally {
       await s3.restart();
     }
-    const pushed = await cli("backup", ["--env", env.env, "--push-wal", "--json"]);
+    const pushed = await cli("backup", ["push-wal", "--env", env.env, "--json"]);
     expect(pushed.code, pushed.stderr).toBe(0);
     expect(pushed.json.pushed.length).toBeGreaterThan(0);
     expect(localSegments()).toEqual([]);
@@ -293,7 +293,7 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
     expect(verify.code).toBe(others.includes("fail") ? 1 : others.includes("error") ? 2 : 0);
     const monitorAfter = await cli("monitor", ["--env", env.env, "--interval", "0", "--json"]);
     expect(monitorAfter.json.lines.find((l: { id: string }) => l.id === "postgres.wal_push_backlog").status).toBe("ok");
-    const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
+    const listed = await cli("backup", ["list", "--env", env.env, "--json"]);
     expect(listed.json.localOnly).toHaveLength(1);
     expect(listed.json.physical).toHaveLength(1);
     rmSync(listed.json.localOnly[0], { recursive: true, force: true });
@@ -318,11 +318,11 @@ describe("S3 repository: base backups, WAL push and point-in-time recovery (embe
   }, 300_000);
 
   it("--schedule prints the WAL push lines; no secret in any output or object metadata", async () => {
-    const schedule = await cli("backup", ["--env", env.env, "--schedule", "--json"]);
+    const schedule = await cli("backup", ["schedule", "--env", env.env, "--json"]);
     expect(schedule.code, schedule.stderr).toBe(0);
     expect(schedule.json.push).toMatchObject({ everySeconds: 10 });
     expect(schedule.json.push.lines).toHaveLength(6);
-    expect(schedule.json.push.lines[1]).toMatch(/^\* \* \* \* \* .*sleep 10 && npm run -s backup -- --env \S+ --push-wal/);
+    expect(schedule.json.push.lines[1]).toMatch(/^\* \* \* \* \* .*sleep 10 && npm run -s backup -- push-wal --env \S+ /);
 
     const secrets = secretsOf(env);
     for (const r of runs) for (const s of secrets) expect(r.stdout + r.stderr, "a secret in a command's output").not.toContain(s);
@@ -359,7 +359,7 @@ describeDocker("S3 repository: logical backups (pg_dump from the offline image, 
     const id = made.json.manifest.id as string;
     expect(made.json.location).toBe(`s3://${s3.bucket}/${PREFIX}/${env.env}/backups/${id}/`);
     expect(existsSync(path.join(PROJECT_DIR, env.spec.backup.dir, env.env, id))).toBe(false);
-    const listed = await cli("backup", ["--env", env.env, "--list", "--json"]);
+    const listed = await cli("backup", ["list", "--env", env.env, "--json"]);
     expect(listed.json.logical.map((b: { id: string }) => b.id)).toEqual([id]);
 
     const checked = await cli("restore", ["--env", env.env, "--from", id, "--check", "--json"]);

@@ -263,9 +263,9 @@ describeDocker("backup and restore: refusals and failures leave everything as it
     expect(left).toHaveLength(1);
     expect(left[0]).toMatch(/^\.partial-/);
     expect(existsSync(path.join(killedOut, left[0]!, MANIFEST_FILE))).toBe(false);
-    const listed = await runCli("backup", ["--env", env().env, "--out", killedOut, "--list", "--json"]);
+    const listed = await runCli("backup", ["list", "--env", env().env, "--out", killedOut, "--json"]);
     expect(listed.json).toMatchObject({ logical: [], incomplete: [{ location: path.join(killedOut, left[0]!), objects: 1 }] });
-    const pruned = await runCli("backup", ["--env", env().env, "--out", killedOut, "--prune", "--json"]);
+    const pruned = await runCli("backup", ["prune", "--env", env().env, "--out", killedOut, "--json"]);
     expect(pruned.code, pruned.stderr).toBe(0);
     expect(readdirSync(killedOut)).toEqual([]);
   });
@@ -284,11 +284,11 @@ describeDocker("backup and restore: refusals and failures leave everything as it
       older.push(id);
     }
     cpSync(good, path.join(root, newest.id), { recursive: true });
-    const dry = await runCli("backup", ["--env", env().env, "--out", root, "--prune", "--dry-run", "--json"]);
+    const dry = await runCli("backup", ["prune", "--env", env().env, "--out", root, "--dry-run", "--json"]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.json.removed.map((r: { id: string }) => r.id).sort()).toEqual(older.sort());
     expect(readdirSync(root)).toHaveLength(older.length + 1);
-    const real = await runCli("backup", ["--env", env().env, "--out", root, "--prune", "--json"]);
+    const real = await runCli("backup", ["prune", "--env", env().env, "--out", root, "--json"]);
     expect(real.code, real.stderr).toBe(0);
     expect(readdirSync(root)).toEqual([newest.id]);
   });

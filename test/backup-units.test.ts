@@ -245,7 +245,7 @@ describe("schedule", () => {
   it("prints the guide's 2 AM cron line for this project's command, backup then prune", () => {
     const line = scheduleLine(loadSpec("dev"), "dev", { projectDir: "/srv/cpi", nodeBin: "/opt/node/bin/node" });
     expect(line.cron.startsWith("0 2 * * * cd /srv/cpi && export PATH=/opt/node/bin:")).toBe(true);
-    expect(line.cron).toContain("{ npm run -s backup -- --env dev && npm run -s backup -- --env dev --prune; } >>");
+    expect(line.cron).toContain("{ npm run -s backup -- create --env dev && npm run -s backup -- prune --env dev; } >>");
   });
 
   it("follows backup.schedule and escapes % for cron", () => {

@@ -56,7 +56,7 @@ describeDocker("point-in-time recovery: docker environment, backup bucket", () =
     expect(Date.parse(toTime.json.recoveredTo)).toBeLessThanOrEqual(between.getTime());
 
     // The recovered server archives on its new timeline; the push (cron's job) takes it up.
-    const push = await cli("backup", ["--push-wal"]);
+    const push = await cli("backup", ["push-wal"]);
     expect(push.code, push.stderr).toBe(0);
     const verify = await cli("verify", []);
     expect(verify.code, JSON.stringify(verify.json?.checks?.filter((c: { status: string }) => c.status === "fail"))).toBe(0);

@@ -77,14 +77,14 @@ describe("point-in-time recovery (embedded)", () => {
   }, 300_000);
 
   it("lists the base backup and the restorable window, in JSON and for people", async () => {
-    const listed = await runCli("backup", ["--env", env.env, "--list", "--out", out, "--json"]);
+    const listed = await runCli("backup", ["list", "--env", env.env, "--out", out, "--json"]);
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.json.physical).toHaveLength(1);
     expect(listed.json.wal).toMatchObject({ location: archiveDir(), waiting: { segments: 0, bytes: 0 } });
     expect(listed.json.wal.segments).toBeGreaterThan(0);
     const { earliest, latest } = listed.json.window;
     expect(Date.parse(earliest)).toBeLessThan(Date.parse(latest));
-    const human = await runCli("backup", ["--env", env.env, "--list", "--out", out]);
+    const human = await runCli("backup", ["list", "--env", env.env, "--out", out]);
     expect(human.stdout).toContain(`restorable window: ${earliest} to ${latest}`);
   });
 
@@ -202,12 +202,12 @@ describe("point-in-time recovery (embedded)", () => {
     await nextSegment("PITRG");
     const backups = listPhysical(env.env, out).backups;
     expect(backups.length).toBe(3);
-    const dry = await runCli("backup", ["--env", env.env, "--prune", "--dry-run", "--out", out, "--json"]);
+    const dry = await runCli("backup", ["prune", "--env", env.env, "--dry-run", "--out", out, "--json"]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.json.removedBase.map((r: { id: string }) => r.id)).toEqual([backups[0]!.id]);
     expect(listPhysical(env.env, out).backups.length).toBe(3); // a dry run deletes nothing
 
-    const pruned = await runCli("backup", ["--env", env.env, "--prune", "--out", out, "--json"]);
+    const pruned = await runCli("backup", ["prune", "--env", env.env, "--out", out, "--json"]);
     expect(pruned.code, pruned.stderr).toBe(0);
     const kept = listPhysical(env.env, out).backups;
     expect(kept.map((b) => b.id)).toEqual([backups[1]!.id, backups[2]!.id]);

@@ -5,7 +5,7 @@
  *
  * Layout: `backup.repository` is `s3://<bucket>/<prefix>`; an environment writes under
  * `<prefix>/<env>/`, backups (dumps, base backups, RDB copies) under `backups/` and WAL under
- * `wal/` (REPOSITORY_LAYOUT). The lifecycle is a backstop for `backup --prune`, never ahead of it:
+ * `wal/` (REPOSITORY_LAYOUT). The lifecycle is a backstop for `backup prune`, never ahead of it:
  * current objects expire after max(keepDaily, 7 × keepWeekly, retentionDays) + 1 days. The oldest
  * backup prune keeps is younger than that (daily: < keepDaily days; weekly: the newest of each of
  * the last keepWeekly ISO weeks, < 7 × keepWeekly days; RDS keeps its own for retentionDays), and

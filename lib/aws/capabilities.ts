@@ -665,8 +665,8 @@ export function capabilities(spec: Spec): CapabilityRow[] {
   rows.push({
     key: "backup.keepBase, postgres.backupUser",
     value: `${spec.backup.keepBase}, ${pg.backupUser}`,
-    embedded: applied("backup --physical (BASE_BACKUP as the backup role, replication from 127.0.0.1 only); backup --prune keeps this many and the WAL they need"),
-    docker: applied("backup --physical (BASE_BACKUP as the backup role); backup --prune keeps this many and the WAL they need"),
+    embedded: applied("backup --physical (BASE_BACKUP as the backup role, replication from 127.0.0.1 only); backup prune keeps this many and the WAL they need"),
+    docker: applied("backup --physical (BASE_BACKUP as the backup role); backup prune keeps this many and the WAL they need"),
     aws: unsupported("RDS takes its own automated backups (backup.retentionDays); there is no base-backup role"),
   });
   rows.push(backupRepositoryRow(spec));

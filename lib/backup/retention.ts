@@ -1,5 +1,5 @@
 /**
- * Retention (`backup --prune`) and the schedule line (`backup --schedule`), from the spec:
+ * Retention (`backup prune`) and the schedule line (`backup schedule`), from the spec:
  * keep the newest backup of each of the last `backup.keepDaily` days that have one, and of each
  * of the last `backup.keepWeekly` ISO weeks; remove the other complete backups of the
  * environment, and the `.partial-…` folders of killed runs. Days and weeks are UTC, like the
@@ -171,7 +171,7 @@ export function scheduleLine(spec: Spec, env: string, options: { projectDir?: st
   const args = `--env ${shellWord(env)}${options.out ? ` --out ${shellWord(path.resolve(options.out))}` : ""}`;
   const command =
     `cd ${shellWord(projectDir)} && export PATH=${shellWord(nodeDir)}:/usr/local/bin:/usr/bin:/bin && mkdir -p -m 700 ${shellWord(root)} && ` +
-    `{ npm run -s backup -- ${args} && npm run -s backup -- ${args} --prune; } >> ${shellWord(log)} 2>&1`;
+    `{ npm run -s backup -- create ${args} && npm run -s backup -- prune ${args}; } >> ${shellWord(log)} 2>&1`;
   return { schedule: spec.backup.schedule, command, cron: `${spec.backup.schedule} ${command.replace(/%/g, "\\%")}`, log };
 }
 
@@ -187,7 +187,7 @@ export function walPushLines(spec: Spec, env: string, walPushSeconds: number, op
   const log = path.join(root, "push-wal.log");
   const command = (sleep: number) =>
     `cd ${shellWord(projectDir)} && export PATH=${shellWord(nodeDir)}:/usr/local/bin:/usr/bin:/bin && mkdir -p -m 700 ${shellWord(root)} && ` +
-    `${sleep ? `sleep ${sleep} && ` : ""}npm run -s backup -- --env ${shellWord(env)} --push-wal >> ${shellWord(log)} 2>&1`;
+    `${sleep ? `sleep ${sleep} && ` : ""}npm run -s backup -- push-wal --env ${shellWord(env)} >> ${shellWord(log)} 2>&1`;
   if (walPushSeconds >= 60) {
     const minutes = Math.max(1, Math.round(walPushSeconds / 60));
     return { everySeconds: minutes * 60, lines: [`${minutes === 1 ? "*" : `*/${minutes}`} * * * * ${command(0)}`] };

@@ -26,7 +26,7 @@ export class BackupVerificationError extends CliError {
     readonly dir: string,
     readonly problems: string[],
   ) {
-    super(`backup ${dir} failed verification: ${problems.join("; ")}`, EXIT.ERROR, "nothing was changed; use another backup (npm run backup -- --list --env NAME shows them)");
+    super(`backup ${dir} failed verification: ${problems.join("; ")}`, EXIT.ERROR, "nothing was changed; use another backup (npm run backup -- list --env NAME shows them)");
     this.name = "BackupVerificationError";
   }
 }

@@ -63,8 +63,8 @@ export const bucketItem: BenchItem = {
         await withPg(e.connections.postgresConfig("owner"), (c) => seedMarketData(c, { rows, onProgress: throttled((p) => ctx.progress(`bucket: seeding ${e.env} ${p.rows.toLocaleString("en-US")}/${p.totalRows.toLocaleString("en-US")} rows`)) }));
       }
       // The first push uploads the seed's WAL: untimed, so every timed run pushes only its own.
-      const first = await ctx.children.script("backup", ["--env", bucketEnv.env.env, "--push-wal", "--json"], { env });
-      if (first.code !== 0) throw new Error(`backup --push-wal: ${failureText(first)}`);
+      const first = await ctx.children.script("backup", ["push-wal", "--env", bucketEnv.env.env, "--json"], { env });
+      if (first.code !== 0) throw new Error(`backup push-wal: ${failureText(first)}`);
       for (let i = 1; i <= ctx.plan.repetitions; i++) {
         const order = i % 2 ? (["folder", "bucket"] as const) : (["bucket", "folder"] as const);
         const rep: Partial<Record<"folder" | "bucket", number>> = {};

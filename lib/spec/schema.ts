@@ -285,7 +285,7 @@ const s3Repository = z
     sse: z.enum(["AES256", "aws:kms"], { error: 'expected "AES256" or "aws:kms"' }).default("AES256"),
     /** The KMS key of sse aws:kms (required with it, refused without it). */
     kmsKeyId: z.string().min(1).optional(),
-    /** How often `backup --push-wal` runs from cron; the RPO with the bucket is archive_timeout + this. */
+    /** How often `backup push-wal` runs from cron; the RPO with the bucket is archive_timeout + this. */
     walPushSeconds: count("seconds").min(10, { error: "at least 10 s" }).max(3600, { error: "at most 3600 s (one hour)" }).default(60),
   })
   .superRefine((r, ctx) => {

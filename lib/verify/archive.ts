@@ -276,7 +276,7 @@ export interface BaseBackupAge {
 export function assessFreshness(newest: BaseBackupAge | undefined, spec: Spec, environmentCreatedAt: string | undefined, now = Date.now()): Assessment {
   const limitHours = spec.alerts.backupMaxAgeHours;
   const threshold = `> ${limitHours} h`;
-  const hint = `take one: npm run backup -- --env ${spec.env} --physical (schedule it: npm run backup -- --schedule)`;
+  const hint = `take one: npm run backup -- create --env ${spec.env} --physical (schedule it: npm run backup -- schedule)`;
   if (!newest) {
     const ageHours = environmentCreatedAt ? (now - Date.parse(environmentCreatedAt)) / 3_600_000 : Infinity;
     return ageHours > limitHours
@@ -316,6 +316,6 @@ export async function walPushAssessment(target: Target, spec: Spec): Promise<{ s
     return { status: "error", detail: `could not read the archive folder: ${(error as Error).message.split("\n")[0]}`, threshold };
   }
   const detail = `WAL waiting to be pushed: ${b.segments} segments, ${(b.bytes / 1048576).toFixed(1)} MiB, oldest ${Math.round(b.oldestSeconds ?? 0)} s (to ${repo.describe()})`;
-  if ((b.oldestSeconds ?? 0) > limit) return { status: "fail", detail, threshold, hint: `push it: npm run backup -- --env ${target.env} --push-wal (check the bucket, the endpoint and the credentials; cron: npm run -s backup -- --env ${target.env} --schedule)` };
+  if ((b.oldestSeconds ?? 0) > limit) return { status: "fail", detail, threshold, hint: `push it: npm run backup -- push-wal --env ${target.env} (check the bucket, the endpoint and the credentials; cron: npm run -s backup -- schedule --env ${target.env})` };
   return { status: "ok", detail, threshold };
 }

@@ -16,7 +16,7 @@ import { runScript } from "../reliability/support.js";
 /** Commands that act on one environment: a hint to run one must say which. */
 const ENV_COMMANDS = ["up", "down", "status", "backup", "restore", "migrate", "verify", "drift", "monitor", "maintain", "cache", "seed", "drill", "connect", "logs", "restart"];
 /** Hints that are about no single environment. */
-const ENV_FREE = [/npm run status -- --all/, /npm run (-s )?backup -- \$\{args\}/];
+const ENV_FREE = [/npm run status -- --all/, /npm run (-s )?backup -- ([a-z-]+ )?\$\{args\}/];
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : []));

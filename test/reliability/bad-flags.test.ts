@@ -19,6 +19,8 @@ const scripts: Record<string, string> = JSON.parse(readFileSync(path.join(PROJEC
 const NOT_TOOLKIT_COMMANDS: Record<string, string> = {
   typecheck: "tsc's own flags",
   test: "tsc and vitest's own flags",
+  build: "the build (bin/build.mjs): command names, no flags",
+  prepare: "npm's install hook: the build",
 };
 
 /** The toolkit command a script runs: `node bin/cpi.mjs NAME` (or `tsx scripts/NAME.ts`). */
@@ -83,6 +85,47 @@ describe("the launcher", () => {
     expect(result.status, result.stderr).toBe(EXIT.USAGE);
     expect(result.stderr).toContain('unknown command "no-such-command"; commands: ');
     expect(existsSync(sandbox.stateDir)).toBe(false);
+  });
+});
+
+describe("subcommands (backup create|list|prune|schedule|push-wal)", () => {
+  it("each has its own flags: a flag of another subcommand is an unknown option, pointing at that subcommand's --help", async () => {
+    for (const [args, says, hint] of [
+      [["list", "--table", "t"], "unknown option --table", "npm run backup -- list --help"],
+      [["create", "--dry-run"], "unknown option --dry-run", "npm run backup -- create --help"],
+      [["--env", "dev", "prune", "--physical"], "unknown option --physical", "npm run backup -- prune --help"],
+      [["sideways"], 'unknown subcommand "sideways": expected create, list, prune, schedule, push-wal', "npm run backup -- --help"],
+      [["--list", "--prune"], "--list and --prune cannot be combined", "npm run backup -- --help"],
+    ] as const) {
+      const result = await runScript("backup", [...args], { env: sandbox.env, timeoutMs: 60_000 });
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(EXIT.USAGE);
+      expect(result.stderr.match(/: error: /g)).toHaveLength(1);
+      expect(result.stderr).toContain(says);
+      expect(result.stderr).toContain(hint);
+    }
+    expect(existsSync(sandbox.stateDir)).toBe(false);
+  });
+
+  it("--help is made from the same definitions: the group lists every subcommand, each subcommand its own options", async () => {
+    const group = await runScript("backup", ["--help"], { env: sandbox.env });
+    expect(group.code).toBe(0);
+    for (const word of ["create", "list", "prune", "schedule", "push-wal"]) expect(group.stdout).toMatch(new RegExp(`^  ${word} +\\S`, "m"));
+    expect(group.stdout).toContain("Options of create (the default):");
+    const prune = await runScript("backup", ["prune", "--help"], { env: sandbox.env });
+    expect(prune.stdout).toContain("Usage: npm run backup -- prune [--env NAME] [--out DIR] [--dry-run]");
+    expect(prune.stdout).toContain("--dry-run");
+    expect(prune.stdout).not.toContain("--physical");
+  });
+
+  it("a former mode flag still runs its subcommand, with the same output, and says what it is now", async () => {
+    const now = await runScript("backup", ["schedule", "--env", "dev", "--json"], { env: sandbox.env });
+    const before = await runScript("backup", ["--env", "dev", "--schedule", "--json"], { env: sandbox.env });
+    expect(now.code, now.stderr).toBe(0);
+    expect(before.code, before.stderr).toBe(0);
+    expect(before.json).toEqual(now.json);
+    expect((now.json as { cron: string }).cron).toContain("npm run -s backup -- create --env dev && npm run -s backup -- prune --env dev;");
+    expect(before.stderr).toContain("note: --schedule is now a subcommand: npm run backup -- schedule");
+    expect(now.stderr).toBe("");
   });
 });
 

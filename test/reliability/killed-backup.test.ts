@@ -27,7 +27,7 @@ describeBackups("SIGKILL in the middle of", () => {
     expect(readdirSync(root).filter((d) => !d.startsWith(".")), "a published backup").toEqual([]);
     expect(await runningServers(env.env)).toEqual({ postgres: true, redis: true });
     expect(await counts()).toEqual(before);
-    const listing = await runScript("backup", ["--env", env.env, "--out", root, "--list"]);
+    const listing = await runScript("backup", ["list", "--env", env.env, "--out", root]);
     expect(listing.code, listing.stderr).toBe(0);
     expect(listing.stdout).toMatch(/1 unfinished \(\.partial-…\) folder/);
 

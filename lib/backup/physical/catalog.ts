@@ -1,6 +1,6 @@
 /**
- * The physical backups of an environment and what its WAL archive can reach: `backup --list`
- * (each base backup, the restorable window) and `backup --prune` (keep backup.keepBase base
+ * The physical backups of an environment and what its WAL archive can reach: `backup list`
+ * (each base backup, the restorable window) and `backup prune` (keep backup.keepBase base
  * backups, delete only the WAL that none of them needs).
  */
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";

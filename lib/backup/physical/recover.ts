@@ -220,7 +220,7 @@ export function chooseBackup(backups: PhysicalBackupInfo[], target: RecoveryTarg
   if (target.time) {
     const t = target.time.getTime();
     if (t < Date.parse(window.earliest) || t > Date.parse(window.latest)) {
-      throw new CliError(`--to ${target.time.toISOString()} is outside what the backups can reach: ${windowText(window)}`, EXIT.USAGE, `pick a time inside the window (npm run backup -- --env ${env} --list shows it), or --to latest`);
+      throw new CliError(`--to ${target.time.toISOString()} is outside what the backups can reach: ${windowText(window)}`, EXIT.USAGE, `pick a time inside the window (npm run backup -- list --env ${env} shows it), or --to latest`);
     }
     return backups.filter((b) => Date.parse(b.stopTime) <= t).at(-1)!;
   }
@@ -313,7 +313,7 @@ async function waitForPromotion(server: Awaited<ReturnType<PhysicalHost["startRe
     if ("error" in state) {
       const tail = server.logTail();
       if (/recovery ended before configured recovery target was reached/.test(tail)) {
-        throw new CliError(`the archive ends before the recovery target: ${tail.split("\n").find((l) => /recovery ended before/.test(l))}`, EXIT.PROBLEM, `pick an earlier time (npm run backup -- --env ${env} --list shows the window); nothing was changed`);
+        throw new CliError(`the archive ends before the recovery target: ${tail.split("\n").find((l) => /recovery ended before/.test(l))}`, EXIT.PROBLEM, `pick an earlier time (npm run backup -- list --env ${env} shows the window); nothing was changed`);
       }
       if (Date.now() > deadline || /FATAL|PANIC/.test(tail)) throw new CliError(`recovery failed: ${state.error.message}\n${tail}`, EXIT.PROBLEM, "nothing was changed; the live data is as it was");
     } else if (!state.r) {

@@ -102,7 +102,7 @@ export class BucketBackupRepository implements BackupRepository {
     return stored;
   }
 
-  /** `backup --push-wal`: one pass; a bucket that cannot be reached leaves every segment here (exit 2). */
+  /** `backup push-wal`: one pass; a bucket that cannot be reached leaves every segment here (exit 2). */
   async pushWal(progress?: (m: string) => void): Promise<PushReport> {
     const archiveDir = archiveDirOf(this.env);
     try {
@@ -286,7 +286,7 @@ export class BucketBackupRepository implements BackupRepository {
   /** `--from ID|latest` → the backup id in the bucket. */
   private async resolveId(from: string): Promise<string> {
     if (from !== "latest") {
-      if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(from)) throw new CliError(`--from ${JSON.stringify(from)}: neither a local folder nor a backup id in ${this.describe()}`, EXIT.USAGE, `list them: npm run backup -- --env ${this.env} --list`);
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(from)) throw new CliError(`--from ${JSON.stringify(from)}: neither a local folder nor a backup id in ${this.describe()}`, EXIT.USAGE, `list them: npm run backup -- list --env ${this.env}`);
       return from;
     }
     const latest = latestLogical(await listRemoteBackups(this.objects, this.env));

@@ -100,10 +100,10 @@ export class FolderBackupRepository implements BackupRepository {
       if (!newest) throw new CliError(`--from latest: no complete full logical backup of '${this.env}' in ${this.workDir}`, EXIT.ERROR, `make one: npm run backup -- --env ${this.env}`);
       id = newest.id;
     } else if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(from)) {
-      throw new CliError(`--from ${JSON.stringify(from)}: neither a folder or file here nor a backup id in ${this.workDir}`, EXIT.USAGE, `list them: npm run backup -- --env ${this.env} --list`);
+      throw new CliError(`--from ${JSON.stringify(from)}: neither a folder or file here nor a backup id in ${this.workDir}`, EXIT.USAGE, `list them: npm run backup -- list --env ${this.env}`);
     }
     const dir = path.join(this.workDir, id);
-    if (!existsSync(dir)) throw new CliError(`--from ${from}: there is no backup ${id} in ${this.workDir}`, EXIT.USAGE, `list them: npm run backup -- --env ${this.env} --list`);
+    if (!existsSync(dir)) throw new CliError(`--from ${from}: there is no backup ${id} in ${this.workDir}`, EXIT.USAGE, `list them: npm run backup -- list --env ${this.env}`);
     return { id, location: dir, dir, kind: isPhysicalBackupDir(dir) ? "physical" : "logical", release: () => undefined };
   }
 
