@@ -27,7 +27,7 @@ import type { DrillEngine, DrillMethod } from "../lib/drill/index.js";
 import type { DumpFormat } from "../lib/backup/postgres-dump.js";
 import { specOf } from "../lib/env/environment.js";
 import { writeFileAtomic } from "../lib/fs.js";
-import { MAX_ROWS } from "../lib/db/seed.js";
+import { MAX_ROWS } from "../lib/db/seed/index.js";
 
 await runCommand({
   name: "drill",

@@ -10,7 +10,7 @@
 import { ENV_FLAG, runCommand } from "../lib/cli.js";
 import { CliError, EXIT } from "../lib/errors.js";
 import { withPg } from "../lib/db/clients.js";
-import { DEFAULT_HOURS, DEFAULT_SYMBOLS, DEFAULT_WORKERS, MAX_ROWS, SAMPLE_CRYPTOCURRENCIES, seedMarketData, type SeedProgress } from "../lib/db/seed.js";
+import { DEFAULT_HOURS, DEFAULT_SYMBOLS, DEFAULT_WORKERS, MAX_ROWS, SAMPLE_CRYPTOCURRENCIES, seedMarketData, type SeedProgress } from "../lib/db/seed/index.js";
 import { openEnvironment } from "../lib/env/environment.js";
 
 const number = (n: number) => n.toLocaleString("en-US");

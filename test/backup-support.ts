@@ -6,7 +6,7 @@
 import type pg from "pg";
 import { Redis } from "ioredis";
 import { withPg, withRedis } from "../lib/db/clients.js";
-import { seedMarketData } from "../lib/db/seed.js";
+import { seedMarketData } from "../lib/db/seed/index.js";
 import type { EnvironmentConnections } from "../lib/env/environment.js";
 
 export interface Fingerprint {

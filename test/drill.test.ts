@@ -14,7 +14,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT, type CliError } from "../lib/errors.js";
 import { withPg, withRedis } from "../lib/db/clients.js";
-import { seedMarketData } from "../lib/db/seed.js";
+import { seedMarketData } from "../lib/db/seed/index.js";
 import { awsDrillPlan, formatAwsPlanMarkdown, PHASES, resolveDrillOptions, runDrill, type DrillReport } from "../lib/drill/index.js";
 import { corruptBackupFile } from "./support/drill.js";
 import { withEnvLock } from "../lib/env/lock.js";

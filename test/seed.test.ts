@@ -15,7 +15,7 @@ import {
   seedMarketData,
   splitIntoSegments,
   type SeedResult,
-} from "../lib/db/seed.js";
+} from "../lib/db/seed/index.js";
 import { runCli, useEphemeralEnvironment } from "./support/embedded.js";
 
 const environment = useEphemeralEnvironment();

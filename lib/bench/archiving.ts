@@ -6,7 +6,7 @@
  * machine's drifting load hits both alike. Target: archiving costs at most 10% of the rate.
  */
 import { withPg } from "../db/clients.js";
-import { seedMarketData } from "../db/seed.js";
+import { seedMarketData } from "../db/seed/index.js";
 import { throttled, type BenchItem } from "./harness.js";
 import { atMost, measuredRow } from "./results.js";
 

@@ -18,7 +18,7 @@ import { DUMP_FILE } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
 import { withPg } from "../db/clients.js";
 import { sqlIdent } from "../db/roles.js";
-import { seedMarketData } from "../db/seed.js";
+import { seedMarketData } from "../db/seed/index.js";
 import { resolvePgTool, type PgTool } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
 import { PROJECT_DIR } from "../spec/load.js";

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { withPg } from "../db/clients.js";
-import { seedMarketData } from "../db/seed.js";
+import { seedMarketData } from "../db/seed/index.js";
 import { PROJECT_DIR } from "../spec/load.js";
 import { throttled, type BenchItem } from "./harness.js";
 import { failureText } from "./process.js";

@@ -12,7 +12,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from "node:os";
 import path from "node:path";
 import { withPg } from "../db/clients.js";
-import { seedMarketData } from "../db/seed.js";
+import { seedMarketData } from "../db/seed/index.js";
 import { downEmbedded, EmbeddedEnvironment, type StartedEmbeddedEnvironment } from "../env/embedded.js";
 import { processAlive } from "../env/processes.js";
 import { readRecord } from "../env/environment.js";

@@ -8,7 +8,7 @@
  */
 import type pg from "pg";
 import { withPg } from "../db/clients.js";
-import { CANDLE_MS, DEFAULT_SYMBOLS, plannedCandles, SERIES_START } from "../db/seed.js";
+import { CANDLE_MS, DEFAULT_SYMBOLS, plannedCandles, SERIES_START } from "../db/seed/index.js";
 import type { BenchContext, BenchItem } from "./harness.js";
 import { measuredRow, usesIndex, type Row } from "./results.js";
 

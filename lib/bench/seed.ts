@@ -4,7 +4,7 @@
  * the same empty table with a quiet WAL.
  */
 import { withPg } from "../db/clients.js";
-import { seedMarketData } from "../db/seed.js";
+import { seedMarketData } from "../db/seed/index.js";
 import { throttled, type BenchItem } from "./harness.js";
 import { atLeast, measuredRow } from "./results.js";
 

@@ -43,7 +43,7 @@ export async function startCiEnvironment(options: CiEnvironmentOptions): Promise
   }
   if (options.seed) {
     options.log("seeding sample data");
-    const { seedMarketData } = await import("../db/seed.js");
+    const { seedMarketData } = await import("../db/seed/index.js");
     await withPg(connections.postgresConfig("owner"), (client) => seedMarketData(client));
   }
   return { id, engine: options.engine, connections, secrets: secretsOf(connections.credentials), seconds: (Date.now() - started) / 1000 };

@@ -88,7 +88,7 @@ GRANT USAGE ON SCHEMA public TO ${app}, ${ro};
 ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${app};
 ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${app};
 ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT SELECT ON TABLES TO ${ro};
--- Bulk loads (lib/db/seed.ts) by the owner skip the per-row foreign-key triggers and lock the
+-- Bulk loads (lib/db/seed/load.ts) by the owner skip the per-row foreign-key triggers and lock the
 -- referenced rows instead; the owner could drop those constraints anyway. Not the app role.
 GRANT SET ON PARAMETER session_replication_role TO ${owner};
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;

@@ -33,7 +33,7 @@ import { withPg, withRedis } from "../db/clients.js";
 import { publicTables } from "../db/catalog.js";
 import { totalKeys } from "../db/redis-info.js";
 import { sqlIdent } from "../db/roles.js";
-import { DEFAULT_SYMBOLS, seedMarketData, type SeedProgress } from "../db/seed.js";
+import { DEFAULT_SYMBOLS, seedMarketData, type SeedProgress } from "../db/seed/index.js";
 import { openEnvironment, readRecord } from "../env/environment.js";
 import { withEnvLock } from "../env/lock.js";
 import { envPaths, ephemeralRoot } from "../env/paths.js";

@@ -1,6 +1,7 @@
 /**
- * Seed data: the guide's sample cryptocurrencies, a deterministic synthetic OHLCV series of
- * 1-minute candles, and a few predictions of the guide's example shape.
+ * Loading the seed: the guide's sample cryptocurrencies (coins.ts), the deterministic series of
+ * 1-minute candles (series.ts) in binary COPY form (copy-binary.ts), and a few predictions of the
+ * guide's example shape.
  *
  * The series is a pure function of (symbol, minute): candle i of BTC is the same on every run and
  * every machine (integer PRNG, plain IEEE arithmetic, prices as whole ticks), so re-running inserts
@@ -22,46 +23,10 @@ import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { connectPg } from "./clients.js";
-
-/** A sample cryptocurrency: the guide's BTC first, then well-known coins. */
-export interface SampleCryptocurrency {
-  symbol: string;
-  name: string;
-  coinGeckoId: string;
-  /** Where the synthetic series starts (USD, close to early-2024 prices). */
-  basePrice: number;
-  /** Decimals of its prices (about 6 significant digits; numeric(20,8) allows up to 8). */
-  priceDecimals: number;
-  /** Circulating supply, for market_cap = close × supply. */
-  supply: number;
-  /** Typical daily volume in USD, spread over the day's candles. */
-  dailyVolume: number;
-}
-
-/** BTC and ETH are the guide's examples (crypto:BTC:price, crypto:ETH:metadata); the rest are well-known coins. */
-export const SAMPLE_CRYPTOCURRENCIES: readonly SampleCryptocurrency[] = [
-  { symbol: "BTC", name: "Bitcoin", coinGeckoId: "bitcoin", basePrice: 45000, priceDecimals: 2, supply: 19_600_000, dailyVolume: 25e9 },
-  { symbol: "ETH", name: "Ethereum", coinGeckoId: "ethereum", basePrice: 2300, priceDecimals: 3, supply: 120_200_000, dailyVolume: 12e9 },
-  { symbol: "SOL", name: "Solana", coinGeckoId: "solana", basePrice: 100, priceDecimals: 4, supply: 430_000_000, dailyVolume: 2.5e9 },
-  { symbol: "BNB", name: "BNB", coinGeckoId: "binancecoin", basePrice: 310, priceDecimals: 4, supply: 150_000_000, dailyVolume: 1e9 },
-  { symbol: "XRP", name: "XRP", coinGeckoId: "ripple", basePrice: 0.62, priceDecimals: 6, supply: 54_000_000_000, dailyVolume: 1.5e9 },
-  { symbol: "ADA", name: "Cardano", coinGeckoId: "cardano", basePrice: 0.59, priceDecimals: 6, supply: 35_000_000_000, dailyVolume: 6e8 },
-  { symbol: "DOGE", name: "Dogecoin", coinGeckoId: "dogecoin", basePrice: 0.09, priceDecimals: 7, supply: 142_000_000_000, dailyVolume: 8e8 },
-  { symbol: "AVAX", name: "Avalanche", coinGeckoId: "avalanche-2", basePrice: 38, priceDecimals: 4, supply: 370_000_000, dailyVolume: 7e8 },
-  { symbol: "DOT", name: "Polkadot", coinGeckoId: "polkadot", basePrice: 8.2, priceDecimals: 5, supply: 1_300_000_000, dailyVolume: 3e8 },
-  { symbol: "LINK", name: "Chainlink", coinGeckoId: "chainlink", basePrice: 15, priceDecimals: 4, supply: 570_000_000, dailyVolume: 5e8 },
-  { symbol: "LTC", name: "Litecoin", coinGeckoId: "litecoin", basePrice: 72, priceDecimals: 4, supply: 74_000_000, dailyVolume: 4e8 },
-  { symbol: "TRX", name: "TRON", coinGeckoId: "tron", basePrice: 0.11, priceDecimals: 6, supply: 88_000_000_000, dailyVolume: 3e8 },
-  { symbol: "MATIC", name: "Polygon", coinGeckoId: "matic-network", basePrice: 0.92, priceDecimals: 6, supply: 9_300_000_000, dailyVolume: 4e8 },
-  { symbol: "BCH", name: "Bitcoin Cash", coinGeckoId: "bitcoin-cash", basePrice: 250, priceDecimals: 4, supply: 19_600_000, dailyVolume: 3e8 },
-  { symbol: "XLM", name: "Stellar", coinGeckoId: "stellar", basePrice: 0.12, priceDecimals: 6, supply: 28_000_000_000, dailyVolume: 1e8 },
-  { symbol: "ATOM", name: "Cosmos Hub", coinGeckoId: "cosmos", basePrice: 10, priceDecimals: 5, supply: 380_000_000, dailyVolume: 2e8 },
-  { symbol: "UNI", name: "Uniswap", coinGeckoId: "uniswap", basePrice: 6.5, priceDecimals: 5, supply: 600_000_000, dailyVolume: 1.5e8 },
-  { symbol: "ETC", name: "Ethereum Classic", coinGeckoId: "ethereum-classic", basePrice: 24, priceDecimals: 4, supply: 146_000_000, dailyVolume: 2e8 },
-  { symbol: "FIL", name: "Filecoin", coinGeckoId: "filecoin", basePrice: 5.5, priceDecimals: 5, supply: 500_000_000, dailyVolume: 2e8 },
-  { symbol: "NEAR", name: "NEAR Protocol", coinGeckoId: "near", basePrice: 3.5, priceDecimals: 5, supply: 1_000_000_000, dailyVolume: 2e8 },
-];
+import { connectPg } from "../clients.js";
+import { SAMPLE_CRYPTOCURRENCIES, type SampleCryptocurrency } from "./coins.js";
+import { COPY_BINARY_HEADER, COPY_BINARY_TRAILER, COPY_COLUMNS, ROWS_PER_CHUNK, copyChunks } from "./copy-binary.js";
+import { CANDLE_MS, SERIES_START, prng, symbolSeed } from "./series.js";
 
 /** Default number of symbols: the guide's BTC and ETH plus three well-known coins. */
 export const DEFAULT_SYMBOLS = 5;
@@ -69,12 +34,6 @@ export const DEFAULT_SYMBOLS = 5;
 export const DEFAULT_HOURS = 24;
 /** Upper bound of `rows` (and of symbols × hours × 60): 100 million candles. */
 export const MAX_ROWS = 100_000_000;
-/** First candle of every series (the guide's example timestamp). */
-export const SERIES_START = Date.UTC(2024, 0, 1, 0, 0, 0);
-/** The series' interval. */
-export const CANDLE_MS = 60_000;
-/** `data_source` of seeded rows. */
-export const SEED_DATA_SOURCE = "synthetic";
 /** Model of the seeded predictions (the guide's example). */
 export const SEED_MODEL = { name: "LSTM-v1", version: "1.0.0" } as const;
 /** At most this many predictions per symbol: one per seeded day, target one day later (the guide's shape). */
@@ -82,11 +41,8 @@ export const PREDICTIONS_PER_SYMBOL = 7;
 /** Default COPY connections: one server process per core of a 2-core machine. */
 export const DEFAULT_WORKERS = 2;
 
-/** Rows per COPY chunk (~250 kB): few writes, little memory. */
-const ROWS_PER_CHUNK = 2500;
 /** Any constant: the key of the advisory lock that serialises seeds of one database. */
 const SEED_LOCK_KEY = 727_001;
-const COPY_COLUMNS = "cryptocurrency_id, timestamp, open_price, high_price, low_price, close_price, volume, market_cap, data_source";
 
 export interface SeedOptions {
   /** How many of SAMPLE_CRYPTOCURRENCIES (1-20), in order. Default 5. */
@@ -181,243 +137,6 @@ export function plannedCandles(options: Pick<SeedOptions, "symbols" | "hours" | 
   }
   return Array.from({ length: symbols }, () => hours * 60);
 }
-
-// ---- the series ------------------------------------------------------------------------------
-
-/** mulberry32: a tiny integer PRNG, identical on every platform. Returns [0, 1). */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** FNV-1a of the symbol: each coin has its own stream. */
-function symbolSeed(symbol: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < symbol.length; i++) h = Math.imul(h ^ symbol.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
-/**
- * One candle in whole units: prices in ticks of 10^-priceDecimals, volume and market cap in
- * cents. Integers keep the constraints exact: high ≥ open, close ≥ low ≥ 0 hold after rounding.
- */
-export interface Candle {
-  /** Minutes since SERIES_START. */
-  minute: number;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volumeCents: number;
-  marketCapCents: number;
-}
-
-/**
- * The walk of one coin, minute by minute from SERIES_START: a random walk of up to ±0.1 % a
- * minute, pulled back to the base price over months (so long series stay plausible), with high and
- * low a little beyond open and close. `next()` moves to the next minute in place (no allocation:
- * the COPY writer calls it a million times); `candles()` is the same walk as objects.
- */
-class Walk implements Candle {
-  minute = -1;
-  open = 0;
-  high = 0;
-  low = 0;
-  close: number;
-  volumeCents = 0;
-  marketCapCents = 0;
-  private readonly random: () => number;
-  private readonly tick: number;
-  private readonly meanVolumeCents: number;
-  private price: number;
-
-  constructor(private readonly coin: SampleCryptocurrency) {
-    this.random = prng(symbolSeed(coin.symbol));
-    this.tick = 10 ** coin.priceDecimals;
-    this.meanVolumeCents = (coin.dailyVolume / 1440) * 100;
-    this.price = coin.basePrice;
-    this.close = Math.round(this.price * this.tick);
-  }
-
-  next(): void {
-    const { coin, random, tick } = this;
-    const volatility = 0.001;
-    this.minute++;
-    this.open = this.close;
-    this.price *= 1 + volatility * (2 * random() - 1) + (2e-6 * (coin.basePrice - this.price)) / coin.basePrice;
-    this.close = Math.round(this.price * tick);
-    this.high = Math.round(Math.max(this.open, this.close) * (1 + volatility * random()));
-    this.low = Math.round(Math.min(this.open, this.close) * (1 - volatility * random()));
-    this.volumeCents = Math.round(this.meanVolumeCents * (0.5 + random()));
-    this.marketCapCents = Math.round((this.close * coin.supply * 100) / tick);
-  }
-}
-
-/** The first `count` candles of one coin. Deterministic: the same coin and count give the same candles. */
-export function* candles(coin: SampleCryptocurrency, count: number): Generator<Candle> {
-  const walk = new Walk(coin);
-  for (let i = 0; i < count; i++) {
-    walk.next();
-    const { minute, open, high, low, close, volumeCents, marketCapCents } = walk;
-    yield { minute, open, high, low, close, volumeCents, marketCapCents };
-  }
-}
-
-/**
- * PostgreSQL's binary COPY format: a header, then per row a field count and length-prefixed
- * fields in each type's binary form, then a trailer. The server skips text parsing (numeric_in,
- * timestamptz_in), which saves about a sixth of its CPU per row here.
- */
-export const COPY_BINARY_HEADER = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"), Buffer.alloc(8)]);
-export const COPY_BINARY_TRAILER = Buffer.from([0xff, 0xff]);
-const POSTGRES_EPOCH_MS = Date.UTC(2000, 0, 1);
-const POWERS_OF_TEN = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
-const SOURCE_BYTES = Buffer.from(SEED_DATA_SOURCE, "latin1");
-/** Bytes a row can take at most (id, timestamp, six numerics of up to 6 base-10000 digits, source), rounded up. */
-const MAX_ROW_BYTES = 256;
-const FIELDS = 9;
-
-/** Writes rows in binary COPY form into a buffer, without intermediate strings or objects. */
-class BinaryRowWriter {
-  buffer = Buffer.allocUnsafe(ROWS_PER_CHUNK * MAX_ROW_BYTES);
-  length = 0;
-  private readonly groups = new Int16Array(8);
-
-  // Plain byte stores: Buffer's write*BE methods check their arguments on every call.
-  int16(value: number): void {
-    const { buffer } = this;
-    buffer[this.length++] = (value >> 8) & 0xff;
-    buffer[this.length++] = value & 0xff;
-  }
-
-  int32(value: number): void {
-    const { buffer } = this;
-    buffer[this.length++] = (value >>> 24) & 0xff;
-    buffer[this.length++] = (value >>> 16) & 0xff;
-    buffer[this.length++] = (value >>> 8) & 0xff;
-    buffer[this.length++] = value & 0xff;
-  }
-
-  /** int4 field. */
-  integer(value: number): void {
-    this.int32(4);
-    this.int32(value);
-  }
-
-  /** timestamptz field: microseconds since 2000-01-01 UTC, as a big-endian int64. */
-  timestamp(ms: number): void {
-    const micros = (ms - POSTGRES_EPOCH_MS) * 1000; // < 2^53 until the year 2285
-    const high = Math.floor(micros / 4294967296);
-    this.int32(8);
-    this.int32(high);
-    this.int32(micros - high * 4294967296); // the low word: int32() takes its bits as they are
-  }
-
-  /**
-   * numeric field of `units` / 10^scale (units a whole number ≥ 0, scale ≤ 8): base-10000 digit
-   * groups, the weight of the first, sign and display scale. The column's typmod rescales it.
-   */
-  numeric(units: number, scale: number): void {
-    const { groups, buffer } = this;
-    const unit = POWERS_OF_TEN[scale]!;
-    let whole = Math.floor(units / unit);
-    const fraction = (units - whole * unit) * POWERS_OF_TEN[8 - scale]!; // 8 decimals = two groups
-    let count = 0;
-    while (whole > 0) {
-      const q = Math.floor(whole / 10000);
-      groups[count++] = whole - q * 10000; // least significant first…
-      whole = q;
-    }
-    let weight = count - 1;
-    for (let i = 0, j = count - 1; i < j; i++, j--) {
-      const t = groups[i]!; // …then most significant first
-      groups[i] = groups[j]!;
-      groups[j] = t;
-    }
-    const high = Math.floor(fraction / 10000);
-    groups[count++] = high;
-    groups[count++] = fraction - high * 10000;
-    let first = 0;
-    while (first < count && groups[first] === 0) {
-      first++;
-      weight--;
-    }
-    while (count > first && groups[count - 1] === 0) count--;
-    const digits = count - first;
-    let at = this.length;
-    const bytes = 8 + 2 * digits;
-    buffer[at++] = 0;
-    buffer[at++] = 0;
-    buffer[at++] = bytes >> 8;
-    buffer[at++] = bytes & 0xff;
-    buffer[at++] = 0; // ndigits < 256
-    buffer[at++] = digits;
-    const w = digits ? weight : 0;
-    buffer[at++] = (w >> 8) & 0xff;
-    buffer[at++] = w & 0xff;
-    buffer[at++] = 0; // sign: positive
-    buffer[at++] = 0;
-    buffer[at++] = 0; // display scale < 256
-    buffer[at++] = scale;
-    for (let i = first; i < count; i++) {
-      const g = groups[i]!;
-      buffer[at++] = g >> 8;
-      buffer[at++] = g & 0xff;
-    }
-    this.length = at;
-  }
-
-  text(bytes: Buffer): void {
-    this.int32(bytes.length);
-    this.length += bytes.copy(this.buffer, this.length);
-  }
-
-  take(): Buffer {
-    const full = this.buffer.subarray(0, this.length);
-    this.buffer = Buffer.allocUnsafe(ROWS_PER_CHUNK * MAX_ROW_BYTES); // the socket still holds the old one
-    this.length = 0;
-    return full;
-  }
-}
-
-/**
- * Binary COPY rows (without header and trailer) of one coin's minutes [from, count), in chunks of
- * ROWS_PER_CHUNK rows, in COPY_COLUMNS order: cryptocurrency_id, timestamp, open/high/low/close,
- * volume, market_cap, data_source.
- */
-export function* copyChunks(coin: SampleCryptocurrency, cryptocurrencyId: number, count: number, from = 0): Generator<{ data: Buffer; rows: number }> {
-  const decimals = coin.priceDecimals;
-  const walk = new Walk(coin);
-  const out = new BinaryRowWriter();
-  let rows = 0;
-  for (let i = 0; i < count; i++) {
-    walk.next();
-    if (walk.minute < from) continue; // the walk is sequential: earlier minutes are computed, not written
-    out.int16(FIELDS);
-    out.integer(cryptocurrencyId);
-    out.timestamp(SERIES_START + walk.minute * CANDLE_MS);
-    out.numeric(walk.open, decimals);
-    out.numeric(walk.high, decimals);
-    out.numeric(walk.low, decimals);
-    out.numeric(walk.close, decimals);
-    out.numeric(walk.volumeCents, 2);
-    out.numeric(walk.marketCapCents, 2);
-    out.text(SOURCE_BYTES);
-    if (++rows === ROWS_PER_CHUNK) {
-      yield { data: out.take(), rows };
-      rows = 0;
-    }
-  }
-  if (rows) yield { data: out.take(), rows };
-}
-
-// ---- loading ---------------------------------------------------------------------------------
 
 interface PlannedSymbol {
   coin: SampleCryptocurrency;
