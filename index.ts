@@ -6,7 +6,7 @@
  * with `--database-url`/`--redis-url` (passwords in PGPASSWORD/REDISCLI_AUTH, not argv: README).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { capabilities as capabilityRows, capabilitiesMarkdown } from "./lib/aws/capabilities.js";
+import { capabilities as capabilityRows, capabilitiesMarkdown } from "./lib/docs/capabilities.js";
 import { fromNamespacedConfig, parseSpec, specHash as computeSpecHash } from "./lib/spec/load.js";
 import { AwsDataStack } from "./stacks/aws-data-stack.js";
 import { DockerDataStack } from "./stacks/docker-data-stack.js";

@@ -8,7 +8,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { awsAlarmRules, SLOW_QUERY_METRIC, SLOW_QUERY_NAMESPACE, type AlarmRule } from "../lib/aws/capabilities.js";
+import { awsAlarmRules, SLOW_QUERY_METRIC, SLOW_QUERY_NAMESPACE, type AlarmRule } from "../lib/aws/mapping.js";
 import { resourceName } from "../lib/spec/access.js";
 import type { Spec } from "../lib/spec/schema.js";
 

@@ -3,7 +3,7 @@
  * subnets, from the spec. Settings reach RDS through a postgres16 parameter group
  * (rdsParameters: RDS units, static parameters pending-reboot) and ElastiCache through a redis7
  * parameter group (elasticacheParameters); what ElastiCache cannot take (maxmemory, save,
- * appendonly) is mapped to the node type, snapshots and replicas, as lib/aws/capabilities.ts
+ * appendonly) is mapped to the node type, snapshots and replicas, as lib/aws/mapping.ts
  * documents row by row. Production surface (issue 16): one customer-managed key for everything
  * (aws-key.ts), alarms and events to an encrypted topic (aws-alert-topic.ts, aws-alarms.ts),
  * enhanced monitoring and logs (aws-monitoring.ts), ElastiCache RBAC (aws-cache-users.ts),
@@ -21,7 +21,7 @@ import {
   rdsBackupWindow,
   windowsOverlap,
   type CacheNodeFit,
-} from "../lib/aws/capabilities.js";
+} from "../lib/aws/mapping.js";
 import { postgresUrl, redisUrl, resourceName } from "../lib/spec/access.js";
 import { specHash as computeSpecHash, PROJECT } from "../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../lib/spec/render.js";
@@ -282,7 +282,7 @@ export class AwsDataStack extends pulumi.ComponentResource {
         name: resourceName(spec, `redis${spec.redis.version}`),
         family: `redis${spec.redis.version}`,
         description: `Redis ${spec.redis.version} settings of ${PROJECT} (Pulumi.${spec.env}.yaml)`,
-        parameters: elasticacheParameters(spec),
+        parameters: elasticacheParameters(spec).map((p) => ({ name: p.name, value: p.value })),
         tags,
       },
       res,

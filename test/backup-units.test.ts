@@ -299,6 +299,10 @@ describe("versions", () => {
     expect(onlyKnownRestoreErrors(scrambled.replace("error: could not", "error: could not connect; could not"), 16)).toBe(false);
     expect(onlyKnownRestoreErrors(`${scrambled}pg_restore: error: could not execute query: ERROR:  permission denied\n`, 16)).toBe(false);
     expect(onlyKnownRestoreErrors(scrambled.replace("errors ignored on restore: 2", "errors ignored on restore: 4"), 16)).toBe(false);
+    // Seen in CI: the name and its ": " are separate writes, so two workers' prefixes merge.
+    const split = `pg_restore: error: ${body}pg_restore:pg_restore:  error: error: ${body}${body}pg_restore: error: ${body}pg_restore: warning: errors ignored on restore: 2\n`;
+    expect(onlyKnownRestoreErrors(split, 16)).toBe(true);
+    expect(onlyKnownRestoreErrors(split.replace("pg_restore:pg_restore:", "pg_restore:pg_dump:"), 16)).toBe(false);
   });
 });
 

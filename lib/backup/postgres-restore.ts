@@ -128,7 +128,7 @@ function ownerLogin(local: LocalEnvironment): { user: string; password: string }
 /**
  * pg_restore's errors are acceptable when each is the known "newer setting" one. Parallel workers
  * write to one stderr at once, and pg_restore writes its `pg_restore: ` and `error: ` prefixes and
- * the message in separate writes, so they interleave in any order: the known messages are taken
+ * the message in separate writes (even the name and its `: `), so they interleave in any order: the known messages are taken
  * out wherever they stand, and nothing but prefixes may be left.
  */
 export function onlyKnownRestoreErrors(stderr: string, serverMajor: number): boolean {
@@ -139,7 +139,9 @@ export function onlyKnownRestoreErrors(stderr: string, serverMajor: number): boo
   const known = (stderr.match(error) ?? []).length;
   const commands = (stderr.match(command) ?? []).length;
   const ignored = [...stderr.matchAll(ignoredTotal)].map((m) => Number(m[1]));
-  const rest = stderr.replace(error, "").replace(command, "").replace(ignoredTotal, "").replace(/pg_restore: |error: |warning: /g, "").trim();
+  // The program name, its colon and the space after it are separate writes too: only those
+  // tokens and whitespace may be left.
+  const rest = stderr.replace(error, "").replace(command, "").replace(ignoredTotal, "").replace(/pg_restore:|error:|warning:|\s+/g, "");
   // Parallel workers print their errors but count them apart: the leader's total may be lower.
   return known > 0 && commands === known && rest === "" && ignored.length === 1 && ignored[0]! >= 1 && ignored[0]! <= known;
 }

@@ -1,11 +1,11 @@
 /**
  * README sections generated from code: the config keys table (schema + key docs) and the
- * capability table (lib/aws/capabilities.ts). `npm run docs` rewrites them; a test fails when
+ * capability table (lib/docs/capabilities.ts). `npm run docs` rewrites them; a test fails when
  * the README is behind the code.
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { capabilities, capabilitiesMarkdown } from "../aws/capabilities.js";
+import { capabilities, capabilitiesMarkdown } from "./capabilities.js";
 import { configKeysMarkdown } from "../spec/keys.js";
 import { PROJECT_DIR, parseSpec } from "../spec/load.js";
 

@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { schema, type Spec } from "./schema.js";
+import { knownKeysAt } from "./keys.js";
 import { formatPgSize, formatRedisSize, parsePgSize, parseRedisSize, humanBytes } from "./units.js";
 import { systemFolderOf } from "../system-folders.js";
 import { canonicalJson } from "../canonical-json.js";
@@ -93,26 +94,6 @@ export function parseSpec(env: string, input: unknown, options: ParseSpecOptions
   const problems = crossFieldIssues(spec, options.memoryBytes ?? (spec.target === "aws" ? undefined : machineMemoryBytes()));
   if (problems.length) throw new SpecError(source, problems);
   return spec;
-}
-
-/** The keys the schema accepts at a path (the root: []), for "unknown key" messages. */
-export function knownKeysAt(keyPath: readonly PropertyKey[]): string[] {
-  // Defaults and prefaults wrap the object schemas: unwrap to reach their shape.
-  const unwrap = (node: unknown): { shape?: Record<string, unknown> } | undefined => {
-    type Node = { shape?: Record<string, unknown>; _zod?: { def?: { innerType?: unknown; options?: Node[] } } } | undefined;
-    let current = node as Node;
-    for (let depth = 0; depth < 20 && current && !current.shape; depth++) {
-      const def = current._zod?.def;
-      // A union such as backup.repository ("local" or an object): the object's keys.
-      if (def?.options) current = def.options.find((o) => o?.shape);
-      else if (def?.innerType) current = def.innerType as Node;
-      else break;
-    }
-    return current;
-  };
-  let node = unwrap(schema);
-  for (const key of keyPath) node = unwrap(node?.shape?.[String(key)]);
-  return Object.keys(node?.shape ?? {});
 }
 
 /** Checks that involve more than one key, or the machine. */

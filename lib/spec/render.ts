@@ -9,6 +9,8 @@ import { bytesToUnits, formatPgSize, formatRedisSize, parsePgSize, parseRedisSiz
 /** One PostgreSQL setting: its GUC name, its value as postgresql.conf takes it, and how verify reads it. */
 export interface PostgresSetting {
   name: string;
+  /** The spec key it comes from; absent for what the toolkit fixes (password_encryption, archiving). */
+  key?: string;
   value: string;
   /** How SHOW prints it, for comparison: sizes are compared in bytes. */
   kind: "size" | "integer" | "string" | "list";
@@ -25,13 +27,13 @@ export function postgresSettings(spec: Spec): PostgresSetting[] {
   const pg = spec.postgres;
   const size = (v: string) => formatPgSize(parsePgSize(v)!);
   return [
-    { name: "shared_buffers", value: size(pg.sharedBuffers), kind: "size", restart: true },
-    { name: "effective_cache_size", value: size(pg.effectiveCacheSize), kind: "size", restart: false },
-    { name: "work_mem", value: size(pg.workMem), kind: "size", restart: false },
-    { name: "maintenance_work_mem", value: size(pg.maintenanceWorkMem), kind: "size", restart: false },
-    { name: "max_connections", value: String(pg.maxConnections), kind: "integer", restart: true },
-    { name: "log_min_duration_statement", value: String(pg.logMinDurationStatementMs), kind: "integer", restart: false },
-    { name: "shared_preload_libraries", value: pg.sharedPreloadLibraries.join(","), kind: "list", restart: true },
+    { name: "shared_buffers", key: "postgres.sharedBuffers", value: size(pg.sharedBuffers), kind: "size", restart: true },
+    { name: "effective_cache_size", key: "postgres.effectiveCacheSize", value: size(pg.effectiveCacheSize), kind: "size", restart: false },
+    { name: "work_mem", key: "postgres.workMem", value: size(pg.workMem), kind: "size", restart: false },
+    { name: "maintenance_work_mem", key: "postgres.maintenanceWorkMem", value: size(pg.maintenanceWorkMem), kind: "size", restart: false },
+    { name: "max_connections", key: "postgres.maxConnections", value: String(pg.maxConnections), kind: "integer", restart: true },
+    { name: "log_min_duration_statement", key: "postgres.logMinDurationStatementMs", value: String(pg.logMinDurationStatementMs), kind: "integer", restart: false },
+    { name: "shared_preload_libraries", key: "postgres.sharedPreloadLibraries", value: pg.sharedPreloadLibraries.join(","), kind: "list", restart: true },
     { name: "password_encryption", value: "scram-sha-256", kind: "string", restart: false },
   ];
 }
@@ -48,7 +50,7 @@ export const ARCHIVE_DIRECTORY_SETTING = "basic_archive.archive_directory";
 /**
  * Continuous WAL archiving (backup.archive) for the targets that archive themselves (embedded,
  * Docker): basic_archive, PostgreSQL's own archiver module (temp file, fsync, rename; refuses to
- * overwrite a different file). RDS archives on its own and takes none of these (capabilities.ts).
+ * overwrite a different file). RDS archives on its own and takes none of these (lib/docs/capabilities.ts).
  * wal_level and archive_mode need a restart; the library, its folder and the timeout a reload.
  */
 export function archiveSettings(spec: Spec, target: ArchiveTarget): PostgresSetting[] {
@@ -86,6 +88,8 @@ export function postgresConf(spec: Spec, target?: ArchiveTarget): string {
 /** One Redis setting as CONFIG GET names it and redis.conf writes it. */
 export interface RedisSetting {
   name: string;
+  /** The spec key it comes from. */
+  key: string;
   value: string;
   /** How CONFIG GET prints it: sizes come back in bytes. */
   kind: "size" | "string";
@@ -95,11 +99,11 @@ export interface RedisSetting {
 export function redisSettings(spec: Spec): RedisSetting[] {
   const r = spec.redis;
   return [
-    { name: "maxmemory", value: formatRedisSize(parseRedisSize(r.maxmemory)!), kind: "size" },
-    { name: "maxmemory-policy", value: r.maxmemoryPolicy, kind: "string" },
-    { name: "save", value: r.save.map((s) => `${s.seconds} ${s.changes}`).join(" "), kind: "string" },
-    { name: "appendonly", value: r.appendonly ? "yes" : "no", kind: "string" },
-    { name: "appendfsync", value: r.appendfsync, kind: "string" },
+    { name: "maxmemory", key: "redis.maxmemory", value: formatRedisSize(parseRedisSize(r.maxmemory)!), kind: "size" },
+    { name: "maxmemory-policy", key: "redis.maxmemoryPolicy", value: r.maxmemoryPolicy, kind: "string" },
+    { name: "save", key: "redis.save", value: r.save.map((s) => `${s.seconds} ${s.changes}`).join(" "), kind: "string" },
+    { name: "appendonly", key: "redis.appendonly", value: r.appendonly ? "yes" : "no", kind: "string" },
+    { name: "appendfsync", key: "redis.appendfsync", value: r.appendfsync, kind: "string" },
   ];
 }
 
@@ -124,16 +128,29 @@ export function redisConfigGetValue(setting: RedisSetting): string {
 /** An RDS DB parameter, in RDS's units. */
 export interface RdsParameter {
   name: string;
+  /** The spec key it comes from; absent for RDS-only parameters (rds.force_ssl, password_encryption). */
+  key?: string;
   value: string;
+  /** The unit RDS takes a size in, when it is one. */
+  unit?: RdsSizeUnit["label"];
   applyMethod: "immediate" | "pending-reboot";
 }
 
-/** PostgreSQL's unit for each size parameter as RDS takes it: 8 kB pages or kB. */
-const RDS_SIZE_UNITS: Record<string, number> = {
-  shared_buffers: 8192,
-  effective_cache_size: 8192,
-  work_mem: 1024,
-  maintenance_work_mem: 1024,
+/** A unit RDS takes a size parameter in: the parameter's own unit in PostgreSQL. */
+export interface RdsSizeUnit {
+  bytes: number;
+  label: "8 kB pages" | "kB";
+}
+
+const PAGES: RdsSizeUnit = { bytes: 8192, label: "8 kB pages" };
+const KB: RdsSizeUnit = { bytes: 1024, label: "kB" };
+
+/** PostgreSQL's unit for each size parameter as RDS takes it. */
+export const RDS_SIZE_UNITS: Readonly<Record<string, RdsSizeUnit>> = {
+  shared_buffers: PAGES,
+  effective_cache_size: PAGES,
+  work_mem: KB,
+  maintenance_work_mem: KB,
 };
 
 /**
@@ -144,11 +161,16 @@ const RDS_SIZE_UNITS: Record<string, number> = {
 export function rdsParameters(spec: Spec): RdsParameter[] {
   const params: RdsParameter[] = postgresSettings(spec)
     .filter((s) => s.name !== "password_encryption")
-    .map((s) => ({
-      name: s.name,
-      value: s.kind === "size" ? String(bytesToUnits(parsePgSize(s.value)!, RDS_SIZE_UNITS[s.name]!, s.name)) : s.value,
-      applyMethod: s.restart ? "pending-reboot" : "immediate",
-    }));
+    .map((s): RdsParameter => {
+      const unit = s.kind === "size" ? RDS_SIZE_UNITS[s.name]! : undefined;
+      return {
+        name: s.name,
+        key: s.key,
+        value: unit ? String(bytesToUnits(parsePgSize(s.value)!, unit.bytes, s.name)) : s.value,
+        ...(unit ? { unit: unit.label } : {}),
+        applyMethod: s.restart ? "pending-reboot" : "immediate",
+      };
+    });
   params.push({ name: "rds.force_ssl", value: "1", applyMethod: "immediate" });
   params.push({ name: "password_encryption", value: "scram-sha-256", applyMethod: "immediate" });
   return params;
@@ -157,11 +179,11 @@ export function rdsParameters(spec: Spec): RdsParameter[] {
 /**
  * The spec's Redis settings for an ElastiCache parameter group (family redis7). maxmemory is
  * fixed by the node type, and save/appendonly are not supported (snapshots and replicas take
- * their place): see capabilities.ts.
+ * their place): see lib/docs/capabilities.ts.
  */
-export function elasticacheParameters(spec: Spec): { name: string; value: string }[] {
+export function elasticacheParameters(spec: Spec): { name: string; key: string; value: string }[] {
   return [
-    { name: "maxmemory-policy", value: spec.redis.maxmemoryPolicy },
-    { name: "reserved-memory-percent", value: String(spec.aws.reservedMemoryPercent) },
+    { name: "maxmemory-policy", key: "redis.maxmemoryPolicy", value: spec.redis.maxmemoryPolicy },
+    { name: "reserved-memory-percent", key: "aws.reservedMemoryPercent", value: String(spec.aws.reservedMemoryPercent) },
   ];
 }

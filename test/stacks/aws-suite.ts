@@ -4,7 +4,8 @@
  * lib/spec/render.ts (bytes / 8192 for pages, / 1024 for kB), so a wrong unit in either fails.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { ELASTICACHE_NODE_MEMORY_GIB, type CapabilityRow } from "../../lib/aws/capabilities.js";
+import { ELASTICACHE_NODE_MEMORY_GIB } from "../../lib/aws/mapping.js";
+import type { CapabilityRow } from "../../lib/docs/capabilities.js";
 import { resourceName } from "../../lib/spec/access.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../../lib/spec/render.js";
@@ -177,7 +178,7 @@ export function awsStackSuite(stack: string): { run: () => Run; spec: Spec } {
     it("runs ElastiCache Redis 7 with the spec's parameters on a node that holds maxmemory", () => {
       const group = run.one(T.cacheParams);
       expect(group.inputs.family).toBe("redis7");
-      expect(group.inputs.parameters).toEqual(elasticacheParameters(spec));
+      expect(group.inputs.parameters).toEqual(elasticacheParameters(spec).map((p) => ({ name: p.name, value: p.value })));
       expect(param(group, "maxmemory-policy")!.value).toBe(spec.redis.maxmemoryPolicy);
       expect(param(group, "reserved-memory-percent")!.value).toBe(String(spec.aws.reservedMemoryPercent));
       for (const name of ["maxmemory", "save", "appendonly", "appendfsync"]) expect(param(group, name)).toBeUndefined();

@@ -4,7 +4,7 @@
  * are asserted where the stack keeps the guide's defaults.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import type { CapabilityRow } from "../../lib/aws/capabilities.js";
+import type { CapabilityRow } from "../../lib/docs/capabilities.js";
 import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_DATA_PATH, REDIS_DATA_PATH, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../../lib/docker/containers.js";
 import { resourceName } from "../../lib/spec/access.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
