@@ -2,7 +2,7 @@
  * The benchmark's results document (bench/results.json): the machine it ran on, and per item the
  * rows people read, each with its samples, median/min/max, its target and whether it was met.
  * The zod schema is the contract: the writer validates before writing, the merge reads with it,
- * and test/bench.test.ts checks the shape with it.
+ * and test/bench/bench.test.ts checks the shape with it.
  */
 import { z } from "zod";
 import { round, summarise } from "./stats.js";

@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { fillForBackup, runScript } from "../reliability/support.js";
+import { fillForBackup, runScript } from "../support/commands.js";
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn("[disk-full] skipping: mounting a small tmpfs needs root");

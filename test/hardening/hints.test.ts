@@ -11,7 +11,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXIT_MEANING, helpText, type Command } from "../../lib/cli.js";
 import { PROJECT_DIR } from "../../lib/spec/load.js";
-import { runScript } from "../reliability/support.js";
+import { runScript } from "../support/commands.js";
 
 /** Commands that act on one environment: a hint to run one must say which. */
 const ENV_COMMANDS = ["up", "down", "status", "backup", "restore", "migrate", "verify", "drift", "monitor", "maintain", "cache", "seed", "drill", "connect", "logs", "restart"];

@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { parseDecimalInt, parseDecimalNumber } from "../../lib/input.js";
-import { runScript } from "../reliability/support.js";
+import { runScript } from "../support/commands.js";
 
 const root = mkdtempSync(path.join(os.tmpdir(), "cpi-input-"));
 const stateDir = path.join(root, "state");

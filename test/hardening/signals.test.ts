@@ -12,7 +12,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { fillForBackup, runScript, startScript, waitFor } from "../reliability/support.js";
+import { fillForBackup, runScript, startScript, waitFor } from "../support/commands.js";
 
 const environment = useEphemeralEnvironment();
 const outRoot = mkdtempSync(path.join(os.tmpdir(), "cpi-signals-"));

@@ -16,7 +16,7 @@ import { EXIT } from "../../lib/errors.js";
 import { manifestText, parseManifest, sealManifest } from "../../lib/backup/manifest.js";
 import { backupsPossible, describeBackups } from "../support/docker.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { fillForBackup, runScript } from "./support.js";
+import { fillForBackup, runScript } from "../support/commands.js";
 
 const environment = useEphemeralEnvironment();
 let work: string;

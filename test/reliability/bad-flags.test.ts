@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { PROJECT_DIR } from "../../lib/spec/load.js";
-import { makeSandbox, runNpmScript, runScript, snapshot, type Sandbox } from "./support.js";
+import { makeSandbox, runNpmScript, runScript, snapshot, type Sandbox } from "../support/commands.js";
 
 const scripts: Record<string, string> = JSON.parse(readFileSync(path.join(PROJECT_DIR, "package.json"), "utf8")).scripts;
 

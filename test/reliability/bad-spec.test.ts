@@ -12,7 +12,7 @@ import { EXIT } from "../../lib/errors.js";
 import { schemaKeys } from "../../lib/spec/keys.js";
 import { parseSpec, PROJECT, SpecError } from "../../lib/spec/load.js";
 import { schema } from "../../lib/spec/schema.js";
-import { makeSandbox, runScript, type Sandbox } from "./support.js";
+import { makeSandbox, runScript, type Sandbox } from "../support/commands.js";
 
 // ---- wrong types, from the schema ------------------------------------------------------------
 

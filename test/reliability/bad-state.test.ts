@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { freePort } from "../../lib/env/ports.js";
 import { processAlive } from "../../lib/env/processes.js";
-import { makeSandbox, runScript, snapshot, waitFor, type Sandbox, type ScriptRun } from "./support.js";
+import { makeSandbox, runScript, snapshot, waitFor, type Sandbox, type ScriptRun } from "../support/commands.js";
 
 const ENV = "rel";
 let sandbox: Sandbox;

@@ -1,7 +1,7 @@
 /**
  * Concurrency on one environment, with real parallel processes: `up` and `down` never act at
  * once (the environment lock), a run that cannot wait fails fast with exit 3, and one that can
- * waits and says so. (Two concurrent `up`s: test/embedded.test.ts; a SIGKILLed run's lock:
+ * waits and says so. (Two concurrent `up`s: test/env/embedded.test.ts; a SIGKILLed run's lock:
  * killed-toolkit.test.ts.)
  *
  * To hold the lock for as long as the test needs, a run is frozen with SIGSTOP right after it
@@ -11,7 +11,7 @@ import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { killGroup, runningServers, runScript, startAndFreezeInLock, startScript, waitFor } from "./support.js";
+import { killGroup, runningServers, runScript, startAndFreezeInLock, startScript, waitFor } from "../support/commands.js";
 
 const environment = useEphemeralEnvironment();
 const NO_WAIT = { CPI_LOCK_WAIT_SECONDS: "0" };

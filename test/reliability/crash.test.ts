@@ -14,7 +14,7 @@ import { describe, expect, it } from "vitest";
 import { processAlive } from "../../lib/env/processes.js";
 import { redisPid } from "../../lib/env/redis-server.js";
 import { runCli, useEphemeralEnvironment } from "../support/embedded.js";
-import { sleep, waitFor } from "./support.js";
+import { sleep, waitFor } from "../support/commands.js";
 
 const environment = useEphemeralEnvironment();
 

@@ -7,8 +7,8 @@ import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { describeBackups } from "../support/docker.js";
-import { useKillFixture } from "./kill-fixture.js";
-import { fillForBackup, killGroup, runningServers, runScript, sleep, startScript, waitFor } from "./support.js";
+import { useKillFixture } from "../support/kill-fixture.js";
+import { fillForBackup, killGroup, runningServers, runScript, sleep, startScript, waitFor } from "../support/commands.js";
 
 const { environment, workDir, counts } = useKillFixture();
 

@@ -10,8 +10,8 @@ import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
 import { describeBackups } from "../support/docker.js";
-import { useKillFixture } from "./kill-fixture.js";
-import { fillForBackup, killGroup, runScript, sleep, startScript, waitFor } from "./support.js";
+import { useKillFixture } from "../support/kill-fixture.js";
+import { fillForBackup, killGroup, runScript, sleep, startScript, waitFor } from "../support/commands.js";
 
 const { environment, workDir, counts } = useKillFixture();
 

@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { envPaths } from "../../lib/env/paths.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { killGroup, runningServers, runScript, startAndFreezeInLock, startScript, waitFor } from "./support.js";
+import { killGroup, runningServers, runScript, startAndFreezeInLock, startScript, waitFor } from "../support/commands.js";
 
 const environment = useEphemeralEnvironment();
 

@@ -13,7 +13,7 @@ import { EXIT } from "../../lib/errors.js";
 import { STATUS_PROBE_MS } from "../../lib/env/embedded.js";
 import { redisPid } from "../../lib/env/redis-server.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { runScript } from "./support.js";
+import { runScript } from "../support/commands.js";
 
 const environment = useEphemeralEnvironment();
 

@@ -15,7 +15,7 @@ import { describe, expect, it } from "vitest";
 import { withPg, withRedis } from "../../lib/db/clients.js";
 import type { PostgresRole } from "../../lib/spec/access.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { runScript } from "../reliability/support.js";
+import { runScript } from "../support/commands.js";
 import { describeDocker, dockerBinary, requireOfflineImages } from "../support/docker.js";
 import { isLoopback, listeningSockets, listeningSocketsOf, type ListeningSocket } from "../support/listening.js";
 

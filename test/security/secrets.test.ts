@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { withPg, withRedis } from "../../lib/db/clients.js";
 import { PROJECT_DIR } from "../../lib/spec/load.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
-import { leakedSecrets, runScript, secretsOf, sleep, waitFor } from "../reliability/support.js";
+import { leakedSecrets, runScript, secretsOf, sleep, waitFor } from "../support/commands.js";
 
 const exec = promisify(execFile);
 const environment = useEphemeralEnvironment();

@@ -8,8 +8,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { backupExpiryDays } from "../../lib/aws/backup-bucket.js";
 import { loadSpec, parseSpec } from "../../lib/spec/load.js";
 import { BUCKET_SETTINGS, expectLeastPrivilege, T } from "./aws-suite.js";
-import { expectAllParented, expectPoliciesPass } from "./checks.js";
-import { runProgram, type Run } from "./harness.js";
+import { expectAllParented, expectPoliciesPass } from "../support/pulumi-checks.js";
+import { runProgram, type Run } from "../support/pulumi.js";
 
 const EXISTING = "acme-shared-backups";
 const EXISTING_KEY = "arn:aws:kms:us-east-1:123456789012:key/0000-existing";

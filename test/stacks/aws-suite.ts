@@ -11,8 +11,8 @@ import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../../lib/spec/render.js";
 import type { Spec } from "../../lib/spec/schema.js";
 import { parsePgSize, parseRedisSize } from "../../lib/spec/units.js";
-import { expectAllParented, expectPoliciesPass, expectSecretsStaySecret } from "./checks.js";
-import { MOCK_RDS_MASTER_PASSWORD, mockPassword, runProgram, type Recorded, type Run } from "./harness.js";
+import { expectAllParented, expectPoliciesPass, expectSecretsStaySecret } from "../support/pulumi-checks.js";
+import { MOCK_RDS_MASTER_PASSWORD, mockPassword, runProgram, type Recorded, type Run } from "../support/pulumi.js";
 
 export const T = {
   rds: "aws:rds/instance:Instance",

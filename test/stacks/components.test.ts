@@ -13,7 +13,7 @@ import { postgresSettings, redisSettings } from "../../lib/spec/render.js";
 import { AwsDataStack } from "../../stacks/aws-data-stack.js";
 import { existingNetwork, subnetCidr } from "../../stacks/aws-network.js";
 import { octalMode, secretAwareDefinition, shmSizeMb } from "../../stacks/docker-data-stack.js";
-import { runComponents } from "./harness.js";
+import { runComponents } from "../support/pulumi.js";
 
 const staging = (overrides: Record<string, unknown>) => loadSpec("staging", { overrides });
 

@@ -11,8 +11,8 @@ import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { postgresSettings, redisSettings } from "../../lib/spec/render.js";
 import type { Spec } from "../../lib/spec/schema.js";
 import { parsePgSize } from "../../lib/spec/units.js";
-import { envValue, expectAllParented, expectPoliciesPass, expectSecretsStaySecret, violations } from "./checks.js";
-import { mockPassword, runProgram, type Recorded, type Run } from "./harness.js";
+import { envValue, expectAllParented, expectPoliciesPass, expectSecretsStaySecret, violations } from "../support/pulumi-checks.js";
+import { mockPassword, runProgram, type Recorded, type Run } from "../support/pulumi.js";
 
 const CONTAINER = "docker:index/container:Container";
 

@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadSpec } from "../../lib/spec/load.js";
 import { alarms, awsStackSuite, param, primaryDb, rdsUnits, T } from "./aws-suite.js";
-import { runProgram, type Run } from "./harness.js";
+import { runProgram, type Run } from "../support/pulumi.js";
 
 const { run, spec } = awsStackSuite("prod");
 

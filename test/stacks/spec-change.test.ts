@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { resourceName } from "../../lib/spec/access.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { postgresConf } from "../../lib/spec/render.js";
-import { runProgram, type Run } from "./harness.js";
+import { runProgram, type Run } from "../support/pulumi.js";
 
 const CHANGE = { postgres: { sharedBuffers: "512MB" } };
 const CONTAINER = "docker:index/container:Container";
