@@ -19,8 +19,8 @@ import { shellWord } from "../lib/shell.js";
 import { backupEnvironment, type BackupResult } from "../lib/backup/backup.js";
 import { scheduleLine } from "../lib/backup/retention.js";
 import { DEFAULT_LEVEL, type DumpFormat } from "../lib/backup/postgres-dump.js";
-import { specOf } from "../lib/env/environment.js";
-import { localEnvironment } from "../lib/backup/local-env.js";
+import { specOf } from "../lib/state/record.js";
+import { openLocalEnvironment } from "../lib/env/environment.js";
 import { takeBaseBackup, type PhysicalManifest } from "../lib/backup/physical/index.js";
 import { isAwsEnvironment } from "../lib/backup/backup.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
@@ -148,7 +148,7 @@ function withoutCandidates(message: string): string {
 }
 
 async function physicalBackup(env: string, ctx: { log: (m: string) => void; progress: (m: string) => void }, repo: BackupRepository, instead?: string) {
-  const { dir, manifest } = await takeBaseBackup(localEnvironment(env), { out: repo.workDir, log: ctx.log, progress: ctx.progress });
+  const { dir, manifest } = await takeBaseBackup(openLocalEnvironment(env), { out: repo.workDir, log: ctx.log, progress: ctx.progress });
   const bytes = manifest.files.reduce((n, f) => n + f.bytes, 0);
   const stored = await repo.store(dir, ctx.progress);
   if (stored.upload) {

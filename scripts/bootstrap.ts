@@ -28,8 +28,8 @@ await runCommand({
     const url = ctx.flags["database-url"];
     if (!url) throw new CliError("--database-url is required: the RDS master user's URL", EXIT.USAGE, `pulumi stack output postgresUrl --stack ${ctx.flags.env} --show-secrets (put the password in $PGPASSWORD, not in the URL)`);
     const [{ specOf }, { postgresFromUrl }, { withPg }, { bootstrapRds }] = await Promise.all([
-      import("../lib/env/environment.js"),
-      import("../lib/env/target.js"),
+      import("../lib/state/record.js"),
+      import("../lib/env/resolve.js"),
       import("../lib/db/clients.js"),
       import("../lib/aws/bootstrap.js"),
     ]);

@@ -12,10 +12,10 @@ import { CliError, EXIT } from "../lib/errors.js";
 import { withRedis } from "../lib/db/clients.js";
 import { CacheKeyError, checkInvalidationPattern } from "../lib/cache/keys.js";
 import { cacheStats, countMatching, formatCacheStats, invalidatePattern, INVALIDATE_CONFIRM_THRESHOLD, keyTtl, listKeys } from "../lib/cache/ops.js";
-import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
+import { ENVIRONMENT_FLAGS, environmentFromFlags } from "../lib/env/resolve.js";
 import { redisOptions } from "../lib/verify/redis.js";
 
-const { "database-url": _unused, ...flags } = TARGET_FLAGS;
+const { "database-url": _unused, ...flags } = ENVIRONMENT_FLAGS;
 
 await runCommand({
   name: "cache",
@@ -49,7 +49,7 @@ await runCommand({
     if (!["stats", "keys", "ttl", "invalidate"].includes(action)) throw new CliError(`unknown action ${JSON.stringify(action)}: expected stats, keys, ttl or invalidate`, EXIT.USAGE);
     if (action === "stats" && argument !== undefined) throw new CliError(`stats takes no argument (got ${JSON.stringify(argument)})`, EXIT.USAGE);
     const limit = ctx.intFlag("limit", 100, 1, 100_000);
-    const target = targetFromFlags(ctx.flags, ctx.log);
+    const target = environmentFromFlags(ctx.flags, ctx.log);
     if (!target.redis) throw new CliError("no Redis to look at", EXIT.USAGE);
     // INFO is an admin command; everything else runs as the application's user, as the app would.
     const role = action === "stats" ? "admin" : "app";

@@ -1,7 +1,7 @@
 #!/usr/bin/env tsx
 /**
  * Runbook: a Docker Compose project of an environment, from the spec — the same containers the
- * Docker target runs (lib/docker/containers.ts). Writes DIR/compose.yaml (no secrets; commit it)
+ * Docker target runs (lib/engines/docker/containers.ts). Writes DIR/compose.yaml (no secrets; commit it)
  * and DIR/secrets/ (0700, git-ignored: generated passwords as Compose file secrets and a 0600
  * env file). --check: does the committed compose.yaml still match the spec?
  */
@@ -9,7 +9,7 @@ import path from "node:path";
 import { ENV_FLAG, runCommand } from "../lib/cli.js";
 import { CliError, EXIT } from "../lib/errors.js";
 import { checkComposeFile, COMPOSE_FILE, writeComposeProject } from "../lib/compose/compose.js";
-import { specOf } from "../lib/env/environment.js";
+import { specOf } from "../lib/state/record.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
 
 await runCommand({

@@ -10,7 +10,7 @@
 import path from "node:path";
 import { runCommand } from "../lib/cli.js";
 import { driftMarkdown, formatDriftReport, reviewDrift } from "../lib/drift/drift.js";
-import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
+import { ENVIRONMENT_FLAGS, environmentFromFlags } from "../lib/env/resolve.js";
 import { writeFileAtomic } from "../lib/fs.js";
 
 await runCommand({
@@ -18,7 +18,7 @@ await runCommand({
   summary: "Configuration drift review: live settings, schema and infrastructure vs the spec, the migrations and the Pulumi program.",
   usage: "[--env NAME] [--database-url URL] [--redis-url URL] [--md FILE] [--infra auto|yes|no] [--json]",
   flags: {
-    ...TARGET_FLAGS,
+    ...ENVIRONMENT_FLAGS,
     md: { type: "string", help: "also write the review as markdown to FILE (0600)" },
     infra: { type: "string", help: "pulumi preview: auto = when the CLI is on PATH and URLs were given", default: "auto", choices: ["auto", "yes", "no"] },
   },
@@ -31,7 +31,7 @@ await runCommand({
   ].join("\n"),
   exitCodes: { 0: "no drift", 1: "drift found (even if some parts could not be checked)", 2: "no drift found, but some part could not be checked (unreachable server, a setting this login may not read, pulumi error)" },
   async run(ctx) {
-    const target = targetFromFlags(ctx.flags, ctx.log);
+    const target = environmentFromFlags(ctx.flags, ctx.log);
     ctx.progress(`reviewing drift of ${target.label}`);
     const report = await reviewDrift(target, target.spec, { infra: ctx.flags.infra as "auto" | "yes" | "no", log: ctx.log });
     if (ctx.flags.md) {

@@ -25,7 +25,7 @@ import { CliError, EXIT } from "../lib/errors.js";
 import { awsDrillPlan, DEFAULT_SCRATCH_ROWS, DEFAULT_WRITE_SECONDS, formatAwsPlanMarkdown, formatDrillMarkdown, formatDrillText, runDrill } from "../lib/drill/index.js";
 import type { DrillEngine, DrillMethod } from "../lib/drill/index.js";
 import type { DumpFormat } from "../lib/backup/postgres-dump.js";
-import { specOf } from "../lib/env/environment.js";
+import { specOf } from "../lib/state/record.js";
 import { writeFileAtomic } from "../lib/fs.js";
 import { MAX_ROWS } from "../lib/db/seed/index.js";
 

@@ -9,8 +9,8 @@
  */
 import { runCommand, type Command } from "../lib/cli.js";
 import { EXIT } from "../lib/errors.js";
-import { requireEngine } from "../lib/docker/engine.js";
-import { buildOfflineImages, OFFLINE_IMAGES } from "../lib/docker/images.js";
+import { requireEngine } from "../lib/engines/docker/engine.js";
+import { buildOfflineImages, OFFLINE_IMAGES } from "../lib/engines/docker/images.js";
 import { humanBytes } from "../lib/spec/units.js";
 
 const flags = {

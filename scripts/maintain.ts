@@ -8,7 +8,7 @@
  * Online: VACUUM does not block reads or writes; a lock wait is bounded (--lock-timeout).
  */
 import { runCommand } from "../lib/cli.js";
-import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
+import { ENVIRONMENT_FLAGS, environmentFromFlags } from "../lib/env/resolve.js";
 import { formatMaintainReport, maintainEnvironment } from "../lib/maintain/maintain.js";
 
 await runCommand({
@@ -16,7 +16,7 @@ await runCommand({
   summary: "Weekly maintenance: VACUUM ANALYZE, ANALYZE, index health and table sizes, with dead tuples before and after.",
   usage: "[--env NAME] [--database-url URL] [--as owner|admin] [--lock-timeout SECONDS] [--json]",
   flags: {
-    ...TARGET_FLAGS,
+    ...ENVIRONMENT_FLAGS,
     as: { type: "string", help: "run as the schema owner or the admin (URL targets: the URL's login)", default: "owner", choices: ["owner", "admin"] },
     "lock-timeout": { type: "string", help: "seconds a step may wait for its table lock (1-3600)", default: "30" },
   },
@@ -29,7 +29,7 @@ await runCommand({
   exitCodes: { 0: "done", 1: "done, but a problem found (an invalid index, dead tuples VACUUM could not remove)", 2: "a step could not run (missing table, lock timeout, unreachable server)" },
   async run(ctx) {
     const lockTimeoutSeconds = ctx.intFlag("lock-timeout", 30, 1, 3600);
-    const target = targetFromFlags(ctx.flags, ctx.log);
+    const target = environmentFromFlags(ctx.flags, ctx.log);
     const report = await maintainEnvironment(target, target.spec, { role: ctx.flags.as as "owner" | "admin", lockTimeoutSeconds, log: ctx.progress });
     return { code: report.exitCode, data: report, human: formatMaintainReport(report) };
   },

@@ -10,8 +10,8 @@
  */
 import { runCommand } from "../lib/cli.js";
 import { CliError, EXIT } from "../lib/errors.js";
-import { specOf } from "../lib/env/environment.js";
-import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
+import { specOf } from "../lib/state/record.js";
+import { ENVIRONMENT_FLAGS, environmentFromFlags } from "../lib/env/resolve.js";
 import { formatMonitorReport, monitorEnvironment } from "../lib/monitor/monitor.js";
 import { alertingRules, alertingRulesYaml } from "../lib/monitor/rules.js";
 import { parseListenAddress, serveMetrics } from "../lib/monitor/server.js";
@@ -22,7 +22,7 @@ await runCommand({
   summary: "Metrics vs the alert thresholds: PostgreSQL connections, slow queries, dead tuples…; Redis memory, hit rate, evictions/s. Also a Prometheus exporter and its alerting rules.",
   usage: "[--env NAME] [--database-url URL] [--redis-url URL] [--interval SECONDS | --serve [HOST:]PORT [--allow-non-loopback] | --rules] [--json]",
   flags: {
-    ...TARGET_FLAGS,
+    ...ENVIRONMENT_FLAGS,
     interval: { type: "string", help: "seconds between the two Redis samples for rates (0-60, decimals allowed; 0: no rates)", default: "1" },
     serve: { type: "string", help: "serve Prometheus metrics on [HOST:]PORT (default host 127.0.0.1; PORT 0: a free one; HOST alone: port monitor.port) until SIGTERM" },
     "allow-non-loopback": { type: "boolean", help: "let --serve bind an address other than 127.0.0.0/8, ::1 or localhost (the page has no authentication)" },
@@ -51,7 +51,7 @@ await runCommand({
     if (ctx.flags.serve !== undefined) {
       // The address first: a usage mistake is reported before anything connects.
       const address = parseListenAddress(ctx.flags.serve, specOf(ctx.flags.env || "dev").monitor.port, { allowNonLoopback: ctx.flags["allow-non-loopback"] });
-      const target = targetFromFlags(ctx.flags, ctx.log);
+      const target = environmentFromFlags(ctx.flags, ctx.log);
       let lastDown = "";
       const server = await serveMetrics(target, target.spec, address, {
         onScrape(scrape) {
@@ -72,7 +72,7 @@ await runCommand({
     if (!/^\d+(\.\d+)?$/.test(ctx.flags.interval ?? "") || interval > 60) {
       throw new CliError(`--interval ${JSON.stringify(ctx.flags.interval)}: expected a number of seconds from 0 to 60 (e.g. 1 or 0.5)`, EXIT.USAGE);
     }
-    const target = targetFromFlags(ctx.flags, ctx.log);
+    const target = environmentFromFlags(ctx.flags, ctx.log);
     ctx.progress(`sampling ${target.label} for ${interval} s`);
     const report = await monitorEnvironment(target, target.spec, { intervalSeconds: interval });
     return { code: report.exitCode, data: report, human: formatMonitorReport(report) };

@@ -30,7 +30,7 @@ await runCommand({
   async run(ctx) {
     const [{ rebootPending, describeReboot }, { specOf }, { RDSClient }] = await Promise.all([
       import("../lib/aws/reboot.js"),
-      import("../lib/env/environment.js"),
+      import("../lib/state/record.js"),
       import("@aws-sdk/client-rds"),
     ]);
     const spec = specOf(ctx.flags.env ?? "staging");

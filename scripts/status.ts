@@ -5,9 +5,9 @@
  */
 import { ENV_FLAG, runCommand } from "../lib/cli.js";
 import { CliError, EXIT } from "../lib/errors.js";
-import { STATUS_PROBE_MS, type ServiceStatus, type StatusReport } from "../lib/env/embedded.js";
+import { STATUS_PROBE_MS, type ServiceStatus, type StatusReport } from "../lib/engines/embedded/environment.js";
 import { environmentStatus, localEnvironmentNames } from "../lib/env/lifecycle.js";
-import { isEphemeralId } from "../lib/env/paths.js";
+import { isEphemeralId } from "../lib/state/paths.js";
 import { humanBytes } from "../lib/spec/units.js";
 
 await runCommand({

@@ -7,9 +7,9 @@
  */
 import { ENV_FLAG, runCommand } from "../lib/cli.js";
 import { EXIT } from "../lib/errors.js";
-import { EmbeddedEnvironment } from "../lib/env/embedded.js";
+import { EmbeddedEnvironment } from "../lib/engines/embedded/environment.js";
 import { upSummary } from "../lib/env/report.js";
-import { readRecord } from "../lib/env/environment.js";
+import { readRecord } from "../lib/state/record.js";
 
 await runCommand({
   name: "up",
@@ -25,7 +25,7 @@ await runCommand({
     const env = ctx.flags.env ?? "dev";
     // A Docker environment (env:ci --engine docker) stopped by `down`: start its containers again.
     if (!ctx.flags.ephemeral && readRecord(env)?.engine === "docker") {
-      const { startDockerEnvironment } = await import("../lib/docker/environment.js");
+      const { startDockerEnvironment } = await import("../lib/engines/docker/environment.js");
       const result = await startDockerEnvironment(env, ctx.log);
       const what = result.started.length ? `started ${result.started.join(", ")}` : "already up";
       return { data: { env, engine: "docker", ...result }, human: `${env}: ${what}; healthy in ${result.seconds.toFixed(1)}s (docker)${result.migrationsApplied.length ? `; migrations applied: ${result.migrationsApplied.join(", ")}` : ""}` };

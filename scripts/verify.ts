@@ -10,7 +10,7 @@
  */
 import { runCommand } from "../lib/cli.js";
 import { CliError, EXIT } from "../lib/errors.js";
-import { TARGET_FLAGS, targetFromFlags } from "../lib/env/target.js";
+import { ENVIRONMENT_FLAGS, environmentFromFlags } from "../lib/env/resolve.js";
 import { formatVerifyReport, type CheckGroup } from "../lib/verify/report.js";
 import { verifyEnvironment } from "../lib/verify/verify.js";
 
@@ -19,7 +19,7 @@ await runCommand({
   summary: "Health check: connectivity, versions, settings vs the spec, schema at head, write probes, Redis persistence.",
   usage: "[--env NAME] [--database-url URL] [--redis-url URL] [--check db|cache|detailed] [--json]",
   flags: {
-    ...TARGET_FLAGS,
+    ...ENVIRONMENT_FLAGS,
     check: { type: "string", help: "which health check: db (PostgreSQL), cache (Redis) or detailed (both)", default: "detailed", choices: ["db", "cache", "detailed"] },
   },
   details: [
@@ -33,7 +33,7 @@ await runCommand({
   ].join("\n"),
   exitCodes: { 0: "every check ok", 1: "a problem found (even if some checks could not run)", 2: "nothing failed, but something could not be checked (server unreachable, a setting this login may not read)" },
   async run(ctx) {
-    const target = targetFromFlags(ctx.flags, ctx.log);
+    const target = environmentFromFlags(ctx.flags, ctx.log);
     const groups: CheckGroup[] = ctx.flags.check === "db" ? ["db"] : ctx.flags.check === "cache" ? ["cache"] : ["db", "cache"];
     if ((ctx.flags.check === "db" && !target.postgres) || (ctx.flags.check === "cache" && !target.redis)) {
       throw new CliError(`--check ${ctx.flags.check} needs ${ctx.flags.check === "db" ? "--database-url" : "--redis-url"} when URLs are given`, EXIT.USAGE);

@@ -1,13 +1,13 @@
 /**
  * The Docker target: PostgreSQL 16 and Redis 7 containers on a private bridge network, data in
  * named volumes, ports published on 127.0.0.1 only. Every container property comes from
- * lib/docker/containers.ts (postgresContainer/redisContainer), so `pulumi up`, the container tests
+ * lib/engines/docker/containers.ts (postgresContainer/redisContainer), so `pulumi up`, the container tests
  * and `env:ci --engine docker` run the same thing.
  */
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { POSTGRES_SUPERUSER, dummyDefinitions, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../lib/docker/containers.js";
+import { POSTGRES_SUPERUSER, dummyDefinitions, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../lib/engines/docker/containers.js";
 import { postgresUrl, postgresUser, redisUrl, redisUser, resourceName, type PostgresRole, type RedisRole } from "../lib/spec/access.js";
 import { specHash as computeSpecHash } from "../lib/spec/load.js";
 import type { Spec } from "../lib/spec/schema.js";
@@ -28,7 +28,7 @@ export class DockerDataStack extends pulumi.ComponentResource {
   readonly network: docker.Network;
   readonly postgresVolume: docker.Volume;
   readonly redisVolume: docker.Volume;
-  /** Archived WAL and base backups being written (lib/docker/containers.ts: POSTGRES_BACKUP_VOLUME_PATH). */
+  /** Archived WAL and base backups being written (lib/engines/docker/containers.ts: POSTGRES_BACKUP_VOLUME_PATH). */
   readonly postgresBackupVolume: docker.Volume;
   readonly postgresImage: docker.RemoteImage;
   readonly redisImage: docker.RemoteImage;

@@ -185,7 +185,7 @@ export async function restoreToPointInTime(spec: Spec, rds: RDSClient, options: 
 /** The command's entry: the env's spec and region, the SDK client, progress lines. */
 export async function restoreToPointInTimeCommand(env: string, to: string, log: (m: string) => void, rds?: RDSClient): Promise<PointInTimeResult> {
   const target = parseRecoveryTarget(to);
-  const { specOf } = await import("../env/environment.js");
+  const { specOf } = await import("../state/record.js");
   const spec = specOf(env);
   const client = rds ?? new (await import("@aws-sdk/client-rds")).RDSClient({ region: spec.aws.region });
   return restoreToPointInTime(spec, client, { to: target, log });

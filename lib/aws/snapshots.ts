@@ -5,7 +5,7 @@
  * CreateReplicationGroup with SnapshotName) next to the live ones, which are never touched.
  *
  * Names follow stacks/aws-data-stack.ts: the RDS instance `<namePrefix>-postgres`, the
- * replication group `<namePrefix>-redis` (lib/docker/containers.ts resourceName). The settings a
+ * replication group `<namePrefix>-redis` (lib/engines/docker/containers.ts resourceName). The settings a
  * restore needs (subnet groups, security groups, parameter groups) are read from the live
  * resources at backup time and kept in the manifest, so a restore works when they are gone.
  */

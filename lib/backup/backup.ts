@@ -12,14 +12,14 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { CliError, EXIT } from "../errors.js";
 import { diskFullError, writeFileAtomic } from "../fs.js";
-import { readRecord, specOf } from "../env/environment.js";
-import { envPaths } from "../env/paths.js";
-import { withEnvLock } from "../env/lock.js";
+import { readRecord, specOf } from "../state/record.js";
+import { envPaths } from "../state/paths.js";
+import { withEnvLock } from "../state/lock.js";
 import { PROJECT_DIR, specHash } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
 import type { AwsClients } from "../aws/snapshots.js";
 import { backupId, createPartialDir } from "./files.js";
-import { localEnvironment } from "./local-env.js";
+import { openLocalEnvironment } from "../env/environment.js";
 import { assertUsableBackupRoot } from "./location.js";
 import { MANIFEST_FILE, manifestText, sealManifest, type Manifest, type ManifestBody, type ManifestFile } from "./manifest.js";
 import { dumpPostgres, LEVEL_RANGE, type DumpFormat } from "./postgres-dump.js";
@@ -78,8 +78,8 @@ export async function backupEnvironment(options: BackupOptions): Promise<BackupR
     }
   }
   if (isAwsEnvironment(options.env)) return backupAws(options);
-  const local = localEnvironment(options.env);
-  const { spec, paths } = local.opened;
+  const local = openLocalEnvironment(options.env);
+  const { spec, paths } = local;
   const root = backupRoot(spec, options.env, options.out);
   assertUsableBackupRoot(root, options.out !== undefined ? "--out" : `backup.dir (Pulumi.${options.env}.yaml) →`);
   const log = options.log ?? (() => undefined);
@@ -108,7 +108,7 @@ export async function backupEnvironment(options: BackupOptions): Promise<BackupR
         version: 1,
         id,
         env: options.env,
-        engine: local.engine,
+        engine: local.kind,
         scope: options.table ? "table" : "full",
         startedAt: startedAt.toISOString(),
         completedAt: completedAt.toISOString(),

@@ -18,7 +18,7 @@ import { startProcess, type StartedProcess } from "../pgtools/process.js";
 import { connectionArgs, resolvePgTool, type PgTool } from "../pgtools/resolve.js";
 import { shortVersion } from "../pgtools/version.js";
 import { fsyncFile, hashGrowingFile } from "./files.js";
-import type { LocalEnvironment } from "./local-env.js";
+import type { LocalEnvironment } from "../env/environment.js";
 import type { Manifest, ManifestFile } from "./manifest.js";
 import { publicTables } from "../db/catalog.js";
 
@@ -48,10 +48,10 @@ export interface DumpResult {
 }
 
 export async function dumpPostgres(local: LocalEnvironment, options: DumpOptions): Promise<DumpResult> {
-  const { spec } = local.opened;
+  const { spec } = local;
   const database = spec.postgres.database;
   const level = options.level ?? DEFAULT_LEVEL[options.format];
-  return withPg(local.pgConfig(database), async (client) => {
+  return withPg(local.connection("admin", database), async (client) => {
     const serverVersion = String((await client.query("SHOW server_version")).rows[0].server_version).split(" ")[0]!;
     const serverMajor = Math.floor(Number((await client.query("SHOW server_version_num")).rows[0].server_version_num) / 10000);
     const tables = await publicTables(client);
@@ -69,7 +69,7 @@ export async function dumpPostgres(local: LocalEnvironment, options: DumpOptions
 
       const file = path.join(options.dir, DUMP_FILE[options.format]);
       const args = [
-        ...connectionArgs(tool, local.pgAdmin.user, database),
+        ...connectionArgs(tool, local.connections.credentials.postgres.superuser, database),
         `--snapshot=${snapshot}`,
         // A table locked exclusively (a migration) fails the backup after a while instead of hanging it.
         "--lock-wait-timeout=120s",
@@ -77,7 +77,7 @@ export async function dumpPostgres(local: LocalEnvironment, options: DumpOptions
         ...(options.table !== undefined ? [`--table=public.${sqlIdent(options.table)}`] : []),
       ];
       // pg_dump starts first; the counts run meanwhile, in the same snapshot.
-      const dumping = runDump(tool, args, local.pgAdmin.password, options.format, level, file, options);
+      const dumping = runDump(tool, args, local.connections.credentials.postgres.superuserPassword, options.format, level, file, options);
       dumping.catch(() => undefined);
       const rows: Record<string, number> = {};
       for (const table of scope) rows[table] = Number((await client.query(`SELECT count(*) AS n FROM public.${sqlIdent(table)}`)).rows[0].n);

@@ -31,14 +31,14 @@ import type pg from "pg";
 import { CliError, EXIT } from "../errors.js";
 import { connectPg, withPg } from "../db/clients.js";
 import { appliedMigrations, knownMigrations, MIGRATIONS_DIR, MIGRATIONS_TABLE } from "../db/migrate.js";
-import { ephemeralRoot } from "../env/paths.js";
+import { ephemeralRoot } from "../state/paths.js";
 import { writeFileAtomic } from "../fs.js";
 import { applyRoleSql, bootstrapSql, postMigrationSql, privilegesSql, sqlIdent, sqlLiteral } from "../db/roles.js";
 import { bootstrapExtensions } from "../drift/schema.js";
 import { startProcess, type StartedProcess } from "../pgtools/process.js";
 import { connectionArgs, resolvePgTool, type PgCommand, type PgTool, type StagedFile } from "../pgtools/resolve.js";
 import { psqlSupportsRestrict, shortVersion } from "../pgtools/version.js";
-import type { LocalEnvironment } from "./local-env.js";
+import type { LocalEnvironment } from "../env/environment.js";
 import type { Manifest } from "./manifest.js";
 import { RestrictedDumpStream, restrictKey, TableDataFilter } from "./sql-stream.js";
 import { publicTables } from "../db/catalog.js";
@@ -122,7 +122,7 @@ async function resolvePgRestore(local: LocalEnvironment, file: string, manifest:
 
 /** The schema owner's login: every dump loads as it (never as a superuser). */
 function ownerLogin(local: LocalEnvironment): { user: string; password: string } {
-  return { user: local.opened.spec.postgres.user, password: local.opened.connections.credentials.postgres.ownerPassword };
+  return { user: local.spec.postgres.user, password: local.connections.credentials.postgres.ownerPassword };
 }
 
 /**
@@ -244,7 +244,7 @@ function watchLoad(local: LocalEnvironment, database: string, progress?: (m: str
   // Stopping wakes the loop at once: the restore never waits out the rest of a second.
   const stopped = new Promise<"stopped">((resolve) => (stop = () => resolve("stopped")));
   // Connected to the new database itself, so that relation ids resolve to names.
-  const watching = withPg(local.pgConfig(database), async (client) => {
+  const watching = withPg(local.connection("admin", database), async (client) => {
     for (;;) {
       const next = await Promise.race([stopped, new Promise<"tick">((resolve) => setTimeout(() => resolve("tick"), 1000).unref())]);
       if (next === "stopped") break;
@@ -364,12 +364,12 @@ async function tablesByMigration(local: LocalEnvironment, serverMajor: number, n
 }
 
 async function migrateInScratch(local: LocalEnvironment, name: string): Promise<string[][]> {
-  const { spec, connections } = local.opened;
+  const { spec, connections } = local;
   const { migrate } = await import("../db/migrate.js");
-  return withPg(local.pgConfig("postgres"), async (admin) => {
+  return withPg(local.connection("admin", "postgres"), async (admin) => {
     await admin.query(`CREATE DATABASE ${sqlIdent(name)} OWNER ${sqlIdent(spec.postgres.user)} TEMPLATE template0`);
     try {
-      await withPg(local.pgConfig(name), (c) => c.query(privilegesSql({ ...spec, postgres: { ...spec.postgres, database: name } })));
+      await withPg(local.connection("admin", name), (c) => c.query(privilegesSql({ ...spec, postgres: { ...spec.postgres, database: name } })));
       return await withPg(connections.postgresConfig("owner", name), async (client) => {
         const steps: string[][] = [];
         for (let i = 0; i < knownMigrations().length; i++) {
@@ -386,10 +386,10 @@ async function migrateInScratch(local: LocalEnvironment, name: string): Promise<
 
 export async function prepareDatabaseRestore(local: LocalEnvironment, file: string, options: DatabaseRestoreOptions): Promise<PreparedDatabaseRestore> {
   const started = Date.now();
-  const { spec, connections } = local.opened;
+  const { spec, connections } = local;
   const database = spec.postgres.database;
   const names = sideNames(database);
-  const server = await withPg(local.pgConfig("postgres"), async (client) => {
+  const server = await withPg(local.connection("admin", "postgres"), async (client) => {
     const info = await serverInfo(client);
     // Left by a killed restore (we hold the environment's lock, so none is in use).
     const [restorePattern, oldPattern] = names.pattern.split("|");
@@ -410,7 +410,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     return info;
   });
   const discard = async () => {
-    await withPg(local.pgConfig("postgres"), (c) => c.query(`DROP DATABASE IF EXISTS ${sqlIdent(names.restore)} WITH (FORCE)`)).catch(() => undefined);
+    await withPg(local.connection("admin", "postgres"), (c) => c.query(`DROP DATABASE IF EXISTS ${sqlIdent(names.restore)} WITH (FORCE)`)).catch(() => undefined);
   };
   // What a database of this project holds, derived from the migrations while the dump loads.
   const presetExtensions = bootstrapExtensions(spec);
@@ -424,7 +424,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     // Owner, grants and default privileges of the spec's roles, as `up` gives the live database.
     const { ownerPassword, appPassword, readonlyPassword } = connections.credentials.postgres;
     const bootstrap = bootstrapSql({ ...spec, postgres: { ...spec.postgres, database: names.restore } }, { owner: ownerPassword, app: appPassword, readonly: readonlyPassword });
-    await withPg(local.pgConfig(names.restore), (c) => applyRoleSql(c, bootstrap));
+    await withPg(local.connection("admin", names.restore), (c) => applyRoleSql(c, bootstrap));
     options.log(`postgres: loading the dump into a new database ${names.restore}, as ${spec.postgres.user}`);
     /** What loaded the dump, for the report: "psql 15.18 (/usr/bin/psql)". */
     let tool: string;
@@ -432,12 +432,12 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
     const stopWatching = watchLoad(local, names.restore, options.progress, options.manifest?.postgres?.tables);
     // A superuser session on the live database during the load: the owner, whom the dump runs as,
     // owns that database too, and DROP DATABASE … WITH (FORCE) cannot end a superuser's session.
-    const liveExists = await withPg(local.pgConfig("postgres"), async (c) => (await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [database])).rowCount === 1);
+    const liveExists = await withPg(local.connection("admin", "postgres"), async (c) => (await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [database])).rowCount === 1);
     let guard: pg.Client | undefined;
     let before: SharedState | undefined;
     try {
       if (liveExists) {
-        guard = await connectPg(local.pgConfig(database));
+        guard = await connectPg(local.connection("admin", database));
         before = await sharedState(guard, database, spec.postgres.user);
       }
       if (archive) {
@@ -453,7 +453,7 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
       await archive?.then((a) => a.cleanup(), () => undefined);
       await stopWatching();
       // The owner may change its own role (its password, settings): back to what `up` set.
-      await withPg(local.pgConfig(names.restore), (c) => c.query(bootstrap)).catch(() => undefined);
+      await withPg(local.connection("admin", names.restore), (c) => c.query(bootstrap)).catch(() => undefined);
       try {
         const after = guard && before ? await sharedState(guard, database, spec.postgres.user) : undefined;
         const changed = before && after ? sharedChanges(before, after) : [];
@@ -472,10 +472,10 @@ export async function prepareDatabaseRestore(local: LocalEnvironment, file: stri
       }
     }
     if (droppedLines.length) options.log(`postgres: left out ${droppedLines.length} line(s) of the dump: ${[...new Set(droppedLines)].join(" ")}`);
-    const checked = await withPg(local.pgConfig(names.restore), async (c) => checkRestoredDatabase(c, options.manifest, await expectedTables));
+    const checked = await withPg(local.connection("admin", names.restore), async (c) => checkRestoredDatabase(c, options.manifest, await expectedTables));
     // The dump's tables got the owner's default privileges (pg_dump restates only ACLs that differ
     // from the built-in default): the migrations' bookkeeping goes back to owner-only, as after `up`.
-    await withPg(local.pgConfig(names.restore), (c) => applyRoleSql(c, postMigrationSql(spec, MIGRATIONS_TABLE)));
+    await withPg(local.connection("admin", names.restore), (c) => applyRoleSql(c, postMigrationSql(spec, MIGRATIONS_TABLE)));
     return {
       database: names.restore,
       serverVersion: server.version,
@@ -655,7 +655,7 @@ async function checkRestoredDatabase(client: pg.ClientBase, manifest: Manifest |
  */
 async function swapDatabases(local: LocalEnvironment, restored: string, old: string, database: string, log: (m: string) => void): Promise<{ replaced: boolean; seconds: number }> {
   const started = Date.now();
-  return withPg(local.pgConfig("postgres"), async (client) => {
+  return withPg(local.connection("admin", "postgres"), async (client) => {
     const exists = (await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [database])).rowCount === 1;
     if (!exists) {
       await client.query(`ALTER DATABASE ${sqlIdent(restored)} RENAME TO ${sqlIdent(database)}`);
@@ -717,8 +717,8 @@ export async function restoreTables(
   options: { kind: DumpKind; manifest?: Manifest; onProgress?: (p: LoadProgress) => void; log: (m: string) => void },
 ): Promise<TableRestoreReport> {
   const started = Date.now();
-  const database = local.opened.spec.postgres.database;
-  const { server, sequences, foreignKeys } = await withPg(local.pgConfig(database), async (client) => {
+  const database = local.spec.postgres.database;
+  const { server, sequences, foreignKeys } = await withPg(local.connection("admin", database), async (client) => {
     const info = await serverInfo(client);
     const names = await publicTables(client);
     for (const t of tables) {
@@ -819,11 +819,11 @@ export async function restoreTables(
 
 /** Whether the target holds data: rows in any of the tables (pgmigrations aside). */
 export async function postgresHasData(local: LocalEnvironment, tables?: string[]): Promise<string[]> {
-  const database = local.opened.spec.postgres.database;
-  return withPg(local.pgConfig("postgres"), async (admin) => {
+  const database = local.spec.postgres.database;
+  return withPg(local.connection("admin", "postgres"), async (admin) => {
     const exists = (await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [database])).rowCount === 1;
     if (!exists) return [];
-    return withPg(local.pgConfig(database), async (client) => {
+    return withPg(local.connection("admin", database), async (client) => {
       const nonEmpty: string[] = [];
       for (const relname of (await publicTables(client)).filter((t) => t !== MIGRATIONS_TABLE)) {
         if (tables && !tables.includes(relname)) continue;

@@ -19,9 +19,10 @@ import path from "node:path";
 import type { Redis } from "ioredis";
 import { CliError, EXIT } from "../errors.js";
 import { withRedis } from "../db/clients.js";
-import { serviceUser, type ServiceUser } from "../env/paths.js";
-import { embeddedRedisConf, findRedisServer, redisPid, setAsideDirs, SET_ASIDE_PREFIX, startRedis, stopRedis, writeRedisConf } from "../env/redis-server.js";
-import { docker, type LocalEnvironment } from "./local-env.js";
+import { serviceUser, type ServiceUser } from "../state/paths.js";
+import { embeddedRedisConf, findRedisServer, redisPid, setAsideDirs, SET_ASIDE_PREFIX, startRedis, stopRedis, writeRedisConf } from "../engines/embedded/redis-server.js";
+import { type LocalEnvironment } from "../env/environment.js";
+import { docker } from "../engines/docker/engine.js";
 import type { Manifest } from "./manifest.js";
 import { fsyncFile, hashFile } from "./files.js";
 import type { ManifestFile } from "./manifest.js";
@@ -101,7 +102,7 @@ export interface RedisSnapshot {
 /** BGSAVE, copy of the RDB into `dir`, check and count with redis-check-rdb. */
 export async function snapshotRedis(local: LocalEnvironment, dir: string, onBytes?: (bytes: number) => void): Promise<RedisSnapshot> {
   const dest = path.join(dir, RDB_FILE);
-  return withRedis(local.redisAdmin, async (redis) => {
+  return withRedis(local.redisConnection("admin"), async (redis) => {
     const serverVersion = parseInfo(await redis.info("server")).get("redis_version") ?? "unknown";
     const [, dataDir] = (await redis.config("GET", "dir")) as string[];
     const [, dbfilename] = (await redis.config("GET", "dbfilename")) as string[];
@@ -222,7 +223,7 @@ async function enableAof(redis: Redis): Promise<void> {
 /** Restores an embedded environment's Redis from an RDB file (see the module comment). */
 export async function restoreRedisEmbedded(local: LocalEnvironment, rdb: string, expectedKeys: number | undefined, log: (m: string) => void): Promise<RestoredRedis> {
   const started = Date.now();
-  const { spec, paths, connections } = local.opened;
+  const { spec, paths, connections } = local;
   const credentials = connections.credentials.redis;
   const user = serviceUser();
   const bin = findRedisServer(log);
@@ -244,7 +245,7 @@ export async function restoreRedisEmbedded(local: LocalEnvironment, rdb: string,
     renameSync(staging, live.rdb);
     writeRedisConf(paths, embeddedRedisConf(spec, paths, { ...confOptions, appendonly: false }), user);
     await startRedis(bin, paths, port, credentials.adminPassword, user);
-    const report = await withRedis(local.redisAdmin, async (redis) => {
+    const report = await withRedis(local.redisConnection("admin"), async (redis) => {
       const info = await persistence(redis);
       const { loaded, expired } = checkLoaded(info, expectedKeys);
       if (spec.redis.appendonly) {
@@ -293,7 +294,7 @@ function chownTo(file: string, user: ServiceUser | undefined): void {
 export async function restoreRedisDocker(local: LocalEnvironment, rdb: string, expectedKeys: number | undefined, log: (m: string) => void): Promise<RestoredRedis> {
   const started = Date.now();
   const { binary, redis: container } = local.docker!;
-  const { spec } = local.opened;
+  const { spec } = local;
   const inspect = JSON.parse(await docker(binary, ["inspect", container]))[0] as { Config: { Image: string }; Mounts: { Name?: string; Source: string; Destination: string; Type: string }[] };
   const mount = inspect.Mounts.find((m) => m.Destination === "/data");
   if (!mount) throw new CliError(`container ${container} has no volume on /data`, EXIT.ERROR);
@@ -372,7 +373,7 @@ async function waitRedisKeys(local: LocalEnvironment): Promise<number> {
   let last = "";
   while (Date.now() < deadline) {
     try {
-      return await withRedis({ ...local.redisAdmin, connectTimeout: 2_000 }, async (redis) => {
+      return await withRedis({ ...local.redisConnection("admin"), connectTimeout: 2_000 }, async (redis) => {
         await redis.ping();
         return totalKeys(await redis.info("keyspace"));
       });

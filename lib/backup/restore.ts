@@ -20,13 +20,13 @@ import { CliError, EXIT } from "../errors.js";
 import { registerSecret } from "../redact.js";
 import { withRedis } from "../db/clients.js";
 import { knownMigrations } from "../db/migrate.js";
-import { specOf } from "../env/environment.js";
-import { withEnvLock } from "../env/lock.js";
-import { envPaths } from "../env/paths.js";
+import { specOf } from "../state/record.js";
+import { withEnvLock } from "../state/lock.js";
+import { envPaths } from "../state/paths.js";
 import { writeFileAtomic } from "../fs.js";
 import type { AwsClients, AwsRestoreResult } from "../aws/snapshots.js";
 import { isAwsEnvironment } from "./backup.js";
-import { localEnvironment, type LocalEnvironment } from "./local-env.js";
+import { openLocalEnvironment, type LocalEnvironment } from "../env/environment.js";
 import type { Manifest } from "./manifest.js";
 import { detectDumpKind, postgresHasData, prepareDatabaseRestore, restoreTables, type DumpKind, type LoadProgress } from "./postgres-restore.js";
 import { restoreRedisDocker, restoreRedisEmbedded, type RedisRestoreReport } from "./redis.js";
@@ -127,10 +127,10 @@ export async function restoreEnvironment(options: RestoreOptions): Promise<Resto
   }
   if (!dumpFile || !kind) throw new CliError(`backup ${from} holds no PostgreSQL dump`, EXIT.USAGE);
 
-  const local = localEnvironment(options.env);
-  const { paths } = local.opened;
+  const local = openLocalEnvironment(options.env);
+  const { paths } = local;
   // A logical dump loads into the same or a newer major only: a newer server's dump may use what this one lacks.
-  const targetMajor = local.opened.spec.postgres.version;
+  const targetMajor = local.spec.postgres.version;
   if (manifest?.postgres && manifest.postgres.serverMajor > targetMajor) {
     throw new CliError(
       `backup ${manifest.id} comes from PostgreSQL ${manifest.postgres.serverMajor}; environment '${options.env}' runs PostgreSQL ${targetMajor}`,
@@ -215,7 +215,7 @@ async function restoreDatabaseAndRedis(
 ) {
   const [pgResult, redisResult] = await Promise.allSettled([
     prepareDatabaseRestore(local, dumpFile, { kind, manifest, jobs: options.jobs, progress: options.progress, log }),
-    rdb ? (local.engine === "docker" ? restoreRedisDocker : restoreRedisEmbedded)(local, rdb, manifest!.redis!.keys, log) : Promise.resolve(undefined),
+    rdb ? (local.kind === "docker" ? restoreRedisDocker : restoreRedisEmbedded)(local, rdb, manifest!.redis!.keys, log) : Promise.resolve(undefined),
   ]);
   const undo = async () => {
     if (pgResult.status === "fulfilled") await pgResult.value.discard();
@@ -260,7 +260,7 @@ function holdSignals(log: (m: string) => void): HeldSignals {
 }
 
 async function redisKeyCount(local: LocalEnvironment): Promise<number> {
-  return withRedis(local.redisAdmin, async (redis) => totalKeys(await redis.info("keyspace")));
+  return withRedis(local.redisConnection("admin"), async (redis) => totalKeys(await redis.info("keyspace")));
 }
 
 function loadProgress(progress?: (m: string) => void): (p: LoadProgress) => void {

@@ -8,10 +8,10 @@
  */
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
-import { withEnvLock } from "../env/lock.js";
-import { envPaths } from "../env/paths.js";
-import { processAlive } from "../env/processes.js";
-import { specOf } from "../env/environment.js";
+import { withEnvLock } from "../state/lock.js";
+import { envPaths } from "../state/paths.js";
+import { processAlive } from "../state/processes.js";
+import { specOf } from "../state/record.js";
 import { PROJECT_DIR } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
 import { backupRoot } from "./backup.js";

@@ -9,7 +9,7 @@ import { CliError, EXIT } from "../errors.js";
 import { hashFile } from "./files.js";
 import { MANIFEST_FILE, parseManifest, type Manifest } from "./manifest.js";
 import { checkRdb } from "./redis.js";
-import type { LocalEnvironment } from "./local-env.js";
+import type { LocalEnvironment } from "../env/environment.js";
 
 export interface VerifiedBackup {
   dir: string;

@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { backupEnvironment } from "../backup/backup.js";
-import { localEnvironment } from "../backup/local-env.js";
+import { openLocalEnvironment } from "../env/environment.js";
 import { BASE_TAR_FILE } from "../backup/physical/manifest.js";
 import { DUMP_FILE } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
@@ -78,7 +78,7 @@ export const backupItem: BenchItem = {
     const { env, destroy } = await ctx.embedded("backup");
 
     // The guide's tools: the pg_dump/psql the toolkit would pick (same requirements); none → nothing to compare.
-    const local = localEnvironment(env.env);
+    const local = openLocalEnvironment(env.env);
     let pgDump: PgTool;
     let psql: PgTool;
     try {

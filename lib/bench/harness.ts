@@ -13,10 +13,10 @@ import os from "node:os";
 import path from "node:path";
 import { withPg } from "../db/clients.js";
 import { seedMarketData } from "../db/seed/index.js";
-import { downEmbedded, EmbeddedEnvironment, type StartedEmbeddedEnvironment } from "../env/embedded.js";
-import { processAlive } from "../env/processes.js";
-import { readRecord } from "../env/environment.js";
-import { ephemeralRoot, isEphemeralId } from "../env/paths.js";
+import { downEmbedded, EmbeddedEnvironment, type StartedEmbeddedEnvironment } from "../engines/embedded/environment.js";
+import { processAlive } from "../state/processes.js";
+import { readRecord } from "../state/record.js";
+import { ephemeralRoot, isEphemeralId } from "../state/paths.js";
 import { writeFileAtomic } from "../fs.js";
 import { describeMachine, loadAverage } from "./machine.js";
 import { ChildProcesses } from "./process.js";
@@ -327,7 +327,7 @@ async function sweepEnvironments(root: string, log: Log): Promise<void> {
         engine = undefined;
       }
       if (engine === "docker") {
-        const { removeDockerEnvironment } = await import("../docker/environment.js");
+        const { removeDockerEnvironment } = await import("../engines/docker/environment.js");
         await removeDockerEnvironment(id, () => undefined);
       } else {
         await downEmbedded(id, { destroy: true, lockWaitSeconds: 20 });

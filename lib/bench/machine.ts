@@ -1,8 +1,8 @@
 /** What the figures were measured on: hardware, load, and the versions of everything timed. */
 import os from "node:os";
 import path from "node:path";
-import { probeEngine } from "../docker/engine.js";
-import { embeddedPgBinDir } from "../env/postgres-server.js";
+import { probeEngine } from "../engines/docker/engine.js";
+import { embeddedPgBinDir } from "../engines/embedded/postgres-server.js";
 import { commandLine } from "./process.js";
 import type { Machine } from "./results.js";
 import { run } from "../process.js";

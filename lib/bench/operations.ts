@@ -28,9 +28,9 @@ const OPERATIONS: Operation[] = [
     targetSeconds: 1,
     args: [],
     async inProcess(env) {
-      const { environmentTarget } = await import("../env/target.js");
+      const { openEnvironment } = await import("../env/environment.js");
       const { verifyEnvironment } = await import("../verify/verify.js");
-      const target = environmentTarget(env);
+      const target = openEnvironment(env);
       return (await verifyEnvironment(target, target.spec, { groups: ["db", "cache"] })).exitCode;
     },
   },
@@ -40,9 +40,9 @@ const OPERATIONS: Operation[] = [
     targetSeconds: 1,
     args: [],
     async inProcess(env) {
-      const { environmentTarget } = await import("../env/target.js");
+      const { openEnvironment } = await import("../env/environment.js");
       const { reviewDrift } = await import("../drift/drift.js");
-      const target = environmentTarget(env);
+      const target = openEnvironment(env);
       return (await reviewDrift(target, target.spec, { infra: "auto" })).exitCode;
     },
   },
@@ -52,9 +52,9 @@ const OPERATIONS: Operation[] = [
     targetSeconds: 2,
     args: ["--interval", "1"],
     async inProcess(env) {
-      const { environmentTarget } = await import("../env/target.js");
+      const { openEnvironment } = await import("../env/environment.js");
       const { monitorEnvironment } = await import("../monitor/monitor.js");
-      const target = environmentTarget(env);
+      const target = openEnvironment(env);
       return (await monitorEnvironment(target, target.spec, { intervalSeconds: 1 })).exitCode;
     },
   },

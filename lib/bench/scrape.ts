@@ -2,9 +2,9 @@
  * Item 9, one Prometheus scrape of a healthy environment (the seeded fixture): GET /metrics from
  * the exporter as `monitor --serve` runs it (its sessions kept between scrapes), and a one-off
  * scrape that opens and closes its own connections (what a first scrape, or a restarted server,
- * costs). Target: 200 ms.
+ * costs). Environment: 200 ms.
  */
-import { environmentTarget } from "../env/target.js";
+import { openEnvironment } from "../env/environment.js";
 import { scrapeMetrics } from "../monitor/exporter.js";
 import { serveMetrics } from "../monitor/server.js";
 import type { BenchItem } from "./harness.js";
@@ -18,7 +18,7 @@ export const scrapeItem: BenchItem = {
   title: "9. Prometheus scrape (monitor --serve)",
   async run(ctx) {
     const env = await ctx.seeded(ctx.plan.rows);
-    const target = environmentTarget(env.env);
+    const target = openEnvironment(env.env);
     const server = await serveMetrics(target, target.spec, { host: "127.0.0.1", port: 0 });
     const stop = ctx.defer("stop the exporter", () => server.close());
     const count = ctx.plan.repetitions * SCRAPES_PER_REPETITION;

@@ -5,9 +5,9 @@
  * printed variables; and the same two servers as Docker containers from local images, when an
  * engine answers.
  */
-import { downEmbedded } from "../env/embedded.js";
+import { downEmbedded } from "../engines/embedded/environment.js";
 import { removeCiEnvironment } from "../ci-env/environment.js";
-import { probeEngine } from "../docker/engine.js";
+import { probeEngine } from "../engines/docker/engine.js";
 import { loadSpec } from "../spec/load.js";
 import type { BenchContext, BenchItem } from "./harness.js";
 import { failureText, type TimedRun } from "./process.js";
@@ -106,14 +106,14 @@ async function measureDocker(ctx: BenchContext): Promise<Row[]> {
   let reason: string | undefined;
   if (!engine.answering || !engine.binary) reason = `no Docker engine (${engine.problem})`;
   else {
-    const { inspectImage } = await import("../docker/images.js");
+    const { inspectImage } = await import("../engines/docker/images.js");
     const missing = [];
     for (const image of [images.postgres, images.redis]) if (!(await inspectImage(engine.binary, image))) missing.push(image);
     if (missing.length) reason = `image ${missing.join(", ")} not built (npm run images)`;
   }
   if (reason) return Object.values(rows).map((r) => skippedRow({ ...r, reason }));
 
-  const { DockerEnvironment, removeDockerEnvironment } = await import("../docker/environment.js");
+  const { DockerEnvironment, removeDockerEnvironment } = await import("../engines/docker/environment.js");
   const healthy: number[] = [];
   const migrated: number[] = [];
   const command: number[] = [];

@@ -5,10 +5,10 @@
 import { existsSync, rmSync } from "node:fs";
 import { CliError, EXIT } from "../errors.js";
 import { withPg } from "../db/clients.js";
-import type { Credentials } from "../env/credentials.js";
-import { downEmbedded, EmbeddedEnvironment } from "../env/embedded.js";
-import { readRecord, type EnvironmentConnections } from "../env/environment.js";
-import { envPaths, isEphemeralId } from "../env/paths.js";
+import type { Credentials } from "../state/credentials.js";
+import { downEmbedded, EmbeddedEnvironment } from "../engines/embedded/environment.js";
+import { readRecord, type EnvironmentConnections } from "../state/record.js";
+import { envPaths, isEphemeralId } from "../state/paths.js";
 
 export interface StartedCiEnvironment {
   id: string;
@@ -36,7 +36,7 @@ export async function startCiEnvironment(options: CiEnvironmentOptions): Promise
     id = env.env;
     connections = env.connections;
   } else {
-    const { DockerEnvironment } = await import("../docker/environment.js");
+    const { DockerEnvironment } = await import("../engines/docker/environment.js");
     const env = await new DockerEnvironment(options.baseEnv).withEphemeral().withLog(options.log).start();
     id = env.env;
     connections = env.connections;
@@ -68,7 +68,7 @@ export async function removeCiEnvironment(id: string, log: (message: string) => 
     record = undefined; // corrupt: whatever runs is found by pid files or labels below
   }
   if (record?.engine === "docker" || (record === undefined && (await hasDockerObjects(id)))) {
-    const { removeDockerEnvironment } = await import("../docker/environment.js");
+    const { removeDockerEnvironment } = await import("../engines/docker/environment.js");
     return { id, removed: await removeDockerEnvironment(id, log) };
   }
   if (!existsSync(envPaths(id).dir)) return { id, removed: [] };
@@ -78,6 +78,6 @@ export async function removeCiEnvironment(id: string, log: (message: string) => 
 }
 
 async function hasDockerObjects(id: string): Promise<boolean> {
-  const { hasDockerObjects: check } = await import("../docker/environment.js");
+  const { hasDockerObjects: check } = await import("../engines/docker/environment.js");
   return check(id);
 }

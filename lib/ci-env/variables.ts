@@ -2,7 +2,7 @@
  * The connection variables of a throw-away CI environment, in the formats CI systems read:
  * dotenv lines, JSON, or GitHub Actions (masked secrets + $GITHUB_ENV lines).
  */
-import type { EnvironmentConnections } from "../env/environment.js";
+import type { EnvironmentConnections } from "../state/record.js";
 
 export type VariableFormat = "dotenv" | "json" | "github";
 

@@ -1,6 +1,6 @@
 /**
  * A Docker Compose project for an environment, derived from the SAME container definitions as
- * the Docker target (lib/docker/containers.ts): command, environment, files, healthcheck, named
+ * the Docker target (lib/engines/docker/containers.ts): command, environment, files, healthcheck, named
  * volumes, 127.0.0.1-only ports, shm size, images and labels. `compose.yaml` holds no secret and
  * depends only on the spec, so it can be committed and checked (`--check`) against the spec.
  *
@@ -16,11 +16,11 @@
 import { chmodSync, existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { stringify } from "yaml";
-import { generateCredentials, readCredentials, writeCredentials, type Credentials } from "../env/credentials.js";
+import { generateCredentials, readCredentials, writeCredentials, type Credentials } from "../state/credentials.js";
 import { ensureDir, writeFileAtomic, writeFileAtomicIfChanged } from "../fs.js";
 import { specHash } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
-import { dummyDefinitions, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../docker/containers.js";
+import { dummyDefinitions, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../engines/docker/containers.js";
 import { resourceName } from "../spec/access.js";
 
 export const COMPOSE_FILE = "compose.yaml";

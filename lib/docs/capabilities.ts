@@ -24,7 +24,7 @@ import { mdCell } from "../markdown.js";
 
 
 export const TARGETS = ["embedded", "docker", "aws"] as const;
-export type Target = (typeof TARGETS)[number];
+export type TargetName = (typeof TARGETS)[number];
 export type Support = "applied" | "mapped" | "not supported";
 
 export interface CapabilityCell {

@@ -3,13 +3,13 @@
  * settings, the migrations for the schema (derived in a scratch database, see ./schema.ts), the
  * Pulumi program for the infrastructure. Every part runs concurrently on its own connection.
  *
- *   const report = await reviewDrift(resolveTarget({ env: "dev" }));
+ *   const report = await reviewDrift(resolveEnvironment({ env: "dev" }));
  *   report.exitCode // 0 none, 1 drift, 2 a part could not be checked (and no drift found)
  */
 import { EXIT, type ExitCode } from "../errors.js";
 import { redact } from "../redact.js";
 import { withPg, withRedis } from "../db/clients.js";
-import type { Target } from "../env/target.js";
+import type { Environment } from "../env/environment.js";
 import type { Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { redisOptions } from "../verify/redis.js";
@@ -62,7 +62,7 @@ async function section(id: SectionId, title: string, compared: string, work: () 
   }
 }
 
-export async function reviewDrift(target: Target, spec: Spec = target.spec, options: DriftOptions = {}): Promise<DriftReport> {
+export async function reviewDrift(target: Environment, spec: Spec = target.spec, options: DriftOptions = {}): Promise<DriftReport> {
   const started = performance.now();
   const settings: DriftReport["settings"] = { postgres: [], redis: [] };
   const work: Promise<DriftSection | DriftSection[]>[] = [];
@@ -128,7 +128,7 @@ export async function reviewDrift(target: Target, spec: Spec = target.spec, opti
 }
 
 /** Schema objects and migrations, from one live introspection and one scratch derivation. */
-async function schemaSections(target: Target, spec: Spec): Promise<DriftSection[]> {
+async function schemaSections(target: Environment, spec: Spec): Promise<DriftSection[]> {
   const endpoint = target.postgres!;
   // An AWS stack's roles come from `npm run bootstrap` (the same grants, as RDS runs them), so
   // its privileges are compared too, although its URL is one login.
@@ -219,7 +219,7 @@ export function driftMarkdown(report: DriftReport): string {
   const out: string[] = [
     `# Configuration drift review: ${report.env}`,
     "",
-    `- Target: ${report.target}`,
+    `- Environment: ${report.target}`,
     `- Generated: ${report.generatedAt} by \`npm run drift\` (${report.ms} ms)`,
     `- Result: **${report.drift ? "drift found" : report.exitCode === EXIT.ERROR ? "no drift found, but some parts could not be checked" : "no drift"}** (exit ${report.exitCode})`,
     "",

@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { withPg } from "../db/clients.js";
 import { applyRoleSql, postMigrationSql, privilegesSql, sqlIdent } from "../db/roles.js";
-import type { PostgresEndpoint } from "../env/target.js";
+import type { PostgresEndpoint } from "../env/environment.js";
 import type { Spec } from "../spec/schema.js";
 
 export type SchemaObjectKind = "schema" | "extension" | "table" | "column" | "constraint" | "index" | "trigger" | "function" | "sequence" | "type" | "privilege";

@@ -9,11 +9,11 @@
 import type pg from "pg";
 import type { Redis } from "ioredis";
 import { redisAclLines } from "../spec/access.js";
-import type { Target } from "../env/target.js";
+import type { Environment } from "../env/environment.js";
 import { localPostgresSettings, redisConfigGetValue, redisSettings } from "../spec/render.js";
 import { archiveTargetOf } from "../verify/archive.js";
 import type { Spec } from "../spec/schema.js";
-import { checkPostgresSettings, type SettingCheck } from "../verify/settings.js";
+import { checkPostgresSettings, type SettingCheck } from "../db/settings.js";
 
 /** One finding: what, what the spec/migrations say, what is live, and how to fix it. */
 export interface DriftItem {
@@ -53,11 +53,11 @@ export interface RedisSettingRow {
 
 /** How to put a spec setting back, per kind of target. */
 /** How to restart the servers of the environment a report is about (URLs: the operator's own way). */
-function restartHint(target: Target): string {
+function restartHint(target: Environment): string {
   return target.kind === "urls" ? "restart the server (reboot the instance)" : `restart the server: npm run down -- --env ${target.env} && npm run up -- --env ${target.env}`;
 }
 
-function reapplyHint(target: Target): string {
+function reapplyHint(target: Environment): string {
   return target.kind === "urls"
     ? "set it back in the instance's parameter group (pulumi up applies the spec)"
     : `re-apply the spec: npm run up -- --env ${target.env}`;
@@ -70,7 +70,7 @@ export interface PostgresSettingsDrift {
   errors: string[];
 }
 
-export async function postgresSettingsDrift(client: pg.ClientBase, spec: Spec, target: Target): Promise<PostgresSettingsDrift> {
+export async function postgresSettingsDrift(client: pg.ClientBase, spec: Spec, target: Environment): Promise<PostgresSettingsDrift> {
   const items: DriftItem[] = [];
   const errors: string[] = [];
   // Local targets archive WAL: their archiving settings are the spec's like the others.
@@ -228,7 +228,7 @@ export interface RedisSettingsDrift {
 }
 
 /** The spec's and the baseline's settings, read with one CONFIG GET. */
-export async function redisSettingsDrift(redis: Redis, spec: Spec, target: Target): Promise<RedisSettingsDrift> {
+export async function redisSettingsDrift(redis: Redis, spec: Spec, target: Environment): Promise<RedisSettingsDrift> {
   const wanted: RedisSettingRow[] = [
     ...redisSettings(spec).map((s) => ({ name: s.name, expected: redisConfigGetValue(s), actual: undefined, from: "spec" as const })),
     ...Object.entries(REDIS_BASELINE).map(([name, expected]) => ({ name, expected, actual: undefined, from: "baseline" as const })),
@@ -274,7 +274,7 @@ export async function redisAclDrift(redis: Redis, spec: Spec): Promise<DriftItem
   const users = (await redis.call("ACL", "USERS")) as string[];
   for (const user of users) {
     if (user !== "default" && user !== appUser) {
-      items.push({ name: `ACL user ${user}`, expected: `only default and ${appUser}`, actual: `user ${user} exists`, source: "ACL USERS", fix: `ACL DELUSER ${user} — or, if it is wanted, declare it (lib/docker/containers.ts redisAclLines)` });
+      items.push({ name: `ACL user ${user}`, expected: `only default and ${appUser}`, actual: `user ${user} exists`, source: "ACL USERS", fix: `ACL DELUSER ${user} — or, if it is wanted, declare it (lib/engines/docker/containers.ts redisAclLines)` });
     }
   }
   const flagsOf = async (user: string) => {
@@ -289,7 +289,7 @@ export async function redisAclDrift(redis: Redis, spec: Spec): Promise<DriftItem
   }
   const appFlags = await flagsOf(appUser);
   if (!appFlags) {
-    items.push({ name: `ACL user ${appUser}`, expected: "exists (the application's user)", actual: "missing", source: "ACL USERS", fix: `re-create it: npm run up -- --env ${spec.env} (local environments), or ACL SETUSER ${appUser} with the rules of redisAclLines (lib/docker/containers.ts)` });
+    items.push({ name: `ACL user ${appUser}`, expected: "exists (the application's user)", actual: "missing", source: "ACL USERS", fix: `re-create it: npm run up -- --env ${spec.env} (local environments), or ACL SETUSER ${appUser} with the rules of redisAclLines (lib/engines/docker/containers.ts)` });
     return items;
   }
   if (!appFlags.includes("on")) items.push({ name: `ACL user ${appUser}`, expected: "on", actual: "off: the application cannot log in", source: "ACL GETUSER", fix: `ACL SETUSER ${appUser} on` });

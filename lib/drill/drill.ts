@@ -23,7 +23,7 @@ import os from "node:os";
 import path from "node:path";
 import { backupEnvironment, backupRoot, toolkitVersion, type BackupResult } from "../backup/backup.js";
 import { backupId } from "../backup/files.js";
-import { localEnvironment } from "../backup/local-env.js";
+import { openEnvironment, openLocalEnvironment } from "../env/environment.js";
 import { takeBaseBackup } from "../backup/physical/base-backup.js";
 import type { DumpFormat } from "../backup/postgres-dump.js";
 import { restoreEnvironment } from "../backup/restore.js";
@@ -34,10 +34,10 @@ import { publicTables } from "../db/catalog.js";
 import { totalKeys } from "../db/redis-info.js";
 import { sqlIdent } from "../db/roles.js";
 import { DEFAULT_SYMBOLS, seedMarketData, type SeedProgress } from "../db/seed/index.js";
-import { openEnvironment, readRecord } from "../env/environment.js";
-import { withEnvLock } from "../env/lock.js";
-import { envPaths, ephemeralRoot } from "../env/paths.js";
-import { resolveTarget } from "../env/target.js";
+import { readRecord } from "../state/record.js";
+import { withEnvLock } from "../state/lock.js";
+import { envPaths, ephemeralRoot } from "../state/paths.js";
+import { resolveEnvironment } from "../env/resolve.js";
 import { ensureDir } from "../fs.js";
 import { deepMerge, loadSpec, specHash } from "../spec/load.js";
 import { rpoObjectiveSeconds, type Spec } from "../spec/schema.js";
@@ -297,13 +297,13 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
 
     // 2. Back up, with the application writing.
     const backup = await phase("backup", async (detail) => {
-      const c = subject!.connections();
-      writer = await startMarkerWriter({ pg: c.postgresConfig("app"), redis: c.redisOptions("app"), runId, coinId: markerAcks.coinId, intervalMs: resolved.writeIntervalMs, firstSeq: 1 });
+      const environment = subject!.environment();
+      writer = await startMarkerWriter({ pg: environment.connection("app"), redis: environment.redisConnection("app"), runId, coinId: markerAcks.coinId, intervalMs: resolved.writeIntervalMs, firstSeq: 1 });
       ensureDir(path.dirname(backupsDir), 0o700);
       repo = await openBackupRepository(subject!.env, spec.backup.repository === "local" ? { out: backupsDir } : {});
       if (pitr) {
         const t = performance.now();
-        const base = await takeBaseBackup(localEnvironment(subject!.env), { out: repo.workDir, log, progress });
+        const base = await takeBaseBackup(openLocalEnvironment(subject!.env), { out: repo.workDir, log, progress });
         const stored = await repo.store(base.dir, progress);
         backupDoneAt = Date.now();
         const m = base.manifest;
@@ -355,7 +355,7 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
     writes = await phase("writes", async (detail) => {
       await sleep(resolved.writeSeconds * 1000, options.signal);
       if (pitr) {
-        expectedTables = await withPg(subject!.connections().postgresConfig("admin"), (client) => tableCounts(client, runId));
+        expectedTables = await withPg(subject!.environment().connection("admin"), (client) => tableCounts(client, runId));
         detail(`${resolved.writeSeconds} s of writes after the base backup (archive_timeout ${resolved.archiveTimeoutSeconds} s); the writer goes on into the disaster`);
         return undefined;
       }
@@ -458,7 +458,7 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
       const expectedKeys = (pitr ? backup.physical!.redis?.keys : backup.logical!.manifest.redis?.keys) ?? 0;
       report.comparison = { ok: tables.every((t) => t.ok) && redisKeys === expectedKeys, tables, redisKeys: { expected: expectedKeys, actual: redisKeys, ok: redisKeys === expectedKeys } };
 
-      const verified = await verifyEnvironment(resolveTarget({ env: subject!.env }));
+      const verified = await verifyEnvironment(resolveEnvironment({ env: subject!.env }));
       const failed = verified.checks.filter((ch) => ch.status === "fail" || ch.status === "error");
       report.verify = { ok: verified.ok, summary: verified.summary, failed: failed.map((ch) => ({ id: ch.id, title: ch.title, status: ch.status, detail: ch.detail, hint: ch.hint })), ms: verified.ms };
       rtoSeconds = (performance.now() - rtoStarted!) / 1000;
@@ -547,8 +547,8 @@ async function drill(options: DrillOptions, resolved: ReturnType<typeof resolveD
 async function cleanUp(report: DrillReport, subject: DrillSubject, options: DrillOptions, backupsDir: string, runId: string, log: Log, repo?: BackupRepository): Promise<void> {
   if (subject.mode === "in-place") {
     try {
-      const c = subject.connections();
-      report.cleanup = { removed: [], markers: await removeMarkers(c.postgresConfig("admin"), c.redisOptions("admin"), runId) };
+      const environment = subject.environment();
+      report.cleanup = { removed: [], markers: await removeMarkers(environment.connection("admin"), environment.redisConnection("admin"), runId) };
     } catch (error) {
       report.cleanup = { removed: [], error: `the drill's markers (data_source dr-drill:${runId}, keys drill:${runId}:*) could not be removed: ${errorText(error)}` };
       log(`drill: warning: ${report.cleanup.error}`);

@@ -15,12 +15,13 @@ import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } f
 import path from "node:path";
 import { CliError, EXIT } from "../errors.js";
 import { removeCiEnvironment } from "../ci-env/environment.js";
-import { EmbeddedEnvironment } from "../env/embedded.js";
-import { openEnvironment, readRecord, type EnvironmentConnections } from "../env/environment.js";
-import { serviceUser, type EnvPaths } from "../env/paths.js";
-import { postmasterPid, stopPostgres } from "../env/postgres-server.js";
-import { processAlive } from "../env/processes.js";
-import { redisPid } from "../env/redis-server.js";
+import { EmbeddedEnvironment } from "../engines/embedded/environment.js";
+import { readRecord } from "../state/record.js";
+import { openEnvironment, type LocalEnvironment } from "../env/environment.js";
+import { serviceUser, type EnvPaths } from "../state/paths.js";
+import { postmasterPid, stopPostgres } from "../engines/embedded/postgres-server.js";
+import { processAlive } from "../state/processes.js";
+import { redisPid } from "../engines/embedded/redis-server.js";
 import { loadSpec } from "../spec/load.js";
 
 export type DrillEngine = "embedded" | "docker";
@@ -42,7 +43,8 @@ export interface DrillSubject {
   env: string;
   /** Every id it has had, oldest first. */
   readonly ids: string[];
-  connections(): EnvironmentConnections;
+  /** The environment it is now (its connections, state and tools). */
+  environment(): LocalEnvironment;
   disaster(log: Log): Promise<DisasterDetail>;
   /**
    * The point-in-time recovery drill's disaster: every server process killed with SIGKILL (no
@@ -70,7 +72,7 @@ export function scratchBaseEnv(env: string): string {
 /** A new scratch environment from the stack's spec, with `specOverrides` (those of the environment it copies, and the drill's own). */
 export async function createScratchSubject(baseEnv: string, engine: DrillEngine, log: Log, specOverrides: Record<string, unknown> = {}): Promise<DrillSubject> {
   if (engine === "docker") {
-    const { DockerEnvironment } = await import("../docker/environment.js");
+    const { DockerEnvironment } = await import("../engines/docker/environment.js");
     const started = await new DockerEnvironment(baseEnv).withEphemeral().withSpecOverrides(specOverrides).withLog(log).start();
     return new DockerSubject(baseEnv, started.env);
   }
@@ -104,8 +106,8 @@ class EmbeddedSubject implements DrillSubject {
     this.ids = [env];
   }
 
-  connections(): EnvironmentConnections {
-    return openEnvironment(this.env).connections;
+  environment(): LocalEnvironment {
+    return openEnvironment(this.env);
   }
 
   async disaster(log: Log): Promise<DisasterDetail> {
@@ -194,12 +196,12 @@ class DockerSubject implements DrillSubject {
     this.ids = [env];
   }
 
-  connections(): EnvironmentConnections {
-    return openEnvironment(this.env).connections;
+  environment(): LocalEnvironment {
+    return openEnvironment(this.env);
   }
 
   async disaster(log: Log): Promise<DisasterDetail> {
-    const { removeDockerEnvironment } = await import("../docker/environment.js");
+    const { removeDockerEnvironment } = await import("../engines/docker/environment.js");
     const destroyed = await removeDockerEnvironment(this.env, log);
     return { destroyed };
   }
@@ -213,7 +215,7 @@ class DockerSubject implements DrillSubject {
   }
 
   async recreate(log: Log): Promise<{ seconds: number }> {
-    const { DockerEnvironment } = await import("../docker/environment.js");
+    const { DockerEnvironment } = await import("../engines/docker/environment.js");
     const started = await new DockerEnvironment(this.baseEnv).withEphemeral().withLog(log).start();
     this.env = started.env;
     this.ids.push(started.env);

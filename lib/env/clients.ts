@@ -11,7 +11,7 @@ import path from "node:path";
 import { which } from "zx";
 import { CliError, EXIT } from "../errors.js";
 import { writeFileAtomic } from "../fs.js";
-import type { OpenedEnvironment } from "./environment.js";
+import type { EnvironmentState } from "../state/record.js";
 import type { PostgresRole, RedisRole } from "../spec/access.js";
 
 export type ClientTool = "psql" | "redis";
@@ -52,7 +52,7 @@ export function findClient(tool: ClientTool): string {
 }
 
 /** The client command line for an environment and role, extra arguments appended after the connection's. */
-export function clientInvocation(opened: OpenedEnvironment, tool: ClientTool, role: LoginRole | undefined, extra: string[]): ClientInvocation {
+export function clientInvocation(opened: EnvironmentState, tool: ClientTool, role: LoginRole | undefined, extra: string[]): ClientInvocation {
   const c = opened.connections;
   if (tool === "psql") {
     const r = role ?? "owner";
@@ -125,7 +125,7 @@ function pgpassField(value: string): string {
  * The .pgpass lines of an environment: every role (or the one asked for), for both 127.0.0.1
  * and localhost (the guide connects with -h localhost).
  */
-export function pgpassLines(opened: OpenedEnvironment, role?: LoginRole): string[] {
+export function pgpassLines(opened: EnvironmentState, role?: LoginRole): string[] {
   const roles: LoginRole[] = role ? [role] : ["owner", "app", "readonly"];
   const lines: string[] = [];
   for (const r of roles) {
@@ -136,7 +136,7 @@ export function pgpassLines(opened: OpenedEnvironment, role?: LoginRole): string
 }
 
 /** dotenv lines for one role: libpq's and redis-cli's variables, and the two URLs. */
-export function dotenvVariables(opened: OpenedEnvironment, role: LoginRole = "owner"): Record<string, string> {
+export function dotenvVariables(opened: EnvironmentState, role: LoginRole = "owner"): Record<string, string> {
   const c = opened.connections;
   const pg = c.postgresConfig(role);
   const redisRole = redisRoleFor(role);

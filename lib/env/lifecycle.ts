@@ -6,12 +6,12 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { CliError, EXIT } from "../errors.js";
-import { POSTGRES_DATA_PATH, REDIS_DATA_PATH } from "../docker/containers.js";
+import { POSTGRES_DATA_PATH, REDIS_DATA_PATH } from "../engines/docker/containers.js";
 import { resourceName } from "../spec/access.js";
-import { probeEngine } from "../docker/engine.js";
-import { credentialsOrNothing, downEmbedded, EmbeddedEnvironment, probeVersions, statusEmbedded, type DownOptions, type DownReport, type ServiceStatus, type StatusReport } from "./embedded.js";
-import { EnvironmentConnections, readRecord, specOf, type EnvironmentRecord } from "./environment.js";
-import { blockedFolder, currentUserName, envPaths, ephemeralRoot, isEphemeralId, rootStateRoot, stateRoot } from "./paths.js";
+import { probeEngine } from "../engines/docker/engine.js";
+import { credentialsOrNothing, downEmbedded, EmbeddedEnvironment, probeVersions, statusEmbedded, type DownOptions, type DownReport, type ServiceStatus, type StatusReport } from "../engines/embedded/environment.js";
+import { EnvironmentConnections, readRecord, specOf, type EnvironmentRecord } from "../state/record.js";
+import { blockedFolder, currentUserName, envPaths, ephemeralRoot, isEphemeralId, rootStateRoot, stateRoot } from "../state/paths.js";
 import { run } from "../process.js";
 
 type Log = (message: string) => void;
@@ -51,10 +51,10 @@ export async function stopEnvironment(env: string, options: DownOptions): Promis
 }
 
 async function dockerDown(env: string, options: DownOptions, notes: string[] = []): Promise<DownReport> {
-  const { removeDockerEnvironment, stopDockerEnvironment } = await import("../docker/environment.js");
+  const { removeDockerEnvironment, stopDockerEnvironment } = await import("../engines/docker/environment.js");
   const log = options.log ?? (() => undefined);
   if (options.destroy) {
-    const { findDockerObjects } = await import("../docker/environment.js");
+    const { findDockerObjects } = await import("../engines/docker/environment.js");
     const running = (await findDockerObjects(env)).containers.filter((c) => c.running).map((c) => c.name);
     const removed = await removeDockerEnvironment(env, log, { lockWaitSeconds: options.lockWaitSeconds });
     const was = (what: string) => running.some((name) => name.endsWith(`-${what}`));
@@ -68,7 +68,7 @@ async function dockerDown(env: string, options: DownOptions, notes: string[] = [
 
 /** True when an answering engine holds objects labelled with this id (false without an engine). */
 async function dockerObjectsExist(env: string): Promise<boolean> {
-  const { hasDockerObjects } = await import("../docker/environment.js");
+  const { hasDockerObjects } = await import("../engines/docker/environment.js");
   return hasDockerObjects(env);
 }
 
@@ -137,7 +137,7 @@ async function dockerStatus(env: string, record: EnvironmentRecord): Promise<Sta
   if (!engine.answering || !engine.binary) {
     return { ...base, postgres: idle(spec.postgres.port, names.postgres), redis: idle(spec.redis.port, names.redis), problem: `the Docker engine does not answer: ${engine.problem}`, hint: engine.fix, unreadable: true };
   }
-  const { findDockerObjects, volumeBytes } = await import("../docker/environment.js");
+  const { findDockerObjects, volumeBytes } = await import("../engines/docker/environment.js");
   const found = await findDockerObjects(env, engine.binary, record);
   const pg = found.containers.find((c) => c.name === names.postgres);
   const redis = found.containers.find((c) => c.name === names.redis);
@@ -214,11 +214,11 @@ export async function restartEnvironment(env: string, log: Log, lockWaitSeconds?
     throw new CliError(`environment '${env}' has no local state; there is nothing to restart`, EXIT.ERROR, isEphemeralId(env) ? "see: npm run status -- --all" : `bring it up: npm run up -- --env ${env}`);
   }
   if (record.engine === "docker") {
-    const { startDockerEnvironment } = await import("../docker/environment.js");
+    const { startDockerEnvironment } = await import("../engines/docker/environment.js");
     const result = await startDockerEnvironment(env, log, { restart: true, lockWaitSeconds });
     return { env, engine: "docker", seconds: (Date.now() - t) / 1000, migrationsApplied: result.migrationsApplied };
   }
-  const { withEnvLock } = await import("./lock.js");
+  const { withEnvLock } = await import("../state/lock.js");
   return withEnvLock(env, envPaths(env).lock, { purpose: "restarting it", waitSeconds: lockWaitSeconds, onWait: log }, async () => {
     await downEmbedded(env, { destroy: false, log });
     let builder = new EmbeddedEnvironment(env).withLog(log);

@@ -4,10 +4,10 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
 import { CliError, EXIT } from "../errors.js";
-import { openEnvironment } from "./environment.js";
-import { currentUserName } from "./paths.js";
-import { run } from "../process.js";
 
+import { currentUserName } from "../state/paths.js";
+import { run } from "../process.js";
+import { openEnvironment } from "./environment.js";
 
 export type LogService = "postgres" | "redis";
 
@@ -23,7 +23,7 @@ export async function environmentLogs(env: string, options: { service?: LogServi
   const opened = openEnvironment(env);
   const services: LogService[] = options.service ? [options.service] : ["postgres", "redis"];
   if (opened.record.engine === "docker") {
-    const { requireEngine } = await import("../docker/engine.js");
+    const { requireEngine } = await import("../engines/docker/engine.js");
     const docker = requireEngine();
     const containers = opened.record.docker?.containers;
     if (!containers) throw new CliError(`state file ${opened.paths.record} names no containers`, EXIT.ERROR, `remove it: npm run env:ci -- --down ${env}`);

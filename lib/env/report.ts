@@ -1,6 +1,6 @@
 /** What `up` prints: the environment, its URLs per role, and the settings check. */
 import { redact } from "../redact.js";
-import type { StartedEmbeddedEnvironment } from "./embedded.js";
+import type { StartedEmbeddedEnvironment } from "../engines/embedded/environment.js";
 
 export function upSummary(started: StartedEmbeddedEnvironment, showSecrets: boolean) {
   const c = started.connections;

@@ -12,7 +12,7 @@ import type pg from "pg";
 import { EXIT, type ExitCode } from "../errors.js";
 import { redact } from "../redact.js";
 import { withPg } from "../db/clients.js";
-import type { Target } from "../env/target.js";
+import type { Environment } from "../env/environment.js";
 import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
 import { errorText } from "../verify/report.js";
@@ -123,7 +123,7 @@ export interface MaintainOptions {
   lockTimeoutSeconds?: number;
 }
 
-export async function maintainEnvironment(target: Target, spec: Spec = target.spec, options: MaintainOptions = {}): Promise<MaintainReport> {
+export async function maintainEnvironment(target: Environment, spec: Spec = target.spec, options: MaintainOptions = {}): Promise<MaintainReport> {
   const started = performance.now();
   const endpoint = target.postgres;
   if (!endpoint) throw new Error("maintenance needs PostgreSQL: give --database-url (or an environment)");

@@ -5,7 +5,7 @@
  * format. Raw values only (counters as `_total`, sizes in bytes, ages in seconds): thresholds live
  * in the alerting rules (./rules.ts), so Prometheus judges them over time.
  *
- *   const scrape = await scrapeMetrics(resolveTarget({ env: "dev" }));
+ *   const scrape = await scrapeMetrics(resolveEnvironment({ env: "dev" }));
  *   scrape.text; // "# HELP cpi_postgres_up …"
  *
  * One scrape is bounded by spec.monitor.scrapeTimeoutSeconds: a server that is down, refuses the
@@ -17,7 +17,7 @@ import { Counter, Gauge, Registry } from "prom-client";
 import { registerSecret } from "../redact.js";
 import { backupRoot } from "../backup/backup.js";
 import { listBackups } from "../backup/retention.js";
-import type { Target } from "../env/target.js";
+import type { Environment } from "../env/environment.js";
 import type { Spec } from "../spec/schema.js";
 import { errorText } from "../verify/report.js";
 import { parseInfo, parseKeyspace } from "../db/redis-info.js";
@@ -78,7 +78,7 @@ export class MetricsCollector {
   private redisClient?: Promise<Redis>;
 
   constructor(
-    readonly target: Target,
+    readonly target: Environment,
     readonly spec: Spec = target.spec,
     private readonly options: ScrapeOptions = {},
   ) {}
@@ -123,7 +123,7 @@ export class MetricsCollector {
    * The environment's complete full backups: a folder's are read at every scrape; a bucket's
    * listing (requests, manifests) is kept for a minute and bounded by the scrape's deadline.
    */
-  private async fullBackups(target: Target, spec: Spec, timeoutMs: number): Promise<FullBackup[]> {
+  private async fullBackups(target: Environment, spec: Spec, timeoutMs: number): Promise<FullBackup[]> {
     if (spec.backup.repository === "local" || target.kind === "urls") {
       try {
         return listBackups(target.env, backupRoot(spec, target.env)).backups.filter((b) => b.scope === "full");
@@ -191,7 +191,7 @@ export class MetricsCollector {
 }
 
 /** One scrape over new connections, closed afterwards (never throws for an unreachable server). */
-export async function scrapeMetrics(target: Target, spec: Spec = target.spec, options: ScrapeOptions = {}): Promise<Scrape> {
+export async function scrapeMetrics(target: Environment, spec: Spec = target.spec, options: ScrapeOptions = {}): Promise<Scrape> {
   const collector = new MetricsCollector(target, spec, options);
   try {
     return await collector.scrape();

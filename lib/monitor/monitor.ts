@@ -12,7 +12,7 @@ import type { Redis } from "ioredis";
 import { EXIT, type ExitCode } from "../errors.js";
 import { redact } from "../redact.js";
 import { withPg, withRedis } from "../db/clients.js";
-import type { Target } from "../env/target.js";
+import type { Environment } from "../env/environment.js";
 import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
 import { archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, walPushAssessment, type Assessment } from "../verify/archive.js";
@@ -53,7 +53,7 @@ export interface MonitorOptions {
   intervalSeconds?: number;
 }
 
-export async function monitorEnvironment(target: Target, spec: Spec = target.spec, options: MonitorOptions = {}): Promise<MonitorReport> {
+export async function monitorEnvironment(target: Environment, spec: Spec = target.spec, options: MonitorOptions = {}): Promise<MonitorReport> {
   const started = performance.now();
   const interval = options.intervalSeconds ?? 1;
   const parts = await Promise.all([
@@ -216,7 +216,7 @@ async function postgresMetrics(client: pg.Client, spec: Spec): Promise<MetricLin
 }
 
 /** Archiving: the archiver, WAL waiting for it, its folder (verify's assessments, as metric lines). */
-async function archiveMetrics(client: pg.Client, target: Target, spec: Spec): Promise<MetricLine[]> {
+async function archiveMetrics(client: pg.Client, target: Environment, spec: Spec): Promise<MetricLine[]> {
   const skip = archivingSkipReason(spec);
   if (skip) return [{ id: "postgres.archiver", server: "postgres", title: "WAL archiver", status: "info", value: skip }];
   let state;

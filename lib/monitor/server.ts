@@ -8,7 +8,7 @@
 import http from "node:http";
 import { isIP } from "node:net";
 import { CliError, EXIT } from "../errors.js";
-import type { Target } from "../env/target.js";
+import type { Environment } from "../env/environment.js";
 import type { Spec } from "../spec/schema.js";
 import { MetricsCollector, type Scrape } from "./exporter.js";
 
@@ -65,7 +65,7 @@ export interface ServeOptions {
 }
 
 /** Starts the endpoint; resolves once it listens. */
-export async function serveMetrics(target: Target, spec: Spec, address: ListenAddress, options: ServeOptions = {}): Promise<MetricsServer> {
+export async function serveMetrics(target: Environment, spec: Spec, address: ListenAddress, options: ServeOptions = {}): Promise<MetricsServer> {
   const collector = new MetricsCollector(target, spec);
   let inFlight: Promise<Scrape> | undefined;
   const scrape = () =>

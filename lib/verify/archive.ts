@@ -16,22 +16,22 @@
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
-import { POSTGRES_ARCHIVE_PATH } from "../docker/containers.js";
-import { findDockerBinary } from "../docker/engine.js";
-import { embeddedArchiveTarget } from "../env/embedded.js";
-import { openEnvironment } from "../env/environment.js";
-import { envPaths, serviceUser } from "../env/paths.js";
-import type { Target } from "../env/target.js";
+import { POSTGRES_ARCHIVE_PATH } from "../engines/docker/containers.js";
+import { findDockerBinary } from "../engines/docker/engine.js";
+import { embeddedArchiveTarget } from "../engines/embedded/environment.js";
+
+import { envPaths, serviceUser } from "../state/paths.js";
+import type { Environment } from "../env/environment.js";
 import type { ArchiveTarget } from "../spec/render.js";
 import type { Spec } from "../spec/schema.js";
 import { run } from "../process.js";
-
+import { openEnvironment } from "../env/environment.js";
 
 /**
  * Where a local target's server archives (its settings are then checked like every other one);
  * undefined for servers given by URL (RDS archives on its own) and when the spec turns archiving off.
  */
-export function archiveTargetOf(target: Pick<Target, "kind" | "env" | "spec">): ArchiveTarget | undefined {
+export function archiveTargetOf(target: Pick<Environment, "kind" | "env" | "spec">): ArchiveTarget | undefined {
   if (target.kind === "urls") return undefined;
   if (target.kind === "docker") return { archiveDirectory: POSTGRES_ARCHIVE_PATH };
   return embeddedArchiveTarget(envPaths(target.env));
@@ -229,7 +229,7 @@ export function folderWritableProblem(dir: string, user?: { uid: number; gid: nu
  * this host (as the service account, not as root, who may write anywhere), a container's through
  * `docker exec` as the postgres user. URL targets: not checked (`checked: false`).
  */
-export async function checkArchiveFolder(target: Target, dir: string | undefined): Promise<{ checked: boolean; problem?: string }> {
+export async function checkArchiveFolder(target: Environment, dir: string | undefined): Promise<{ checked: boolean; problem?: string }> {
   if (target.kind === "urls") return { checked: false };
   if (!dir) return { checked: true, problem: "basic_archive.archive_directory is not set: the archiver has nowhere to write" };
   if (target.kind === "embedded") return { checked: true, problem: folderWritableProblem(dir, serviceUser()) };
@@ -250,7 +250,7 @@ export async function checkArchiveFolder(target: Target, dir: string | undefined
  * The newest base backup of a local environment (its backup repository, backup.dir), judged
  * against alerts.backupMaxAgeHours; undefined for servers given by URL (their backups are RDS's).
  */
-export async function freshnessOf(target: Target, spec: Spec): Promise<Assessment | undefined> {
+export async function freshnessOf(target: Environment, spec: Spec): Promise<Assessment | undefined> {
   if (target.kind === "urls") return undefined;
   try {
     const { openBackupRepository } = await import("../backup/repository/index.js");
@@ -300,7 +300,7 @@ export function assessFreshness(newest: BaseBackupAge | undefined, spec: Spec, e
  * than two push intervals means the pushes fail (bucket unreachable, credentials): it is safe
  * on this disk, but not off the machine, so the RPO the bucket promises is not met.
  */
-export async function walPushAssessment(target: Target, spec: Spec): Promise<{ status: AssessmentStatus; detail: string; hint?: string; threshold: string } | undefined> {
+export async function walPushAssessment(target: Environment, spec: Spec): Promise<{ status: AssessmentStatus; detail: string; hint?: string; threshold: string } | undefined> {
   if (target.kind === "urls" || !spec.backup.archive.enabled) return undefined;
   const { openBackupRepository } = await import("../backup/repository/index.js");
   const repo = await openBackupRepository(target.env);

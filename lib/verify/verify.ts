@@ -4,7 +4,7 @@
  * every expected constraint and index, a write/read/delete probe on both servers, and Redis
  * persistence. Every check runs concurrently, each on its own connection.
  *
- *   const report = await verifyEnvironment(resolveTarget({ env: "dev" }));
+ *   const report = await verifyEnvironment(resolveEnvironment({ env: "dev" }));
  *   if (!report.ok) …
  *
  * `npm run verify` prints it; the DR drill calls it after a restore.
@@ -14,13 +14,13 @@ import type pg from "pg";
 import type { Redis } from "ioredis";
 import { withPg, withRedis } from "../db/clients.js";
 import { compareSchemas, expectedSchema, introspectSchema, type ExpectedSchema, type SchemaObject } from "../drift/schema.js";
-import type { Target } from "../env/target.js";
+import type { Environment } from "../env/environment.js";
 import type { Spec } from "../spec/schema.js";
 import { humanBytes } from "../spec/units.js";
 import { errorText, exitCodeOf, summarise, type Check, type CheckGroup, type VerifyReport } from "./report.js";
 import { parseInfo } from "../db/redis-info.js";
 import { redisOptions } from "./redis.js";
-import { checkPostgresSettings, checkRedisSettings } from "./settings.js";
+import { checkPostgresSettings, checkRedisSettings } from "../db/settings.js";
 import { archiveTargetOf, archivingSkipReason, assessArchiver, checkArchiveFolder, freshnessOf, readArchiver, walPushAssessment, type ArchiverState, type Assessment } from "./archive.js";
 
 export interface VerifyOptions {
@@ -31,7 +31,7 @@ export interface VerifyOptions {
 }
 
 /** Runs every health check of the target against `spec` (default: the target's spec). */
-export async function verifyEnvironment(target: Target, spec: Spec = target.spec, options: VerifyOptions = {}): Promise<VerifyReport> {
+export async function verifyEnvironment(target: Environment, spec: Spec = target.spec, options: VerifyOptions = {}): Promise<VerifyReport> {
   const started = performance.now();
   const groups = options.groups ?? ["db", "cache"];
   const work: Promise<Check[]>[] = [];
@@ -78,7 +78,7 @@ interface AdminFacts {
   archiver: ArchiverState | Error;
 }
 
-async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions): Promise<Check[]> {
+async function postgresChecks(target: Environment, spec: Spec, options: VerifyOptions): Promise<Check[]> {
   const pgEndpoint = target.postgres!;
   const migrations = import("../db/migrate.js"); // node-pg-migrate: loaded alongside the connections
   const adminTask = timed(() =>
@@ -187,7 +187,7 @@ async function postgresChecks(target: Target, spec: Spec, options: VerifyOptions
 }
 
 /** The archiver (pg_stat_archiver), the WAL waiting for it, its folder: see archive.ts. */
-async function archiveChecks(target: Target, spec: Spec, archiver: ArchiverState | Error): Promise<Check[]> {
+async function archiveChecks(target: Environment, spec: Spec, archiver: ArchiverState | Error): Promise<Check[]> {
   const skip = archivingSkipReason(spec);
   if (skip) return [{ id: "db.archive.archiver", group: "db", title: "WAL archiver", status: "skip", detail: skip }];
   if (archiver instanceof Error) {
@@ -205,7 +205,7 @@ async function archiveChecks(target: Target, spec: Spec, archiver: ArchiverState
  * unencrypted is a warning, not a failure (backups still work); what the server does not answer
  * is said too. The staging and prod stacks' backup bucket has all of it.
  */
-async function bucketChecks(target: Target, spec: Spec): Promise<Check[]> {
+async function bucketChecks(target: Environment, spec: Spec): Promise<Check[]> {
   if (target.kind === "urls" || spec.backup.repository === "local") return [];
   const { openBackupRepository } = await import("../backup/repository/index.js");
   const repo = await openBackupRepository(target.env);
@@ -312,7 +312,7 @@ function appCheck(app: { value?: TablePrivileges[]; error?: unknown; ms: number 
 
 // ---- Redis -----------------------------------------------------------------------------------
 
-async function redisChecks(target: Target, spec: Spec): Promise<Check[]> {
+async function redisChecks(target: Environment, spec: Spec): Promise<Check[]> {
   const endpoint = target.redis!;
   // ElastiCache blocks CONFIG and has no AOF: its settings live in the parameter group.
   const managed = target.kind === "urls" && spec.target === "aws";

@@ -27,7 +27,7 @@ import { MANIFEST_FILE, parseManifest } from "../../lib/backup/manifest.js";
 import { restoreEnvironment } from "../../lib/backup/restore.js";
 import { verifyBackup } from "../../lib/backup/verify.js";
 import { awsIdentifiers, restoredIdentifiers, snapshotNames } from "../../lib/aws/snapshots.js";
-import { envPaths } from "../../lib/env/paths.js";
+import { envPaths } from "../../lib/state/paths.js";
 import { loadSpec } from "../../lib/spec/load.js";
 
 const rds = mockClient(RDSClient);

@@ -24,7 +24,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
 import { knownMigrations } from "../../lib/db/migrate.js";
-import { OFFLINE_IMAGES } from "../../lib/docker/images.js";
+import { OFFLINE_IMAGES } from "../../lib/engines/docker/images.js";
 import { fingerprint, seedSample, type Fingerprint } from "../support/backup.js";
 import { describeBackups, dockerBinary, requireOfflineImages } from "../support/docker.js";
 import { runCli, useEphemeralEnvironment } from "../support/embedded.js";

@@ -9,8 +9,8 @@ import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { dockerBinary, describeDocker } from "../support/docker.js";
 import { runCli } from "../support/embedded.js";
-import { envPaths } from "../../lib/env/paths.js";
-import { portOwner } from "../../lib/env/ports.js";
+import { envPaths } from "../../lib/state/paths.js";
+import { portOwner } from "../../lib/state/ports.js";
 
 type Vars = Record<string, string>;
 

@@ -16,11 +16,11 @@ import { parse as parseYaml } from "yaml";
 import { describeDocker, dockerBinary, freePorts, inspectContainer, requireOfflineImages } from "../support/docker.js";
 import { withPg, withRedis } from "../../lib/db/clients.js";
 import { checkComposeFile, composeProject, writeComposeProject } from "../../lib/compose/compose.js";
-import { POSTGRES_DATA_PATH, REDIS_DATA_PATH, postgresContainer, redisContainer } from "../../lib/docker/containers.js";
-import { readCredentials } from "../../lib/env/credentials.js";
+import { POSTGRES_DATA_PATH, REDIS_DATA_PATH, postgresContainer, redisContainer } from "../../lib/engines/docker/containers.js";
+import { readCredentials } from "../../lib/state/credentials.js";
 import { loadSpec, PROJECT_DIR, specHash } from "../../lib/spec/load.js";
 import type { Spec } from "../../lib/spec/schema.js";
-import { checkPostgresSettings, checkRedisSettings } from "../../lib/verify/settings.js";
+import { checkPostgresSettings, checkRedisSettings } from "../../lib/db/settings.js";
 import { runCli } from "../support/embedded.js";
 
 const run = promisify(execFile);

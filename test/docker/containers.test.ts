@@ -1,5 +1,5 @@
 /**
- * The containers of lib/docker/containers.ts, started for real on the offline images (`npm run
+ * The containers of lib/engines/docker/containers.ts, started for real on the offline images (`npm run
  * images`) with exactly what postgresContainer/redisContainer define: the servers run the spec's
  * settings, the healthchecks work, ports are on 127.0.0.1 only, passwords are required, and data
  * lives on the named volume.
@@ -21,15 +21,15 @@ import pg from "pg";
 import { Redis } from "ioredis";
 import type { StartedTestContainer } from "testcontainers";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { POSTGRES_SUPERUSER, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../../lib/docker/containers.js";
+import { POSTGRES_SUPERUSER, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../../lib/engines/docker/containers.js";
 import { resourceName } from "../../lib/spec/access.js";
-import { OFFLINE_IMAGES } from "../../lib/docker/images.js";
+import { OFFLINE_IMAGES } from "../../lib/engines/docker/images.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { postgresSettings, redisConfigGetValue, redisSettings } from "../../lib/spec/render.js";
 import type { Spec } from "../../lib/spec/schema.js";
 import { parsePgSize } from "../../lib/spec/units.js";
 
-describeDocker("containers from lib/docker/containers.ts (offline images)", () => {
+describeDocker("containers from lib/engines/docker/containers.ts (offline images)", () => {
   let spec: Spec;
   let secrets: ContainerSecrets;
   let pgDef: ContainerDefinition;

@@ -10,7 +10,7 @@ import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { afterAll, expect, it } from "vitest";
 import { dockerBinary, describeDocker, requireOfflineImages } from "../support/docker.js";
 import { EXIT } from "../../lib/errors.js";
-import { envPaths } from "../../lib/env/paths.js";
+import { envPaths } from "../../lib/state/paths.js";
 import { makeSandbox, runScript, secretsOf, type Sandbox, type ScriptRun } from "../support/commands.js";
 
 const ok = (r: ScriptRun) => expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);

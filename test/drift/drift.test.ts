@@ -13,7 +13,7 @@ import { withPg, withRedis } from "../../lib/db/clients.js";
 import { reviewDrift } from "../../lib/drift/drift.js";
 import { interpretPreview } from "../../lib/drift/infra.js";
 import { SCRATCH_PREFIX } from "../../lib/drift/schema.js";
-import { resolveTarget } from "../../lib/env/target.js";
+import { resolveEnvironment } from "../../lib/env/resolve.js";
 import { runCli, useEphemeralEnvironment } from "../support/embedded.js";
 
 const env = useEphemeralEnvironment();
@@ -68,7 +68,7 @@ describe("drift", () => {
     await admin("ALTER SYSTEM SET random_page_cost = 1.1");
     await admin(`ALTER DATABASE ${env().spec.postgres.database} SET statement_timeout = '5s'`);
     try {
-      const report = await reviewDrift(resolveTarget({ env: env().env }));
+      const report = await reviewDrift(resolveEnvironment({ env: env().env }));
       const items = report.sections.find((s) => s.id === "postgres-settings")!.items;
       expect(items.find((i) => i.name === "random_page_cost")?.actual).toMatch(/1\.1 set by ALTER SYSTEM, not loaded yet/);
       expect(items.find((i) => i.name.startsWith("statement_timeout"))?.fix).toContain(`ALTER DATABASE ${env().spec.postgres.database} RESET statement_timeout`);
@@ -171,7 +171,7 @@ describe("drift", () => {
       await r.acl("SETUSER", app, "+keys");
     });
     try {
-      const report = await reviewDrift(resolveTarget({ env: env().env }), undefined, { infra: "no" });
+      const report = await reviewDrift(resolveEnvironment({ env: env().env }), undefined, { infra: "no" });
       const names = report.sections.find((s) => s.id === "redis-acl")!.items.map((i) => i.name);
       expect(names.sort()).toEqual([`ACL ${app}: KEYS`, "ACL user intruder"]);
     } finally {
@@ -180,7 +180,7 @@ describe("drift", () => {
         await r.acl("SETUSER", app, "-keys");
       });
     }
-    const clean = await reviewDrift(resolveTarget({ env: env().env }));
+    const clean = await reviewDrift(resolveEnvironment({ env: env().env }));
     expect(clean.exitCode, JSON.stringify(clean.sections.filter((s) => s.status !== "ok" && s.status !== "skipped"), null, 2)).toBe(0);
   });
 

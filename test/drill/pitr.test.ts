@@ -11,8 +11,8 @@ import { describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
 import { formatDrillMarkdown, formatDrillText, PHASES, resolveDrillOptions, runDrill, type DrillReport } from "../../lib/drill/index.js";
 import { corruptBackupFile } from "../support/drill.js";
-import { envPaths } from "../../lib/env/paths.js";
-import { isPortFree } from "../../lib/env/ports.js";
+import { envPaths } from "../../lib/state/paths.js";
+import { isPortFree } from "../../lib/state/ports.js";
 import { runCli } from "../support/embedded.js";
 
 async function expectNothingLeft(report: DrillReport): Promise<void> {

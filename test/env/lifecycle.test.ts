@@ -12,8 +12,8 @@ import path from "node:path";
 import lockfile from "proper-lockfile";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
-import { freePort } from "../../lib/env/ports.js";
-import { processAlive } from "../../lib/env/processes.js";
+import { freePort } from "../../lib/state/ports.js";
+import { processAlive } from "../../lib/state/processes.js";
 import { makeSandbox, runScript, secretsOf, waitFor, type Sandbox, type ScriptRun } from "../support/commands.js";
 
 const ENV = "life";

@@ -6,7 +6,7 @@
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
-import { resolveTarget } from "../../lib/env/target.js";
+import { resolveEnvironment } from "../../lib/env/resolve.js";
 import { maintainEnvironment } from "../../lib/maintain/maintain.js";
 import { runCli, useEphemeralEnvironment } from "../support/embedded.js";
 
@@ -76,14 +76,14 @@ describe("maintain", () => {
       const pid = (await holder.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
       await churn(500);
       await deadTuplesVisible(500);
-      const report = await maintainEnvironment(resolveTarget({ env: env().env }), undefined, { role: "admin" });
+      const report = await maintainEnvironment(resolveEnvironment({ env: env().env }), undefined, { role: "admin" });
       expect(report.exitCode).toBe(1);
       expect(report.problems.join("\n")).toMatch(new RegExp(`market_data: \\d+ dead tuples .* remain after VACUUM; an old transaction keeps them visible: pid ${pid}`));
     } finally {
       await holder.query("ROLLBACK").catch(() => undefined);
       await holder.end();
     }
-    const again = await maintainEnvironment(resolveTarget({ env: env().env }));
+    const again = await maintainEnvironment(resolveEnvironment({ env: env().env }));
     expect(again.problems).toEqual([]);
     expect(again.changes.find((c) => c.table === "market_data")!.deadAfter).toBe(0);
     await withPg(env().connections.postgresConfig("owner"), (c) => c.query("ALTER TABLE market_data RESET (autovacuum_enabled)"));

@@ -16,8 +16,8 @@ import { backupRoot } from "../../lib/backup/backup.js";
 import { backupId } from "../../lib/backup/files.js";
 import { MANIFEST_FILE, MANIFEST_KIND, manifestText, sealManifest, type ManifestBody } from "../../lib/backup/manifest.js";
 import { withRedis } from "../../lib/db/clients.js";
-import { freePort } from "../../lib/env/ports.js";
-import { resolveTarget } from "../../lib/env/target.js";
+import { freePort } from "../../lib/state/ports.js";
+import { resolveEnvironment } from "../../lib/env/resolve.js";
 import { scrapeMetrics } from "../../lib/monitor/exporter.js";
 import { alertingRulesYaml } from "../../lib/monitor/rules.js";
 import { isLoopbackHost, parseListenAddress } from "../../lib/monitor/server.js";
@@ -118,7 +118,7 @@ describe("monitor --serve (Prometheus exporter)", () => {
 
   it("an unreachable server is `up 0` in a normal answer; a silent one too, within the scrape bound", async () => {
     const [closedPg, closedRedis] = [await freePort(), await freePort()];
-    const down = await scrapeMetrics(resolveTarget({ env: "dev", databaseUrl: `postgresql://postgres@127.0.0.1:${closedPg}/x`, redisUrl: `redis://127.0.0.1:${closedRedis}/0` }));
+    const down = await scrapeMetrics(resolveEnvironment({ env: "dev", databaseUrl: `postgresql://postgres@127.0.0.1:${closedPg}/x`, redisUrl: `redis://127.0.0.1:${closedRedis}/0` }));
     expect(down.up).toEqual({ postgres: false, redis: false });
     expect(down.text).toContain('cpi_postgres_up{env="dev"} 0');
     expect(down.text).toContain('cpi_redis_up{env="dev"} 0');
@@ -135,7 +135,7 @@ describe("monitor --serve (Prometheus exporter)", () => {
     const [pgSilent, redisSilent] = [await silent(), await silent()];
     try {
       const started = performance.now();
-      const hung = await scrapeMetrics(resolveTarget({ env: "dev", databaseUrl: `postgresql://postgres@127.0.0.1:${pgSilent.port}/x`, redisUrl: `redis://127.0.0.1:${redisSilent.port}/0` }), undefined, { timeoutSeconds: 1 });
+      const hung = await scrapeMetrics(resolveEnvironment({ env: "dev", databaseUrl: `postgresql://postgres@127.0.0.1:${pgSilent.port}/x`, redisUrl: `redis://127.0.0.1:${redisSilent.port}/0` }), undefined, { timeoutSeconds: 1 });
       const seconds = (performance.now() - started) / 1000;
       expect(hung.up).toEqual({ postgres: false, redis: false });
       expect(seconds).toBeLessThan(3);
@@ -161,7 +161,7 @@ describe("monitor --serve (Prometheus exporter)", () => {
       backup(new Date(now.getTime() - 86_400_000), "full", 1000);
       backup(new Date(now.getTime() - 3_600_000), "full", 2048);
       backup(new Date(now.getTime() - 60_000), "table", 10);
-      const scrape = await scrapeMetrics(resolveTarget({ env: env().env }), undefined, { now: () => now });
+      const scrape = await scrapeMetrics(resolveEnvironment({ env: env().env }), undefined, { now: () => now });
       const e = `env="${env().env}"`;
       expect(scrape.text).toContain(`cpi_backups{kind="logical",${e}} 2`);
       expect(scrape.text).toContain(`cpi_backup_newest_age_seconds{kind="logical",${e}} 3600`);

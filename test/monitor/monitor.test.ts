@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { withPg, withRedis } from "../../lib/db/clients.js";
-import { resolveTarget } from "../../lib/env/target.js";
+import { resolveEnvironment } from "../../lib/env/resolve.js";
 import { monitorEnvironment, type MetricLine } from "../../lib/monitor/monitor.js";
 import { runCli, useEphemeralEnvironment } from "../support/embedded.js";
 
@@ -50,7 +50,7 @@ describe("monitor", () => {
     });
     try {
       await new Promise((r) => setTimeout(r, 300)); // full before the first sample
-      const report = await monitorEnvironment(resolveTarget({ env: env().env }), undefined, { intervalSeconds: 1 });
+      const report = await monitorEnvironment(resolveEnvironment({ env: env().env }), undefined, { intervalSeconds: 1 });
       const evictions = line(report.lines, "redis.evictions");
       expect(evictions.status, evictions.value).toBe("warn");
       expect(evictions.measured!).toBeGreaterThan(100);
@@ -75,10 +75,10 @@ describe("monitor", () => {
       await client.query("UPDATE cryptocurrencies SET name = name || ' (renamed)'");
     }); // the session ends: its statistics reach the shared counters
     try {
-      let report = await monitorEnvironment(resolveTarget({ env: env().env }), undefined, { intervalSeconds: 0 });
+      let report = await monitorEnvironment(resolveEnvironment({ env: env().env }), undefined, { intervalSeconds: 0 });
       for (let i = 0; i < 20 && line(report.lines, "postgres.dead_tuples").status !== "warn"; i++) {
         await new Promise((r) => setTimeout(r, 250));
-        report = await monitorEnvironment(resolveTarget({ env: env().env }), undefined, { intervalSeconds: 0 });
+        report = await monitorEnvironment(resolveEnvironment({ env: env().env }), undefined, { intervalSeconds: 0 });
       }
       const dead = line(report.lines, "postgres.dead_tuples");
       expect(dead.status, dead.value).toBe("warn");

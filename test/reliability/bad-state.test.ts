@@ -14,8 +14,8 @@ import pg from "pg";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
-import { freePort } from "../../lib/env/ports.js";
-import { processAlive } from "../../lib/env/processes.js";
+import { freePort } from "../../lib/state/ports.js";
+import { processAlive } from "../../lib/state/processes.js";
 import { makeSandbox, runScript, snapshot, waitFor, type Sandbox, type ScriptRun } from "../support/commands.js";
 
 const ENV = "rel";

@@ -11,8 +11,8 @@ import path from "node:path";
 import pg from "pg";
 import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
-import { processAlive } from "../../lib/env/processes.js";
-import { redisPid } from "../../lib/env/redis-server.js";
+import { processAlive } from "../../lib/state/processes.js";
+import { redisPid } from "../../lib/engines/embedded/redis-server.js";
 import { runCli, useEphemeralEnvironment } from "../support/embedded.js";
 import { sleep, waitFor } from "../support/commands.js";
 

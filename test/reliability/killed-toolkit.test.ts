@@ -10,13 +10,13 @@ import path from "node:path";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
-import { envPaths } from "../../lib/env/paths.js";
+import { envPaths } from "../../lib/state/paths.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { killGroup, runningServers, runScript, startAndFreezeInLock, startScript, waitFor } from "../support/commands.js";
 
 const environment = useEphemeralEnvironment();
 
-/** proper-lockfile's `stale` of lib/env/lock.ts. */
+/** proper-lockfile's `stale` of lib/state/lock.ts. */
 const STALE_S = 15;
 const SLACK_S = 30;
 

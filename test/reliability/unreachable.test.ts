@@ -10,8 +10,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXIT } from "../../lib/errors.js";
-import { STATUS_PROBE_MS } from "../../lib/env/embedded.js";
-import { redisPid } from "../../lib/env/redis-server.js";
+import { STATUS_PROBE_MS } from "../../lib/engines/embedded/environment.js";
+import { redisPid } from "../../lib/engines/embedded/redis-server.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 import { runScript } from "../support/commands.js";
 

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
 import { reviewDrift } from "../../lib/drift/drift.js";
-import { resolveTarget } from "../../lib/env/target.js";
+import { resolveEnvironment } from "../../lib/env/resolve.js";
 import { useEphemeralEnvironment } from "../support/embedded.js";
 
 const env = useEphemeralEnvironment("dev");
@@ -26,7 +26,7 @@ describe("drift on an AWS stack's URL compares privileges", () => {
     try {
       process.env.PGPASSWORD = String(owner.password);
       // staging's spec names the same database and roles as dev's (the guide's).
-      const target = resolveTarget({ env: "staging", databaseUrl: `postgresql://${owner.user}@127.0.0.1:${owner.port}/${owner.database}` });
+      const target = resolveEnvironment({ env: "staging", databaseUrl: `postgresql://${owner.user}@127.0.0.1:${owner.port}/${owner.database}` });
       expect(target.perRoleLogins).toBe(false);
       const clean = await reviewDrift(target, target.spec, { infra: "no" });
       const schema = clean.sections.find((s) => s.id === "schema")!;

@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { AwsMappingError, cacheNodeFit, rdsBackupWindow, smallestCacheNodeType, windowsOverlap } from "../../lib/aws/mapping.js";
 import { capabilities, capabilitiesMarkdown } from "../../lib/docs/capabilities.js";
-import { postgresContainer, type ContainerSecrets } from "../../lib/docker/containers.js";
+import { postgresContainer, type ContainerSecrets } from "../../lib/engines/docker/containers.js";
 import { loadSpec } from "../../lib/spec/load.js";
 import { postgresSettings, redisSettings } from "../../lib/spec/render.js";
 import { AwsDataStack } from "../../stacks/aws-data-stack.js";

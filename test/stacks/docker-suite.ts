@@ -1,11 +1,11 @@
 /**
  * The checks every Docker stack (dev, ci) must pass, run against index.ts under mocks. Expected
- * values come from the spec (loadSpec) and lib/docker/containers.ts; the guide's literal numbers
+ * values come from the spec (loadSpec) and lib/engines/docker/containers.ts; the guide's literal numbers
  * are asserted where the stack keeps the guide's defaults.
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import type { CapabilityRow } from "../../lib/docs/capabilities.js";
-import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_DATA_PATH, REDIS_DATA_PATH, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../../lib/docker/containers.js";
+import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_DATA_PATH, REDIS_DATA_PATH, postgresContainer, redisContainer, type ContainerDefinition, type ContainerSecrets } from "../../lib/engines/docker/containers.js";
 import { resourceName } from "../../lib/spec/access.js";
 import { loadSpec, specHash } from "../../lib/spec/load.js";
 import { postgresSettings, redisSettings } from "../../lib/spec/render.js";
@@ -27,7 +27,7 @@ export function mockContainerSecrets(spec: Spec): ContainerSecrets {
   };
 }
 
-/** A container's inputs must be exactly its definition from lib/docker/containers.ts. */
+/** A container's inputs must be exactly its definition from lib/engines/docker/containers.ts. */
 function expectMatchesDefinition(c: Recorded, def: ContainerDefinition): void {
   expect(c.inputs.name).toBe(def.name);
   expect(c.inputs.command).toEqual(def.command);

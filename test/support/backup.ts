@@ -7,7 +7,7 @@ import type pg from "pg";
 import { Redis } from "ioredis";
 import { withPg, withRedis } from "../../lib/db/clients.js";
 import { seedMarketData } from "../../lib/db/seed/index.js";
-import type { EnvironmentConnections } from "../../lib/env/environment.js";
+import type { EnvironmentConnections } from "../../lib/state/record.js";
 
 export interface Fingerprint {
   postgres: Record<string, { rows: number; md5: string }>;

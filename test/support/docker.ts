@@ -1,6 +1,6 @@
 /**
  * Docker test support: `describeDocker` runs a suite only when an engine answers, and
- * `startDefinedContainer` starts EXACTLY what lib/docker/containers.ts defines (command, env,
+ * `startDefinedContainer` starts EXACTLY what lib/engines/docker/containers.ts defines (command, env,
  * files, healthcheck, 127.0.0.1 ports, labels, shm, named volume) through testcontainers.
  *
  * Import this module before anything that imports testcontainers: the environment below must be
@@ -11,9 +11,9 @@ import { createServer } from "node:net";
 import type { Readable } from "node:stream";
 import { $ } from "zx";
 import { describe, it } from "vitest";
-import type { ContainerDefinition } from "../../lib/docker/containers.js";
-import { probeEngine, type EngineStatus } from "../../lib/docker/engine.js";
-import { missingOfflineImages } from "../../lib/docker/images.js";
+import type { ContainerDefinition } from "../../lib/engines/docker/containers.js";
+import { probeEngine, type EngineStatus } from "../../lib/engines/docker/engine.js";
+import { missingOfflineImages } from "../../lib/engines/docker/images.js";
 
 // Ryuk (the reaper) is an image from a registry, which cannot be pulled here; the helpers clean up.
 process.env.TESTCONTAINERS_RYUK_DISABLED = "true";

@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll } from "vitest";
-import { EmbeddedEnvironment, type StartedEmbeddedEnvironment } from "../../lib/env/embedded.js";
+import { EmbeddedEnvironment, type StartedEmbeddedEnvironment } from "../../lib/engines/embedded/environment.js";
 import { PROJECT_DIR } from "../../lib/spec/load.js";
 
 /** Starts an ephemeral copy of a stack's spec (default dev) for the file; destroys it afterwards. */

@@ -9,7 +9,7 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll } from "vitest";
 import { withPg } from "../../lib/db/clients.js";
-import type { StartedEmbeddedEnvironment } from "../../lib/env/embedded.js";
+import type { StartedEmbeddedEnvironment } from "../../lib/engines/embedded/environment.js";
 import { backupsPossible } from "./docker.js";
 import { useEphemeralEnvironment } from "./embedded.js";
 import { fillForBackup } from "./commands.js";

@@ -8,10 +8,10 @@
 import { chmodSync, rmSync, statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backupRoot } from "../../lib/backup/backup.js";
-import { localEnvironment } from "../../lib/backup/local-env.js";
+import { openLocalEnvironment } from "../../lib/env/environment.js";
 import { takeBaseBackup } from "../../lib/backup/physical/base-backup.js";
 import { withPg } from "../../lib/db/clients.js";
-import { resolveTarget } from "../../lib/env/target.js";
+import { resolveEnvironment } from "../../lib/env/resolve.js";
 import { loadSpec } from "../../lib/spec/load.js";
 import { monitorEnvironment } from "../../lib/monitor/monitor.js";
 import { assessFreshness } from "../../lib/verify/archive.js";
@@ -58,7 +58,7 @@ describe("archiving in verify and monitor", () => {
   it("a healthy archiver: a completed segment is archived, and every archive check is ok", async () => {
     const segment = await completeSegment();
     await waitArchiver((r) => r.last_archived_wal !== null && r.last_archived_wal >= segment, `${segment} archived`);
-    const report = await verifyEnvironment(resolveTarget({ env: env().env }));
+    const report = await verifyEnvironment(resolveEnvironment({ env: env().env }));
     const archive = report.checks.filter((c) => c.id.startsWith("db.archive."));
     expect(archive.map((c) => [c.id, c.status])).toEqual([
       ["db.archive.archiver", "ok"],
@@ -66,7 +66,7 @@ describe("archiving in verify and monitor", () => {
       ["db.archive.folder", "ok"],
     ]);
     expect(archive[0]!.detail).toContain(segment);
-    const monitor = await monitorEnvironment(resolveTarget({ env: env().env }), undefined, { intervalSeconds: 0 });
+    const monitor = await monitorEnvironment(resolveEnvironment({ env: env().env }), undefined, { intervalSeconds: 0 });
     expect(monitor.lines.filter((l) => l.id.startsWith("postgres.archive")).map((l) => [l.id, l.status])).toEqual([
       ["postgres.archiver", "ok"],
       ["postgres.archive_lag", "ok"],
@@ -76,8 +76,8 @@ describe("archiving in verify and monitor", () => {
   });
 
   it("backup freshness: the newest base backup's age against alerts.backupMaxAgeHours (verify and monitor)", { timeout: 120_000 }, async () => {
-    const made = await takeBaseBackup(localEnvironment(env().env), { out: backupsOut });
-    const target = resolveTarget({ env: env().env });
+    const made = await takeBaseBackup(openLocalEnvironment(env().env), { out: backupsOut });
+    const target = resolveEnvironment({ env: env().env });
     const byId = (r: Awaited<ReturnType<typeof verifyEnvironment>>) => r.checks.find((c) => c.id === "db.backup.freshness")!;
     // The repository is the env's own (backup.dir): look there, as the commands do.
     const fresh = await verifyEnvironment(target, target.spec, { groups: ["db"] });
@@ -111,7 +111,7 @@ describe("archiving in verify and monitor", () => {
       const segment = await completeSegment();
       await waitArchiver((r) => r.failing && r.last_failed_wal === segment, `a failure on ${segment}`);
       await new Promise((r) => setTimeout(r, 1200));
-      const target = resolveTarget({ env: env().env });
+      const target = resolveEnvironment({ env: env().env });
       const strict = { ...target.spec, alerts: { ...target.spec.alerts, archiveLagSeconds: 1 } };
       const failing = await verifyEnvironment(target, strict, { groups: ["db"] });
       const byId = (id: string) => failing.checks.find((c) => c.id === id)!;

@@ -7,7 +7,7 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { withPg, withRedis } from "../../lib/db/clients.js";
-import { postgresFromUrl, redisFromUrl, resolveTarget } from "../../lib/env/target.js";
+import { postgresFromUrl, redisFromUrl, resolveEnvironment } from "../../lib/env/resolve.js";
 import { loadSpec } from "../../lib/spec/load.js";
 import { verifyEnvironment } from "../../lib/verify/verify.js";
 import { describeDocker, requireOfflineImages } from "../support/docker.js";
@@ -26,7 +26,7 @@ async function closedPort(): Promise<number> {
 
 describe("verify", () => {
   it("a healthy environment verifies clean, with every check of the guide", async () => {
-    const report = await verifyEnvironment(resolveTarget({ env: env().env }));
+    const report = await verifyEnvironment(resolveEnvironment({ env: env().env }));
     const bad = report.checks.filter((c) => c.status !== "ok");
     expect(bad, JSON.stringify(bad, null, 2)).toEqual([]);
     expect(report.exitCode).toBe(0);
@@ -84,7 +84,7 @@ describe("verify", () => {
       await withPg(c.postgresConfig("owner"), (p) => p.query("ALTER TABLE market_data ADD CONSTRAINT ck_market_data_high_low CHECK (high_price >= low_price)"));
       await withRedis(c.redisOptions("admin"), (r) => r.config("SET", "maxmemory-policy", "allkeys-lru"));
     }
-    expect((await verifyEnvironment(resolveTarget({ env: env().env }))).exitCode).toBe(0);
+    expect((await verifyEnvironment(resolveEnvironment({ env: env().env }))).exitCode).toBe(0);
   });
 
   it("an unreachable server could not be checked (exit 2) and says what to do", async () => {
@@ -132,10 +132,10 @@ describe("targets given by URL", () => {
 describeDocker("verify on a Docker environment (env:ci --engine docker)", () => {
   it("a fresh Docker environment verifies clean and shows no drift", async () => {
     await requireOfflineImages();
-    const { DockerEnvironment } = await import("../../lib/docker/environment.js");
+    const { DockerEnvironment } = await import("../../lib/engines/docker/environment.js");
     const docker = await new DockerEnvironment("ci").withEphemeral().start();
     try {
-      const report = await verifyEnvironment(resolveTarget({ env: docker.env }));
+      const report = await verifyEnvironment(resolveEnvironment({ env: docker.env }));
       expect(report.checks.filter((c) => c.status !== "ok"), JSON.stringify(report.checks, null, 2)).toEqual([]);
       const drift = await runCli("drift", ["--env", docker.env, "--json"]);
       expect(drift.code, JSON.stringify(drift.json?.sections, null, 2)).toBe(0);

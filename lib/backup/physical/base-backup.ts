@@ -14,12 +14,12 @@ import { $ } from "zx";
 import { CliError, EXIT } from "../../errors.js";
 import { connectPg, withPg } from "../../db/clients.js";
 import { MIGRATIONS_TABLE } from "../../db/migrate.js";
-import { withEnvLock } from "../../env/lock.js";
+import { withEnvLock } from "../../state/lock.js";
 import { specHash } from "../../spec/load.js";
 import { writeFileAtomic } from "../../fs.js";
 import { backupRoot, toolkitVersion } from "../backup.js";
 import { backupId, createPartialDir, fsyncFile, hashFile, hashGrowingFile } from "../files.js";
-import type { LocalEnvironment } from "../local-env.js";
+import type { LocalEnvironment } from "../../env/environment.js";
 import { snapshotRedis } from "../redis.js";
 import { physicalHost } from "./host.js";
 import { BASE_TAR_FILE, PHYSICAL_MANIFEST_FILE, physicalManifestText, sealPhysicalManifest, SERVER_MANIFEST_FILE, type PhysicalManifest } from "./manifest.js";
@@ -40,7 +40,7 @@ export interface BaseBackupOptions {
 export const ZSTD_ARGS = ["-1", "-T2"];
 
 export async function takeBaseBackup(local: LocalEnvironment, opts: BaseBackupOptions = {}): Promise<{ dir: string; manifest: PhysicalManifest }> {
-  const { spec, paths, connections } = local.opened;
+  const { spec, paths, connections } = local;
   const log = opts.log ?? (() => undefined);
   const progress = opts.progress ?? (() => undefined);
   if (!spec.backup.archive.enabled) {
@@ -58,7 +58,7 @@ export async function takeBaseBackup(local: LocalEnvironment, opts: BaseBackupOp
     const onAbort = () => void replication?.end().catch(() => undefined);
     opts.signal?.addEventListener("abort", onAbort);
     try {
-      const info = await withPg(local.pgConfig(), async (c) => {
+      const info = await withPg(local.connection("admin"), async (c) => {
         const row = (await c.query("SELECT current_setting('server_version') AS version, (SELECT system_identifier::text FROM pg_control_system()) AS sysid")).rows[0];
         const head = await c
           .query(`SELECT name FROM ${MIGRATIONS_TABLE} ORDER BY run_on DESC, id DESC LIMIT 1`)
@@ -108,7 +108,7 @@ export async function takeBaseBackup(local: LocalEnvironment, opts: BaseBackupOp
         version: 1,
         id,
         env: local.env,
-        engine: local.engine,
+        engine: local.kind,
         startedAt: startedAt.toISOString(),
         completedAt: completedAt.toISOString(),
         seconds: (completedAt.getTime() - startedAt.getTime()) / 1000,

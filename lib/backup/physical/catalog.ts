@@ -6,10 +6,10 @@
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { CliError, EXIT } from "../../errors.js";
-import { readRecord, specOf } from "../../env/environment.js";
-import { withEnvLock } from "../../env/lock.js";
-import { envPaths } from "../../env/paths.js";
-import { processAlive } from "../../env/processes.js";
+import { readRecord, specOf } from "../../state/record.js";
+import { withEnvLock } from "../../state/lock.js";
+import { envPaths } from "../../state/paths.js";
+import { processAlive } from "../../state/processes.js";
 import { backupRoot } from "../backup.js";
 import { listBackupDirs } from "../files.js";
 import { parsePhysicalManifest, PHYSICAL_MANIFEST_FILE, type PhysicalManifest } from "./manifest.js";

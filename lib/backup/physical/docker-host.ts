@@ -17,12 +17,13 @@ import { appendFileSync, existsSync, readdirSync, renameSync, rmSync, writeFileS
 import path from "node:path";
 import { CliError, EXIT } from "../../errors.js";
 import { withPg } from "../../db/clients.js";
-import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_STAGING_PATH, POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_CONTAINER_PORT } from "../../docker/containers.js";
+import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_STAGING_PATH, POSTGRES_BACKUP_VOLUME_PATH, POSTGRES_CONTAINER_PORT } from "../../engines/docker/containers.js";
 import { resourceName } from "../../spec/access.js";
-import { freePort } from "../../env/ports.js";
-import { processAlive } from "../../env/processes.js";
+import { freePort } from "../../state/ports.js";
+import { processAlive } from "../../state/processes.js";
 import { postgresArgs } from "../../spec/render.js";
-import { docker, type LocalEnvironment } from "../local-env.js";
+import { type LocalEnvironment } from "../../env/environment.js";
+import { docker } from "../../engines/docker/engine.js";
 import type { PhysicalHost, RecoveryServer } from "./host.js";
 
 /** The postgres user of the images (the official image's uid and gid; the offline image keeps them). */
@@ -34,7 +35,7 @@ const REPLACED_DIR_PREFIX = "replaced-";
 const RECOVERY_CONF = "toolkit-recovery.conf";
 
 export async function dockerPhysicalHost(local: LocalEnvironment): Promise<PhysicalHost> {
-  const { spec } = local.opened;
+  const { spec } = local;
   const d = local.docker;
   if (!d) throw new CliError(`environment '${local.env}' is not a Docker environment`, EXIT.ERROR);
   const mountpoint = async (volume: string) => {
@@ -65,7 +66,7 @@ export async function dockerPhysicalHost(local: LocalEnvironment): Promise<Physi
     return `${r.stdout ?? ""}${r.stderr ?? ""}`.trim();
   };
   /** Until the container's server accepts connections; a container that stopped fails at once, with its log. */
-  const waitAccepting = async (config: () => ReturnType<LocalEnvironment["pgConfig"]>, seconds: number, container: string) => {
+  const waitAccepting = async (config: () => ReturnType<LocalEnvironment["connection"]>, seconds: number, container: string) => {
     const deadline = Date.now() + seconds * 1000;
     const tail = () => logsOf(container)().split("\n").slice(-8).join(" | ");
     for (;;) {
@@ -126,7 +127,7 @@ export async function dockerPhysicalHost(local: LocalEnvironment): Promise<Physi
         ...postgresArgs(spec),
         "-c", "wal_level=replica", "-c", "archive_mode=off", "-c", "listen_addresses=*",
       ]);
-      const config = (database?: string) => ({ ...local.pgConfig(database), port });
+      const config = (database?: string) => ({ ...local.connection("admin", database), port });
       try {
         await waitAccepting(() => config(), 120, name);
       } catch (error) {
@@ -158,7 +159,7 @@ export async function dockerPhysicalHost(local: LocalEnvironment): Promise<Physi
       renameSync(dir, dataRoot);
       try {
         await docker(d.binary, ["start", d.postgres]);
-        await waitAccepting(() => local.pgConfig(), 120, d.postgres);
+        await waitAccepting(() => local.connection("admin"), 120, d.postgres);
       } catch (error) {
         log("the recovered data did not start: putting the live data back");
         await docker(d.binary, ["stop", "-t", "10", d.postgres]).catch(() => undefined);

@@ -11,13 +11,13 @@ import path from "node:path";
 import type { ClientConfig } from "pg";
 import { CliError, EXIT } from "../../errors.js";
 import { withPg } from "../../db/clients.js";
-import { embeddedArchiveTarget } from "../../env/embedded.js";
-import { type EnvPaths, ensureServiceDir, serviceUser } from "../../env/paths.js";
-import { freePort } from "../../env/ports.js";
-import { processAlive } from "../../env/processes.js";
-import { postmasterPid, startPostgres, stopPostgres, writeHbaConf, writeServerConf } from "../../env/postgres-server.js";
+import { embeddedArchiveTarget } from "../../engines/embedded/environment.js";
+import { type EnvPaths, ensureServiceDir, serviceUser } from "../../state/paths.js";
+import { freePort } from "../../state/ports.js";
+import { processAlive } from "../../state/processes.js";
+import { postmasterPid, startPostgres, stopPostgres, writeHbaConf, writeServerConf } from "../../engines/embedded/postgres-server.js";
 import { postgresConf } from "../../spec/render.js";
-import type { LocalEnvironment } from "../local-env.js";
+import type { LocalEnvironment } from "../../env/environment.js";
 
 /** A temporary server running a recovery. */
 export interface RecoveryServer {
@@ -56,7 +56,7 @@ const RECOVERY_DIR_PREFIX = "data.recovering-";
 const REPLACED_DIR_PREFIX = "data.replaced-";
 
 export async function physicalHost(local: LocalEnvironment): Promise<PhysicalHost> {
-  if (local.engine === "docker") {
+  if (local.kind === "docker") {
     const { dockerPhysicalHost } = (await import("./docker-host.js" as string)) as { dockerPhysicalHost: (l: LocalEnvironment) => Promise<PhysicalHost> };
     return dockerPhysicalHost(local);
   }
@@ -76,7 +76,7 @@ function deadPidEntries(dir: string, prefix: string): string[] {
 }
 
 export function embeddedPhysicalHost(local: LocalEnvironment): PhysicalHost {
-  const { spec, paths } = local.opened;
+  const { spec, paths } = local;
   const user = serviceUser();
   const recoveryPaths = (dir: string): EnvPaths => ({ ...paths, pgData: dir, pgSpecConf: path.join(dir, "spec.conf"), pgLog: `${dir}.log` });
   return {
@@ -124,7 +124,7 @@ export function embeddedPhysicalHost(local: LocalEnvironment): PhysicalHost {
         throw new CliError(`the recovery server did not start: ${(error as Error).message.split("\n")[0]}\n${tail()}`, EXIT.PROBLEM, `nothing was changed; see ${rp.pgLog}`);
       }
       return {
-        config: (database?: string) => ({ ...local.pgConfig(database), port }),
+        config: (database?: string) => ({ ...local.connection("admin", database), port }),
         logTail: tail,
         stop: async () => {
           await stopPostgres(rp, user, "fast").catch(() => stopPostgres(rp, user, "immediate"));
@@ -146,7 +146,7 @@ export function embeddedPhysicalHost(local: LocalEnvironment): PhysicalHost {
       renameSync(dir, paths.pgData);
       try {
         await startPostgres(paths, user);
-        await withPg(local.pgConfig(), (c) => c.query("SELECT 1"));
+        await withPg(local.connection("admin"), (c) => c.query("SELECT 1"));
       } catch (error) {
         log("the recovered data did not start: putting the live data back");
         await stopPostgres(paths, user, "immediate").catch(() => undefined);

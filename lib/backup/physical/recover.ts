@@ -19,10 +19,10 @@ import { $ } from "zx";
 import { CliError, EXIT } from "../../errors.js";
 import { withPg } from "../../db/clients.js";
 import { knownMigrations, MIGRATIONS_TABLE } from "../../db/migrate.js";
-import { withEnvLock } from "../../env/lock.js";
-import { serviceUser } from "../../env/paths.js";
+import { withEnvLock } from "../../state/lock.js";
+import { serviceUser } from "../../state/paths.js";
 import { hashFile } from "../files.js";
-import { localEnvironment, type LocalEnvironment } from "../local-env.js";
+import { openLocalEnvironment, type LocalEnvironment } from "../../env/environment.js";
 import { restoreRedisDocker, restoreRedisEmbedded, type RedisRestoreReport } from "../redis.js";
 import { listPhysical, type PhysicalBackupInfo } from "./catalog.js";
 import { physicalHost, type PhysicalHost } from "./host.js";
@@ -103,9 +103,9 @@ export async function recoverTo(env: string, target: RecoveryTarget, opts: Recov
   const kinds = [target.time, target.lsn, target.latest].filter((v) => v !== undefined).length;
   if (kinds !== 1) throw new CliError("restore: give exactly one recovery target (--to TIME, --to latest or --to-lsn LSN)", EXIT.USAGE);
   if (!opts.yes) throw new CliError(`restore --to replaces the live data of '${env}' (after checking and recovering it beside the live one)`, EXIT.USAGE, "add --yes to confirm");
-  const local = localEnvironment(env);
+  const local = openLocalEnvironment(env);
   const host = await physicalHost(local);
-  return withEnvLock(env, local.opened.paths.lock, { purpose: "restoring it", waitSeconds: opts.lockWaitSeconds, onWait: log }, async () => {
+  return withEnvLock(env, local.paths.lock, { purpose: "restoring it", waitSeconds: opts.lockWaitSeconds, onWait: log }, async () => {
     if (host.liveRunning()) await archiveCurrentWal(local, host, progress);
     await opts.beforeListing?.(host.archiveDir);
     const listing = listPhysical(env, opts.out, host.archiveDir);
@@ -158,7 +158,7 @@ export async function recoverTo(env: string, target: RecoveryTarget, opts: Recov
       const rdb = backup.manifest.redis && path.join(backup.dir, backup.manifest.redis.file);
       if (rdb && !opts.skipRedis) {
         progress("restore: Redis from the backup's RDB");
-        redis = await (local.engine === "docker" ? restoreRedisDocker : restoreRedisEmbedded)(local, rdb, backup.manifest.redis!.keys, log);
+        redis = await (local.kind === "docker" ? restoreRedisDocker : restoreRedisEmbedded)(local, rdb, backup.manifest.redis!.keys, log);
       }
       try {
         progress("restore: swapping the recovered data folder in");
@@ -169,7 +169,7 @@ export async function recoverTo(env: string, target: RecoveryTarget, opts: Recov
         throw error;
       }
       await redis?.commit();
-      publishHistoryFiles(host, path.join(local.opened.paths.pgData, "pg_wal"));
+      publishHistoryFiles(host, path.join(local.paths.pgData, "pg_wal"));
       return {
         env,
         target: { ...(target.time ? { time: target.time.toISOString() } : {}), ...(target.lsn ? { lsn: target.lsn } : {}), ...(target.latest ? { latest: true as const } : {}) },
@@ -197,8 +197,8 @@ function describe(target: RecoveryTarget): string {
  * after it for recovery to stop at.
  */
 async function archiveCurrentWal(local: LocalEnvironment, host: PhysicalHost, progress: (m: string) => void): Promise<void> {
-  const timeoutMs = (local.opened.spec.backup.archive.timeoutSeconds + 30) * 1000;
-  const walfile = await withPg(local.pgConfig("postgres"), async (c) => {
+  const timeoutMs = (local.spec.backup.archive.timeoutSeconds + 30) * 1000;
+  const walfile = await withPg(local.connection("admin", "postgres"), async (c) => {
     await c.query("SELECT txid_current()");
     return (await c.query("SELECT pg_walfile_name(pg_switch_wal()) AS f")).rows[0].f as string;
   }).catch(() => undefined);
@@ -328,7 +328,7 @@ async function waitForPromotion(server: Awaited<ReturnType<PhysicalHost["startRe
 }
 
 async function verifyRecovered(server: Awaited<ReturnType<PhysicalHost["startRecovery"]>>, local: LocalEnvironment, backup: PhysicalBackupInfo): Promise<{ recoveredTo?: string; endLsn?: string; tables: Record<string, number> }> {
-  const database = local.opened.spec.postgres.database;
+  const database = local.spec.postgres.database;
   const about = await withPg(server.config("postgres"), async (c) => {
     const row = (await c.query("SELECT (SELECT system_identifier::text FROM pg_control_system()) AS sysid, pg_last_xact_replay_timestamp() AS at, pg_current_wal_lsn()::text AS lsn, EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS db", [database])).rows[0];
     return row as { sysid: string; at: Date | null; lsn: string; db: boolean };

@@ -7,7 +7,7 @@
 import { existsSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { CliError, EXIT } from "../../errors.js";
-import { specOf } from "../../env/environment.js";
+import { specOf } from "../../state/record.js";
 import { backupRoot } from "../backup.js";
 import { isPhysicalBackupDir, listPhysical, prunePhysical } from "../physical/catalog.js";
 import { recoverTo, type RecoveryOptions, type RecoveryTarget } from "../physical/recover.js";

@@ -1,6 +1,6 @@
 /** The backup repository of an environment: its spec's backup.repository, or a folder given by --out. */
 import { isAwsEnvironment } from "../backup.js";
-import { specOf } from "../../env/environment.js";
+import { specOf } from "../../state/record.js";
 import type { S3RepositorySpec } from "../../spec/schema.js";
 import { FolderBackupRepository } from "./folder.js";
 import type { BackupRepository } from "./repository.js";

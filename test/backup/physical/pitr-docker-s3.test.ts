@@ -6,7 +6,7 @@
 import "../../support/docker.js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { withPg } from "../../../lib/db/clients.js";
-import { DockerEnvironment, type StartedDockerEnvironment } from "../../../lib/docker/environment.js";
+import { DockerEnvironment, type StartedDockerEnvironment } from "../../../lib/engines/docker/environment.js";
 import { describeDocker, requireOfflineImages } from "../../support/docker.js";
 import { runCli } from "../../support/embedded.js";
 import { startS3, type StartedS3 } from "../../support/s3.js";

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { withPg } from "../../../lib/db/clients.js";
-import { DockerEnvironment, type StartedDockerEnvironment } from "../../../lib/docker/environment.js";
+import { DockerEnvironment, type StartedDockerEnvironment } from "../../../lib/engines/docker/environment.js";
 import { describeDocker, requireOfflineImages } from "../../support/docker.js";
 import { runCli } from "../../support/embedded.js";
 

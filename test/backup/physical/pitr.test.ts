@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listPhysical } from "../../../lib/backup/physical/catalog.js";
 import { latestTimeline, parseLsn, parseSegmentName, readArchive, segmentsOnPath } from "../../../lib/backup/physical/wal.js";
 import { withPg } from "../../../lib/db/clients.js";
-import { EmbeddedEnvironment, type StartedEmbeddedEnvironment } from "../../../lib/env/embedded.js";
-import { postmasterPid } from "../../../lib/env/postgres-server.js";
+import { EmbeddedEnvironment, type StartedEmbeddedEnvironment } from "../../../lib/engines/embedded/environment.js";
+import { postmasterPid } from "../../../lib/engines/embedded/postgres-server.js";
 import { PROJECT_DIR } from "../../../lib/spec/load.js";
 import { runCli } from "../../support/embedded.js";
 

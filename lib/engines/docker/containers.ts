@@ -4,11 +4,11 @@
  * the container tests and `env:ci --engine docker` all use these functions, so a container
  * started by any of them runs exactly the same thing.
  */
-import type { Spec } from "../spec/schema.js";
-import { postgresArgs, redisArgs } from "../spec/render.js";
-import { parsePgSize } from "../spec/units.js";
-import { bootstrapSql, type RolePasswords } from "../db/roles.js";
-import { redisAclLines, resourceName } from "../spec/access.js";
+import type { Spec } from "../../spec/schema.js";
+import { postgresArgs, redisArgs } from "../../spec/render.js";
+import { parsePgSize } from "../../spec/units.js";
+import { bootstrapSql, type RolePasswords } from "../../db/roles.js";
+import { redisAclLines, resourceName } from "../../spec/access.js";
 
 /** Port PostgreSQL listens on inside its container. */
 export const POSTGRES_CONTAINER_PORT = 5432;
@@ -110,7 +110,7 @@ export function dummyDefinitions(build: (secrets: ContainerSecrets) => Container
   const a = build(dummySecrets("AAAA"));
   const b = build(dummySecrets("BBBB"));
   for (const field of PLAIN_FIELDS) {
-    if (JSON.stringify(a[field]) !== JSON.stringify(b[field])) throw new Error(`container ${a.name}: ${field} depends on a password; only env and files may carry secrets (lib/docker/containers.ts)`);
+    if (JSON.stringify(a[field]) !== JSON.stringify(b[field])) throw new Error(`container ${a.name}: ${field} depends on a password; only env and files may carry secrets (lib/engines/docker/containers.ts)`);
   }
   if (JSON.stringify(a.files.map((f) => f.path)) !== JSON.stringify(b.files.map((f) => f.path)) || JSON.stringify(Object.keys(a.env)) !== JSON.stringify(Object.keys(b.env))) {
     throw new Error(`container ${a.name}: the set of files or environment variables depends on a password`);

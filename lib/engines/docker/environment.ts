@@ -1,6 +1,6 @@
 /**
  * A throw-away environment as Docker containers, for CI jobs (`env:ci --engine docker`): the
- * same container definitions as the Pulumi Docker component (lib/docker/containers.ts), started
+ * same container definitions as the Pulumi Docker component (lib/engines/docker/containers.ts), started
  * with the docker CLI (no Pulumi engine needed), with unique names and free ports.
  *
  *   const started = await new DockerEnvironment("ci").withEphemeral().start();
@@ -14,24 +14,24 @@ import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { CliError, EXIT } from "../errors.js";
-import { withPg } from "../db/clients.js";
-import { migrate, MIGRATIONS_TABLE } from "../db/migrate.js";
-import { applyRoleSql, postMigrationSql } from "../db/roles.js";
-import { generateCredentials, writeCredentials } from "../env/credentials.js";
-import { EnvironmentConnections, openEnvironment, readRecord, writeRecord, type EnvironmentRecord } from "../env/environment.js";
-import { folderBytes } from "../env/folder-bytes.js";
-import { withEnvLock } from "../env/lock.js";
-import { ensureDir } from "../fs.js";
-import { envPaths } from "../env/paths.js";
-import { freePort } from "../env/ports.js";
-import { loadSpec, specHash } from "../spec/load.js";
-import type { Spec } from "../spec/schema.js";
+import { CliError, EXIT } from "../../errors.js";
+import { withPg } from "../../db/clients.js";
+import { migrate, MIGRATIONS_TABLE } from "../../db/migrate.js";
+import { applyRoleSql, postMigrationSql } from "../../db/roles.js";
+import { generateCredentials, writeCredentials } from "../../state/credentials.js";
+import { EnvironmentConnections, readEnvironmentState, readRecord, writeRecord, type EnvironmentRecord } from "../../state/record.js";
+import { folderBytes } from "../../state/folder-bytes.js";
+import { withEnvLock } from "../../state/lock.js";
+import { ensureDir } from "../../fs.js";
+import { envPaths } from "../../state/paths.js";
+import { freePort } from "../../state/ports.js";
+import { loadSpec, specHash } from "../../spec/load.js";
+import type { Spec } from "../../spec/schema.js";
 import { POSTGRES_ARCHIVE_PATH, POSTGRES_BACKUP_VOLUME_PATH, postgresContainer, redisContainer, type ContainerDefinition } from "./containers.js";
-import { resourceName } from "../spec/access.js";
+import { resourceName } from "../../spec/access.js";
 import { requireEngine } from "./engine.js";
-import { shellWord } from "../shell.js";
-import { run } from "../process.js";
+import { shellWord } from "../../shell.js";
+import { run } from "../../process.js";
 
 type Log = (message: string) => void;
 
@@ -154,7 +154,7 @@ export class StartedDockerEnvironment {
   }
 }
 
-/** Label every Docker object of an environment carries (lib/docker/containers.ts: dockerLabels). */
+/** Label every Docker object of an environment carries (lib/engines/docker/containers.ts: dockerLabels). */
 export const ENV_LABEL = "crypto-prediction-infra.env";
 
 /** One container of an environment, as the engine sees it now. */
@@ -270,7 +270,7 @@ export async function startDockerEnvironment(id: string, log: Log, options: { re
   const paths = envPaths(id);
   const t = Date.now();
   return withEnvLock(id, paths.lock, { purpose: options.restart ? "restarting it" : "starting it", waitSeconds: options.lockWaitSeconds, onWait: log }, async () => {
-    const opened = openEnvironment(id);
+    const opened = readEnvironmentState(id);
     const found = await findDockerObjects(id, docker, opened.record);
     const wanted = opened.record.docker ? Object.values(opened.record.docker.containers) : found.containers.map((c) => c.name);
     const missing = wanted.filter((name) => found.containers.find((c) => c.name === name)?.state !== undefined && found.containers.find((c) => c.name === name)!.state === "missing");

@@ -15,8 +15,8 @@ import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readd
 import os from "node:os";
 import path from "node:path";
 import { $, ProcessOutput } from "zx";
-import { CliError, EXIT } from "../errors.js";
-import { PROJECT_DIR } from "../spec/load.js";
+import { CliError, EXIT } from "../../errors.js";
+import { PROJECT_DIR } from "../../spec/load.js";
 import { dockerBuildEnv } from "./engine.js";
 
 /** The images `npm run images` builds; Pulumi.ci.yaml's `images` and the container tests use them. */
@@ -73,7 +73,7 @@ export interface BuildReport {
 }
 
 export interface BuildOptions {
-  /** Docker client binary (lib/docker/engine.ts: requireEngine). */
+  /** Docker client binary (lib/engines/docker/engine.ts: requireEngine). */
   docker: string;
   /** Rebuild bases and images even when present and up to date. */
   rebuild?: boolean;

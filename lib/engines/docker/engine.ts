@@ -6,7 +6,8 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import path from "node:path";
-import { CliError, EXIT } from "../errors.js";
+import { CliError, EXIT } from "../../errors.js";
+import { run } from "../../process.js";
 
 /**
  * Client binaries, best first. /usr/bin/docker is Debian's docker.io 20.10 client, matching the
@@ -104,4 +105,15 @@ function isExecutable(file: string): boolean {
 function firstLine(text: string): string {
   const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
   return lines.find((l) => /cannot connect|permission denied|error/i.test(l)) ?? lines[0] ?? "";
+}
+
+/** Runs the docker CLI; a failure becomes a CliError with its message. */
+export async function docker(binary: string, args: string[], options: { timeoutMs?: number } = {}): Promise<string> {
+  try {
+    const { stdout } = await run(binary, args, { timeout: options.timeoutMs ?? 120_000 });
+    return stdout;
+  } catch (error) {
+    const e = error as { stderr?: string; message: string };
+    throw new CliError(`docker ${args.slice(0, 2).join(" ")} failed: ${(e.stderr || e.message).trim().split("\n").slice(-3).join(" | ")}`, EXIT.ERROR);
+  }
 }

@@ -7,11 +7,11 @@
 import { chownSync, existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { CliError, EXIT } from "../errors.js";
-import { writeFileAtomic, writeFileAtomicIfChanged } from "../fs.js";
-import { processRuns } from "./processes.js";
-import type { EnvPaths, ServiceUser } from "./paths.js";
-import { run } from "../process.js";
+import { CliError, EXIT } from "../../errors.js";
+import { writeFileAtomic, writeFileAtomicIfChanged } from "../../fs.js";
+import { processRuns } from "../../state/processes.js";
+import type { EnvPaths, ServiceUser } from "../../state/paths.js";
+import { run } from "../../process.js";
 
 
 /**

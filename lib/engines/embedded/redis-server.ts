@@ -8,13 +8,13 @@ import { chownSync, existsSync, readFileSync, readdirSync, renameSync, rmSync } 
 import path from "node:path";
 import { Redis } from "ioredis";
 import { which } from "zx";
-import { CliError, EXIT } from "../errors.js";
-import { writeFileAtomicIfChanged } from "../fs.js";
-import { redisAclLines } from "../spec/access.js";
-import { redisConf } from "../spec/render.js";
-import type { Spec } from "../spec/schema.js";
-import type { EnvPaths, ServiceUser } from "./paths.js";
-import { processAlive, processRuns } from "./processes.js";
+import { CliError, EXIT } from "../../errors.js";
+import { writeFileAtomicIfChanged } from "../../fs.js";
+import { redisAclLines } from "../../spec/access.js";
+import { redisConf } from "../../spec/render.js";
+import type { Spec } from "../../spec/schema.js";
+import type { EnvPaths, ServiceUser } from "../../state/paths.js";
+import { processAlive, processRuns } from "../../state/processes.js";
 
 const INSTALL_HINT = "install Redis 7: sudo apt-get install -y redis-server (or set REDIS_SERVER_BIN to a redis-server 7 binary)";
 

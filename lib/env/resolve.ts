@@ -15,41 +15,11 @@ import { type FlagSpec } from "../cli.js";
 import { CliError, EXIT } from "../errors.js";
 import { registerSecret } from "../redact.js";
 import type { Spec } from "../spec/schema.js";
-import { openEnvironment, specOf } from "./environment.js";
+import { specOf } from "../state/record.js";
+import { openEnvironment, urlEnvironment, type Environment, type PostgresEndpoint, type RedisEndpoint } from "./environment.js";
 import type { PostgresRole, RedisRole } from "../spec/access.js";
 
-/** How to reach PostgreSQL as each role (a URL target has one login for every role). */
-export interface PostgresEndpoint {
-  config(role: PostgresRole, database?: string): ClientConfig;
-  /** host:port/database, no secrets. */
-  label: string;
-}
-
-/** How to reach Redis as each user (a URL target has one login for both). */
-export interface RedisEndpoint {
-  options(role: RedisRole): RedisOptions;
-  /** host:port/db, no secrets. */
-  label: string;
-}
-
-export interface Target {
-  /** The environment whose spec is the reference (--env). */
-  env: string;
-  spec: Spec;
-  /** A local environment (embedded or docker), or servers given by URL. */
-  kind: "embedded" | "docker" | "urls";
-  /** One line for reports, without secrets. */
-  label: string;
-  /** Distinct logins per role (local environments); false when one URL stands for every role. */
-  perRoleLogins: boolean;
-  /** Absent only when URLs were given for the other server alone. */
-  postgres?: PostgresEndpoint;
-  redis?: RedisEndpoint;
-  /** What to do when the servers do not answer. */
-  unreachableHint: string;
-}
-
-export interface TargetOptions {
+export interface EnvironmentOptions {
   env?: string;
   databaseUrl?: string;
   redisUrl?: string;
@@ -58,51 +28,25 @@ export interface TargetOptions {
 }
 
 /** The flags every command that connects takes; spread into a Command's `flags`. */
-export const TARGET_FLAGS = {
+export const ENVIRONMENT_FLAGS = {
   env: { type: "string", help: "environment: a local env (Pulumi.<env>.yaml stack or ephemeral id), or the spec to compare URLs with", default: "dev" },
   "database-url": { type: "string", help: "check this PostgreSQL instead of the env's (postgresql://user@host:port/db; password in $PGPASSWORD)" },
   "redis-url": { type: "string", help: "check this Redis instead of the env's (redis[s]://user@host:port/db; password in $REDISCLI_AUTH)" },
 } as const satisfies Record<string, FlagSpec>;
 
-/** Resolves a target from the TARGET_FLAGS values. */
-export function targetFromFlags(flags: { env?: string; "database-url"?: string; "redis-url"?: string }, warn?: (message: string) => void): Target {
-  return resolveTarget({ env: flags.env || "dev", databaseUrl: flags["database-url"] || undefined, redisUrl: flags["redis-url"] || undefined, warn });
+/** The environment the ENVIRONMENT_FLAGS values name. */
+export function environmentFromFlags(flags: { env?: string; "database-url"?: string; "redis-url"?: string }, warn?: (message: string) => void): Environment {
+  return resolveEnvironment({ env: flags.env || "dev", databaseUrl: flags["database-url"] || undefined, redisUrl: flags["redis-url"] || undefined, warn });
 }
 
 /** A local environment by name, or the servers of the given URLs compared with `env`'s spec. */
-export function resolveTarget(options: TargetOptions): Target {
+export function resolveEnvironment(options: EnvironmentOptions): Environment {
   const env = options.env ?? "dev";
-  if (options.databaseUrl === undefined && options.redisUrl === undefined) return environmentTarget(env);
+  if (options.databaseUrl === undefined && options.redisUrl === undefined) return openEnvironment(env);
   const spec = specOf(env);
   const postgres = options.databaseUrl === undefined ? undefined : postgresFromUrl(options.databaseUrl, spec, options.warn);
   const redis = options.redisUrl === undefined ? undefined : redisFromUrl(options.redisUrl, spec, options.warn);
-  return {
-    env,
-    spec,
-    kind: "urls",
-    label: [postgres && `postgresql://${postgres.label}`, redis && `redis://${redis.label}`].filter(Boolean).join(" + ") + ` (spec: ${env})`,
-    perRoleLogins: false,
-    postgres,
-    redis,
-    unreachableHint: "check the URL, the network path (security groups, VPN) and the password ($PGPASSWORD / $REDISCLI_AUTH)",
-  };
-}
-
-/** A local environment (embedded or docker) from its record and credentials. */
-export function environmentTarget(env: string): Target {
-  const opened = openEnvironment(env);
-  const c = opened.connections;
-  const { spec } = opened;
-  return {
-    env,
-    spec,
-    kind: opened.record.engine,
-    label: `${env} (${opened.record.engine}${opened.record.ephemeral ? ", ephemeral" : ""}; PostgreSQL 127.0.0.1:${spec.postgres.port}, Redis 127.0.0.1:${spec.redis.port})`,
-    perRoleLogins: true,
-    postgres: { config: (role, database) => c.postgresConfig(role, database), label: `127.0.0.1:${spec.postgres.port}/${spec.postgres.database}` },
-    redis: { options: (role) => c.redisOptions(role), label: `127.0.0.1:${spec.redis.port}/${spec.redis.db}` },
-    unreachableHint: opened.record.engine === "embedded" ? `is it running? npm run status -- --env ${env}; start it: npm run up -- --env ${env}` : `is it running? npm run status -- --env ${env}; start its containers: npm run up -- --env ${env}`,
-  };
+  return urlEnvironment(env, spec, postgres, redis);
 }
 
 function badUrl(flag: string, url: string, why: string, allowed: string): CliError {
