@@ -1,6 +1,6 @@
 /**
  * CloudWatch alarms for the guide's alerting thresholds (spec.alerts), one per rule of
- * awsAlarmRules() in lib/aws/capabilities.ts: RDS metrics on the instance, ElastiCache metrics on
+ * awsAlarmRules() in lib/aws/mapping.ts: RDS metrics on the instance, ElastiCache metrics on
  * every member cluster, and slow queries from the exported PostgreSQL log (RDS has no query-time
  * metric), ReplicaLag on each read replica. Alarm, OK and (where silence is a problem)
  * insufficient-data actions go to the SNS topic(s) given, and so do the RDS events of the
@@ -8,12 +8,21 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { awsAlarmRules, SLOW_QUERY_METRIC, SLOW_QUERY_NAMESPACE, type AlarmRule } from "../lib/aws/mapping.js";
+import { SLOW_QUERY_METRIC, SLOW_QUERY_NAMESPACE, type AlarmRule } from "../lib/aws/mapping.js";
 import { resourceName } from "../lib/spec/access.js";
-import type { Spec } from "../lib/spec/schema.js";
 
 export interface AwsAlarmsArgs {
-  spec: Spec;
+  /** Prefix of the alarms' names (spec: namePrefix). */
+  namePrefix: string;
+  /** The environment's name, for the descriptions (spec: env). */
+  env: string;
+  /** The alarms, one per rule (lib/aws/mapping.ts's awsAlarmRules from spec.alerts and aws.alarms). */
+  rules: AlarmRule[];
+  /**
+   * RDS event categories of the event subscription (spec: aws.events.rdsCategories).
+   * @default []
+   */
+  rdsEventCategories?: string[];
   /** The RDS instance's identifier (dimension DBInstanceIdentifier). */
   dbInstanceIdentifier: pulumi.Input<string>;
   /** The replication group's member cluster ids (dimension CacheClusterId); one alarm per member and rule. */
@@ -44,7 +53,6 @@ export class AwsAlarms extends pulumi.ComponentResource {
 
   constructor(name: string, args: AwsAlarmsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:Alarms", name, {}, opts);
-    const { spec } = args;
     const child = { parent: this };
     const actions = args.actions ?? [];
     const common = (rule: AlarmRule) => ({
@@ -62,14 +70,14 @@ export class AwsAlarms extends pulumi.ComponentResource {
       insufficientDataActions: rule.notifyInsufficientData ? actions : [],
     });
 
-    for (const rule of awsAlarmRules(spec)) {
+    for (const rule of args.rules) {
       if (rule.source === "rds") {
         this.alarms.push(
           new aws.cloudwatch.MetricAlarm(
             `${name}-${rule.id}`,
             {
-              name: resourceName(spec, rule.id),
-              alarmDescription: `${spec.env}: PostgreSQL ${rule.description} (${rule.specKey})`,
+              name: resourceName(args, rule.id),
+              alarmDescription: `${args.env}: PostgreSQL ${rule.description} (${rule.specKey})`,
               dimensions: { DBInstanceIdentifier: args.dbInstanceIdentifier },
               ...common(rule),
             },
@@ -82,8 +90,8 @@ export class AwsAlarms extends pulumi.ComponentResource {
             new aws.cloudwatch.MetricAlarm(
               `${name}-${rule.id}-${i}`,
               {
-                name: resourceName(spec, `${rule.id}-${i + 1}`),
-                alarmDescription: `${spec.env}: PostgreSQL replica ${i + 1}: ${rule.description} (${rule.specKey})`,
+                name: resourceName(args, `${rule.id}-${i + 1}`),
+                alarmDescription: `${args.env}: PostgreSQL replica ${i + 1}: ${rule.description} (${rule.specKey})`,
                 dimensions: { DBInstanceIdentifier: replica },
                 ...common(rule),
               },
@@ -97,8 +105,8 @@ export class AwsAlarms extends pulumi.ComponentResource {
             new aws.cloudwatch.MetricAlarm(
               `${name}-${rule.id}-${i}`,
               {
-                name: resourceName(spec, `${rule.id}-${i}`),
-                alarmDescription: `${spec.env}: Redis node ${i}: ${rule.description} (${rule.specKey})`,
+                name: resourceName(args, `${rule.id}-${i}`),
+                alarmDescription: `${args.env}: Redis node ${i}: ${rule.description} (${rule.specKey})`,
                 dimensions: { CacheClusterId: pulumi.output(args.cacheClusterIds).apply((ids) => memberAt(ids, i)) },
                 ...common(rule),
               },
@@ -110,7 +118,7 @@ export class AwsAlarms extends pulumi.ComponentResource {
         this.slowQueryFilter = new aws.cloudwatch.LogMetricFilter(
           `${name}-slow-query-filter`,
           {
-            name: resourceName(spec, "slow-queries"),
+            name: resourceName(args, "slow-queries"),
             logGroupName: args.postgresLogGroupName,
             pattern: SLOW_QUERY_PATTERN,
             metricTransformation: { namespace: SLOW_QUERY_NAMESPACE, name: SLOW_QUERY_METRIC, value: "1", defaultValue: "0", unit: "Count" },
@@ -120,7 +128,7 @@ export class AwsAlarms extends pulumi.ComponentResource {
         this.alarms.push(
           new aws.cloudwatch.MetricAlarm(
             `${name}-${rule.id}`,
-            { name: resourceName(spec, rule.id), alarmDescription: `${spec.env}: PostgreSQL ${rule.description} (${rule.specKey})`, ...common(rule) },
+            { name: resourceName(args, rule.id), alarmDescription: `${args.env}: PostgreSQL ${rule.description} (${rule.specKey})`, ...common(rule) },
             { parent: this, dependsOn: [this.slowQueryFilter] },
           ),
         );
@@ -130,11 +138,11 @@ export class AwsAlarms extends pulumi.ComponentResource {
       this.eventSubscription = new aws.rds.EventSubscription(
         `${name}-rds-events`,
         {
-          name: resourceName(spec, "rds-events"),
+          name: resourceName(args, "rds-events"),
           snsTopic: args.eventTopicArn,
           sourceType: "db-instance",
           sourceIds: [args.dbInstanceIdentifier, ...(args.replicaIdentifiers ?? [])],
-          eventCategories: spec.aws.events.rdsCategories,
+          eventCategories: args.rdsEventCategories ?? [],
           enabled: true,
         },
         child,

@@ -7,31 +7,46 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { resourceName } from "../lib/spec/access.js";
-import type { Spec } from "../lib/spec/schema.js";
 
 export interface AwsAlertTopicArgs {
-  /** The environment's spec: aws.createAlarmTopic, aws.alarmTopicArn, aws.alarms.emails/httpsEndpoints. */
-  spec: Spec;
+  /** Prefix of the topic's name (spec: namePrefix). */
+  namePrefix: string;
   /** The stack's KMS key (aws-key.ts) that encrypts the topic. */
   kmsKeyArn: pulumi.Input<string>;
+  /** Create the stack's own topic (spec: aws.createAlarmTopic). */
+  createTopic: boolean;
+  /**
+   * A topic made elsewhere that receives the same (spec: aws.alarmTopicArn).
+   * @default none
+   */
+  existingTopicArn?: string;
+  /**
+   * E-mail subscriptions of the created topic (spec: aws.alarms.emails).
+   * @default []
+   */
+  emails?: string[];
+  /**
+   * HTTPS subscriptions of the created topic (spec: aws.alarms.httpsEndpoints).
+   * @default []
+   */
+  httpsEndpoints?: string[];
 }
 
 /** The SNS topic(s) every alarm and event notification of the stack goes to. */
 export class AwsAlertTopic extends pulumi.ComponentResource {
-  /** Created when aws.createAlarmTopic is true. */
+  /** Created when `createTopic` is true. */
   readonly topic?: aws.sns.Topic;
   readonly subscriptions: aws.sns.TopicSubscription[] = [];
-  /** The created topic first, then aws.alarmTopicArn. */
+  /** The created topic first, then `existingTopicArn`. */
   readonly arns: pulumi.Input<string>[];
   /** The topic ElastiCache notifications and RDS events go to (one only: ElastiCache takes one). */
   readonly primaryArn?: pulumi.Input<string>;
 
   constructor(name: string, args: AwsAlertTopicArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:AlertTopic", name, {}, opts);
-    const { spec } = args;
     const child = { parent: this };
-    if (spec.aws.createAlarmTopic) {
-      this.topic = new aws.sns.Topic(`${name}-topic`, { name: resourceName(spec, "alarms"), kmsMasterKeyId: args.kmsKeyArn }, child);
+    if (args.createTopic) {
+      this.topic = new aws.sns.Topic(`${name}-topic`, { name: resourceName(args, "alarms"), kmsMasterKeyId: args.kmsKeyArn }, child);
       new aws.sns.TopicPolicy(
         `${name}-policy`,
         { arn: this.topic.arn, policy: this.topic.arn.apply((arn) => JSON.stringify(topicPolicy(arn))) },
@@ -41,10 +56,10 @@ export class AwsAlertTopic extends pulumi.ComponentResource {
         this.subscriptions.push(
           new aws.sns.TopicSubscription(`${name}-${protocol}-${i}`, { topic: this.topic!.arn, protocol, endpoint, endpointAutoConfirms: protocol === "https" ? false : undefined }, child),
         );
-      spec.aws.alarms.emails.forEach((e, i) => subscribe("email", e, i));
-      spec.aws.alarms.httpsEndpoints.forEach((e, i) => subscribe("https", e, i));
+      (args.emails ?? []).forEach((e, i) => subscribe("email", e, i));
+      (args.httpsEndpoints ?? []).forEach((e, i) => subscribe("https", e, i));
     }
-    this.arns = [...(this.topic ? [this.topic.arn] : []), ...(spec.aws.alarmTopicArn ? [spec.aws.alarmTopicArn] : [])];
+    this.arns = [...(this.topic ? [this.topic.arn] : []), ...(args.existingTopicArn ? [args.existingTopicArn] : [])];
     this.primaryArn = this.arns[0];
     this.registerOutputs({ arns: this.arns });
   }

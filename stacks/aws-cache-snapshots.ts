@@ -12,12 +12,19 @@ import path from "node:path";
 import { scheduledSnapshotPrefix } from "../lib/aws/cache-snapshot-prune.js";
 import { resourceName } from "../lib/spec/access.js";
 import { PROJECT_DIR } from "../lib/spec/load.js";
-import type { Spec } from "../lib/spec/schema.js";
 import { assumedBy } from "./aws-monitoring.js";
 
 export interface AwsCacheSnapshotsArgs {
-  /** The environment's spec: aws.cacheSnapshots.*. */
-  spec: Spec;
+  /** Prefix of the roles', function's and schedules' names (spec: namePrefix). */
+  namePrefix: string;
+  /** The environment's name, for the descriptions (spec: env). */
+  env: string;
+  /** The region of the replication group and its snapshots (spec: aws.region). */
+  region: string;
+  /** When snapshots are taken: an EventBridge Scheduler rate() or cron() (spec: aws.cacheSnapshots.schedule). */
+  schedule: string;
+  /** Scheduled snapshots older than this many hours are deleted (spec: aws.cacheSnapshots.keepHours). */
+  keepHours: number;
   /** The replication group to snapshot. */
   replicationGroupId: pulumi.Input<string>;
   /** The stack's KMS key (the schedule's input and the function's environment). */
@@ -58,14 +65,12 @@ export class AwsCacheSnapshots extends pulumi.ComponentResource {
 
   constructor(name: string, args: AwsCacheSnapshotsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:CacheSnapshots", name, {}, opts);
-    const { spec } = args;
     const child = { parent: this };
-    const c = spec.aws.cacheSnapshots;
     const account = aws.getCallerIdentityOutput({}, child).accountId;
-    const region = spec.aws.region;
+    const region = args.region;
 
-    this.schedulerRole = new aws.iam.Role(`${name}-scheduler-role`, { name: resourceName(spec, "cache-snapshots"), assumeRolePolicy: JSON.stringify(assumedBy("scheduler.amazonaws.com")) }, child);
-    const functionRole = new aws.iam.Role(`${name}-prune-role`, { name: resourceName(spec, "cache-snapshot-prune"), assumeRolePolicy: JSON.stringify(assumedBy("lambda.amazonaws.com")) }, child);
+    this.schedulerRole = new aws.iam.Role(`${name}-scheduler-role`, { name: resourceName(args, "cache-snapshots"), assumeRolePolicy: JSON.stringify(assumedBy("scheduler.amazonaws.com")) }, child);
+    const functionRole = new aws.iam.Role(`${name}-prune-role`, { name: resourceName(args, "cache-snapshot-prune"), assumeRolePolicy: JSON.stringify(assumedBy("lambda.amazonaws.com")) }, child);
     new aws.iam.RolePolicyAttachment(`${name}-prune-logs`, { role: functionRole.name, policyArn: "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole" }, child);
     new aws.iam.RolePolicy(
       `${name}-prune-policy`,
@@ -88,7 +93,7 @@ export class AwsCacheSnapshots extends pulumi.ComponentResource {
     this.pruneFunction = new aws.lambda.Function(
       `${name}-prune`,
       {
-        name: resourceName(spec, "cache-snapshot-prune"),
+        name: resourceName(args, "cache-snapshot-prune"),
         runtime: "nodejs20.x",
         handler: "index.handler",
         role: functionRole.arn,
@@ -96,7 +101,7 @@ export class AwsCacheSnapshots extends pulumi.ComponentResource {
         memorySize: 128,
         kmsKeyArn: args.kmsKeyArn,
         code: new pulumi.asset.AssetArchive({ "index.js": new pulumi.asset.StringAsset(pruneFunctionCode()) }),
-        environment: { variables: { REPLICATION_GROUP_ID: args.replicationGroupId, KEEP_HOURS: String(c.keepHours) } },
+        environment: { variables: { REPLICATION_GROUP_ID: args.replicationGroupId, KEEP_HOURS: String(args.keepHours) } },
       },
       child,
     );
@@ -123,9 +128,9 @@ export class AwsCacheSnapshots extends pulumi.ComponentResource {
     this.schedule = new aws.scheduler.Schedule(
       `${name}-create`,
       {
-        name: resourceName(spec, "cache-snapshot"),
-        description: `ElastiCache CreateSnapshot of ${spec.env} (${c.schedule}); kept ${c.keepHours} h`,
-        scheduleExpression: c.schedule,
+        name: resourceName(args, "cache-snapshot"),
+        description: `ElastiCache CreateSnapshot of ${args.env} (${args.schedule}); kept ${args.keepHours} h`,
+        scheduleExpression: args.schedule,
         flexibleTimeWindow: { mode: "OFF" },
         kmsKeyArn: args.kmsKeyArn,
         target: {
@@ -140,8 +145,8 @@ export class AwsCacheSnapshots extends pulumi.ComponentResource {
     this.pruneSchedule = new aws.scheduler.Schedule(
       `${name}-prune-schedule`,
       {
-        name: resourceName(spec, "cache-snapshot-prune"),
-        description: `Deletes ${spec.env}'s scheduled ElastiCache snapshots older than ${c.keepHours} h`,
+        name: resourceName(args, "cache-snapshot-prune"),
+        description: `Deletes ${args.env}'s scheduled ElastiCache snapshots older than ${args.keepHours} h`,
         scheduleExpression: args.pruneSchedule ?? "rate(1 hour)",
         flexibleTimeWindow: { mode: "OFF" },
         kmsKeyArn: args.kmsKeyArn,

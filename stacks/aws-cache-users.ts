@@ -9,12 +9,20 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { cacheUserId, cacheUserNames, elasticacheAccessStrings, type CacheRole } from "../lib/aws/cache-acl.js";
-import type { Spec } from "../lib/spec/schema.js";
+import { cacheUserId, type CacheRole } from "../lib/aws/cache-acl.js";
+
+/** One ElastiCache user: its Redis name and access string. */
+export interface CacheUserDefinition {
+  userName: string;
+  /** ElastiCache's access string (`on ~* &* +@all -@dangerous …`). */
+  accessString: string;
+}
 
 export interface AwsCacheUsersArgs {
-  /** The environment's spec: redis.appUser and namePrefix. */
-  spec: Spec;
+  /** Prefix of the user and group ids (spec: namePrefix). */
+  namePrefix: string;
+  /** The admin (ElastiCache's `default`) and the application user (lib/aws/cache-acl.ts from the spec). */
+  users: Record<CacheRole, CacheUserDefinition>;
   /**
    * Password length (ElastiCache: 16-128).
    * @default 64
@@ -32,9 +40,7 @@ export class AwsCacheUsers extends pulumi.ComponentResource {
 
   constructor(name: string, args: AwsCacheUsersArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:CacheUsers", name, {}, opts);
-    const { spec } = args;
-    const access = elasticacheAccessStrings(spec);
-    this.userNames = cacheUserNames(spec);
+    this.userNames = { admin: args.users.admin.userName, app: args.users.app.userName };
     const make = (role: CacheRole) => {
       const password = new random.RandomPassword(
         `${name}-${role}-password`,
@@ -44,10 +50,10 @@ export class AwsCacheUsers extends pulumi.ComponentResource {
       const user = new aws.elasticache.User(
         `${name}-${role}`,
         {
-          userId: cacheUserId(spec, `redis-${role}`),
+          userId: cacheUserId(args.namePrefix, `redis-${role}`),
           userName: this.userNames[role],
           engine: "redis",
-          accessString: access[role],
+          accessString: args.users[role].accessString,
           authenticationMode: { type: "password", passwords: [pulumi.secret(password.result)] },
         },
         { parent: this, additionalSecretOutputs: ["passwords"] },
@@ -60,7 +66,7 @@ export class AwsCacheUsers extends pulumi.ComponentResource {
     this.users = { admin: admin.user, app: app.user };
     this.userGroup = new aws.elasticache.UserGroup(
       `${name}-group`,
-      { userGroupId: cacheUserId(spec, "redis-users"), engine: "redis", userIds: [admin.user.userId, app.user.userId] },
+      { userGroupId: cacheUserId(args.namePrefix, "redis-users"), engine: "redis", userIds: [admin.user.userId, app.user.userId] },
       { parent: this },
     );
     this.registerOutputs({ userGroupId: this.userGroup.userGroupId });

@@ -15,6 +15,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import {
   AwsMappingError,
+  awsAlarmRules,
   cacheFailover,
   cacheNodeFit,
   cacheSnapshotRetentionDays,
@@ -22,6 +23,7 @@ import {
   windowsOverlap,
   type CacheNodeFit,
 } from "../lib/aws/mapping.js";
+import { cacheUsers } from "../lib/aws/cache-acl.js";
 import { postgresUrl, redisUrl, resourceName } from "../lib/spec/access.js";
 import { specHash as computeSpecHash, PROJECT } from "../lib/spec/load.js";
 import { elasticacheParameters, rdsParameters } from "../lib/spec/render.js";
@@ -132,10 +134,38 @@ export class AwsDataStack extends pulumi.ComponentResource {
     const tags = { "spec-hash": hash };
 
     this.network = new AwsNetwork(`${name}-network`, { spec }, comp);
-    this.key = new AwsKey(`${name}-kms`, { spec }, comp);
+    this.key = new AwsKey(
+      `${name}-kms`,
+      { namePrefix: spec.namePrefix, region: spec.aws.region, existingKeyArn: spec.aws.kms.keyArn, deletionWindowDays: spec.aws.kms.deletionWindowDays },
+      comp,
+    );
     const keyArn = this.key.arn;
-    this.monitoring = new AwsMonitoring(`${name}-monitoring`, { spec, kmsKeyArn: keyArn, vpcId: this.network.vpc?.id }, comp);
-    this.alertTopic = new AwsAlertTopic(`${name}-alerts`, { spec, kmsKeyArn: keyArn }, comp);
+    const monitoring = spec.aws.monitoring;
+    const createdVpc = this.network.vpc;
+    this.monitoring = new AwsMonitoring(
+      `${name}-monitoring`,
+      {
+        namePrefix: spec.namePrefix,
+        kmsKeyArn: keyArn,
+        logRetentionDays: spec.aws.logRetentionDays,
+        enhancedMonitoringRole: monitoring.enhancedIntervalSeconds > 0,
+        cacheLogs: monitoring.cacheLogs,
+        flowLogs: monitoring.flowLogs && createdVpc ? { vpcId: createdVpc.id, trafficType: monitoring.flowLogTraffic } : undefined,
+      },
+      comp,
+    );
+    this.alertTopic = new AwsAlertTopic(
+      `${name}-alerts`,
+      {
+        namePrefix: spec.namePrefix,
+        kmsKeyArn: keyArn,
+        createTopic: spec.aws.createAlarmTopic,
+        existingTopicArn: spec.aws.alarmTopicArn,
+        emails: spec.aws.alarms.emails,
+        httpsEndpoints: spec.aws.alarms.httpsEndpoints,
+      },
+      comp,
+    );
     this.alarmTopic = this.alertTopic.topic;
     const monitoringRoleArn = this.monitoring.enhancedMonitoringRole?.arn;
 
@@ -244,7 +274,11 @@ export class AwsDataStack extends pulumi.ComponentResource {
     }
     if (spec.aws.replicas.backupRegion) {
       // The replicated backups are encrypted with a key in their own region.
-      const remoteKey = new AwsKey(`${name}-kms-${spec.aws.replicas.backupRegion}`, { spec, region: spec.aws.replicas.backupRegion, purpose: "backups" }, comp);
+      const remoteKey = new AwsKey(
+        `${name}-kms-${spec.aws.replicas.backupRegion}`,
+        { namePrefix: spec.namePrefix, region: spec.aws.replicas.backupRegion, inRegion: true, deletionWindowDays: spec.aws.kms.deletionWindowDays, purpose: "backups" },
+        comp,
+      );
       this.backupReplication = new aws.rds.InstanceAutomatedBackupsReplication(
         `${name}-postgres-backup-replication`,
         { sourceDbInstanceArn: this.postgres.arn, region: spec.aws.replicas.backupRegion, retentionPeriod: spec.backup.retentionDays, kmsKeyId: remoteKey.arn },
@@ -292,7 +326,7 @@ export class AwsDataStack extends pulumi.ComponentResource {
       { name: replicationGroupId, description: `Private subnets of ${replicationGroupId}`, subnetIds: this.network.subnetIds },
       res,
     );
-    this.redisUsers = new AwsCacheUsers(`${name}-redis-users`, { spec, passwordLength: args.passwordLength }, comp);
+    this.redisUsers = new AwsCacheUsers(`${name}-redis-users`, { namePrefix: spec.namePrefix, users: cacheUsers(spec), passwordLength: args.passwordLength }, comp);
     this.redis = new aws.elasticache.ReplicationGroup(
       `${name}-redis`,
       {
@@ -323,7 +357,12 @@ export class AwsDataStack extends pulumi.ComponentResource {
       res,
     );
     if (spec.aws.cacheSnapshots.enabled) {
-      this.cacheSnapshots = new AwsCacheSnapshots(`${name}-redis-snapshots`, { spec, replicationGroupId: this.redis.replicationGroupId, kmsKeyArn: keyArn }, comp);
+      const { schedule, keepHours } = spec.aws.cacheSnapshots;
+      this.cacheSnapshots = new AwsCacheSnapshots(
+        `${name}-redis-snapshots`,
+        { namePrefix: spec.namePrefix, env: spec.env, region: spec.aws.region, schedule, keepHours, replicationGroupId: this.redis.replicationGroupId, kmsKeyArn: keyArn },
+        comp,
+      );
     }
 
     // --- Alarms -----------------------------------------------------------------------------
@@ -333,7 +372,10 @@ export class AwsDataStack extends pulumi.ComponentResource {
     this.alarms = new AwsAlarms(
       `${name}-alarms`,
       {
-        spec,
+        namePrefix: spec.namePrefix,
+        env: spec.env,
+        rules: awsAlarmRules(spec),
+        rdsEventCategories: spec.aws.events.rdsCategories,
         dbInstanceIdentifier: this.postgres.identifier,
         cacheClusterIds: this.redis.memberClusters,
         cacheClusterCount: 1 + spec.aws.cacheReplicas,

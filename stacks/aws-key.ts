@@ -9,17 +9,25 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { resourceName } from "../lib/spec/access.js";
-import type { Spec } from "../lib/spec/schema.js";
 
 export interface AwsKeyArgs {
-  /** The environment's spec: aws.kms.* and the region. */
-  spec: Spec;
+  /** Prefix of the alias and the description (spec: namePrefix). */
+  namePrefix: string;
+  /** The region whose CloudWatch Logs the key policy admits (spec: aws.region, or the backup region). */
+  region: string;
   /**
-   * Region of the key, when it is not the provider's (backups replicated to another region need a
-   * key there).
-   * @default the provider's region, and aws.kms.keyArn is used instead of a new key
+   * Create the key in `region` instead of the provider's region (backups replicated to another
+   * region need a key there).
+   * @default false
    */
-  region?: string;
+  inRegion?: boolean;
+  /**
+   * An existing customer-managed key to use instead (spec: aws.kms.keyArn).
+   * @default none: a key is created
+   */
+  existingKeyArn?: string;
+  /** Days a deleted key waits before it is gone (spec: aws.kms.deletionWindowDays). */
+  deletionWindowDays: number;
   /**
    * What the alias says after the name prefix.
    * @default "data"
@@ -36,26 +44,25 @@ export class AwsKey extends pulumi.ComponentResource {
 
   constructor(name: string, args: AwsKeyArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:Key", name, {}, opts);
-    const { spec } = args;
-    const existing = args.region === undefined ? spec.aws.kms.keyArn : undefined;
-    if (existing) {
-      this.arn = pulumi.output(existing);
+    const purpose = args.purpose ?? "data";
+    const keyRegion = args.inRegion ? args.region : undefined;
+    if (args.existingKeyArn) {
+      this.arn = pulumi.output(args.existingKeyArn);
     } else {
       const child = { parent: this };
       const identity = aws.getCallerIdentityOutput({}, child);
-      const region = args.region ?? spec.aws.region;
       this.key = new aws.kms.Key(
         `${name}-key`,
         {
-          description: `${spec.namePrefix}: RDS, Performance Insights, secrets, ElastiCache, logs and SNS (${args.purpose ?? "data"})`,
+          description: `${args.namePrefix}: RDS, Performance Insights, secrets, ElastiCache, logs and SNS (${purpose})`,
           enableKeyRotation: true,
-          deletionWindowInDays: spec.aws.kms.deletionWindowDays,
-          region: args.region,
-          policy: identity.accountId.apply((account) => JSON.stringify(keyPolicy(account, region))),
+          deletionWindowInDays: args.deletionWindowDays,
+          region: keyRegion,
+          policy: identity.accountId.apply((account) => JSON.stringify(keyPolicy(account, args.region))),
         },
         child,
       );
-      this.alias = new aws.kms.Alias(`${name}-alias`, { name: `alias/${resourceName(spec, args.purpose ?? "data")}`, targetKeyId: this.key.keyId, region: args.region }, child);
+      this.alias = new aws.kms.Alias(`${name}-alias`, { name: `alias/${resourceName(args, purpose)}`, targetKeyId: this.key.keyId, region: keyRegion }, child);
       this.arn = this.key.arn;
     }
     this.registerOutputs({ arn: this.arn });

@@ -7,18 +7,29 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { resourceName } from "../lib/spec/access.js";
-import type { Spec } from "../lib/spec/schema.js";
 
 export interface AwsMonitoringArgs {
-  /** The environment's spec: aws.monitoring.*, aws.logRetentionDays. */
-  spec: Spec;
+  /** Prefix of the roles' and log groups' names (spec: namePrefix). */
+  namePrefix: string;
   /** The stack's KMS key for the log groups. */
   kmsKeyArn: pulumi.Input<string>;
+  /** Days every log group keeps its events (spec: aws.logRetentionDays). */
+  logRetentionDays: number;
   /**
-   * The VPC to record flow logs of.
-   * @default none: no flow logs (the spec's existing VPC is someone else's to log)
+   * Make the IAM role RDS enhanced monitoring runs as (spec: aws.monitoring.enhancedIntervalSeconds > 0).
+   * @default false
    */
-  vpcId?: pulumi.Input<string>;
+  enhancedMonitoringRole?: boolean;
+  /**
+   * ElastiCache's slow-log and engine-log groups (spec: aws.monitoring.cacheLogs).
+   * @default false
+   */
+  cacheLogs?: boolean;
+  /**
+   * Record flow logs of this VPC (spec: aws.monitoring.flowLogs and flowLogTraffic, for a VPC the stack created).
+   * @default none: no flow logs (an existing VPC is someone else's to log)
+   */
+  flowLogs?: { vpcId: pulumi.Input<string>; trafficType: string };
 }
 
 /** The AWS-managed policy enhanced monitoring's role needs. */
@@ -26,7 +37,7 @@ export const ENHANCED_MONITORING_POLICY_ARN = "arn:aws:iam::aws:policy/service-r
 
 /** Enhanced monitoring's role, ElastiCache's log groups, VPC flow logs. */
 export class AwsMonitoring extends pulumi.ComponentResource {
-  /** Present when aws.monitoring.enhancedIntervalSeconds > 0. */
+  /** Present with `enhancedMonitoringRole`. */
   readonly enhancedMonitoringRole?: aws.iam.Role;
   readonly cacheLogGroups: aws.cloudwatch.LogGroup[] = [];
   /** ReplicationGroup.logDeliveryConfigurations for the groups above. */
@@ -35,32 +46,30 @@ export class AwsMonitoring extends pulumi.ComponentResource {
 
   constructor(name: string, args: AwsMonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:Monitoring", name, {}, opts);
-    const { spec } = args;
-    const m = spec.aws.monitoring;
     const child = { parent: this };
     const logGroup = (suffix: string, groupName: string) =>
-      new aws.cloudwatch.LogGroup(`${name}-${suffix}`, { name: groupName, retentionInDays: spec.aws.logRetentionDays, kmsKeyId: args.kmsKeyArn }, child);
+      new aws.cloudwatch.LogGroup(`${name}-${suffix}`, { name: groupName, retentionInDays: args.logRetentionDays, kmsKeyId: args.kmsKeyArn }, child);
 
-    if (m.enhancedIntervalSeconds > 0) {
+    if (args.enhancedMonitoringRole) {
       this.enhancedMonitoringRole = new aws.iam.Role(
         `${name}-rds-monitoring-role`,
-        { name: resourceName(spec, "rds-monitoring"), assumeRolePolicy: JSON.stringify(assumedBy("monitoring.rds.amazonaws.com")) },
+        { name: resourceName(args, "rds-monitoring"), assumeRolePolicy: JSON.stringify(assumedBy("monitoring.rds.amazonaws.com")) },
         child,
       );
       new aws.iam.RolePolicyAttachment(`${name}-rds-monitoring-policy`, { role: this.enhancedMonitoringRole.name, policyArn: ENHANCED_MONITORING_POLICY_ARN }, child);
     }
 
-    if (m.cacheLogs) {
+    if (args.cacheLogs) {
       for (const logType of ["slow-log", "engine-log"] as const) {
-        const group = logGroup(`redis-${logType}`, `/aws/elasticache/${resourceName(spec, "redis")}/${logType}`);
+        const group = logGroup(`redis-${logType}`, `/aws/elasticache/${resourceName(args, "redis")}/${logType}`);
         this.cacheLogGroups.push(group);
         this.cacheLogDelivery.push({ destination: group.name, destinationType: "cloudwatch-logs", logFormat: "json", logType });
       }
     }
 
-    if (m.flowLogs && args.vpcId !== undefined) {
-      const group = logGroup("flow-logs", `/aws/vpc/${resourceName(spec, "vpc")}/flow-logs`);
-      const role = new aws.iam.Role(`${name}-flow-logs-role`, { name: resourceName(spec, "flow-logs"), assumeRolePolicy: JSON.stringify(assumedBy("vpc-flow-logs.amazonaws.com")) }, child);
+    if (args.flowLogs) {
+      const group = logGroup("flow-logs", `/aws/vpc/${resourceName(args, "vpc")}/flow-logs`);
+      const role = new aws.iam.Role(`${name}-flow-logs-role`, { name: resourceName(args, "flow-logs"), assumeRolePolicy: JSON.stringify(assumedBy("vpc-flow-logs.amazonaws.com")) }, child);
       new aws.iam.RolePolicy(
         `${name}-flow-logs-policy`,
         {
@@ -76,7 +85,7 @@ export class AwsMonitoring extends pulumi.ComponentResource {
       );
       this.flowLog = new aws.ec2.FlowLog(
         `${name}-flow-log`,
-        { vpcId: args.vpcId, trafficType: m.flowLogTraffic, logDestinationType: "cloud-watch-logs", logDestination: group.arn, iamRoleArn: role.arn, maxAggregationInterval: 60 },
+        { vpcId: args.flowLogs.vpcId, trafficType: args.flowLogs.trafficType, logDestinationType: "cloud-watch-logs", logDestination: group.arn, iamRoleArn: role.arn, maxAggregationInterval: 60 },
         child,
       );
     }

@@ -19,13 +19,20 @@ export function elasticacheAccessStrings(spec: Spec): Record<CacheRole, string> 
   return { admin: admin!, app: app! };
 }
 
+/** Both users as the AWS component takes them: Redis name and access string. */
+export function cacheUsers(spec: Spec): Record<CacheRole, { userName: string; accessString: string }> {
+  const names = cacheUserNames(spec);
+  const access = elasticacheAccessStrings(spec);
+  return { admin: { userName: names.admin, accessString: access.admin }, app: { userName: names.app, accessString: access.app } };
+}
+
 /** Redis user names: ElastiCache requires a user named `default` in every group; it is the admin, as locally. */
 export function cacheUserNames(spec: Spec): Record<CacheRole, string> {
   return { admin: "default", app: spec.redis.appUser };
 }
 
 /** ElastiCache user/group ids: letters, digits and single hyphens, at most 40 characters, unique per region. */
-export function cacheUserId(spec: Spec, what: string): string {
+export function cacheUserId(namePrefix: string, what: string): string {
   const room = 40 - what.length - 1;
-  return `${spec.namePrefix.slice(0, room).replace(/-+$/, "")}-${what}`.replace(/--+/g, "-");
+  return `${namePrefix.slice(0, room).replace(/-+$/, "")}-${what}`.replace(/--+/g, "-");
 }

@@ -14,7 +14,7 @@ export type RedisRole = "admin" | "app";
 export const REDIS_ADMIN_USER = "default";
 
 /** A resource's name: `<namePrefix>-<what>` (containers, volumes, RDS, ElastiCache, alarms…). */
-export function resourceName(spec: Spec, what: string): string {
+export function resourceName(spec: Pick<Spec, "namePrefix">, what: string): string {
   return `${spec.namePrefix}-${what}`;
 }
 
