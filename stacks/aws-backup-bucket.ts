@@ -9,24 +9,50 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { backupAccessPolicy, backupBucketName, backupBucketPolicy, bucketArn, environmentPrefix, lifecycleRules, repositoryUrl } from "../lib/aws/backup-bucket.js";
+import { backupAccessPolicy, backupBucketPolicy, bucketArn, createdBucketName, environmentKeyPrefix, repositoryUrl, type LifecycleRule } from "../lib/aws/backup-bucket.js";
 import { resourceName } from "../lib/spec/access.js";
-import type { Spec } from "../lib/spec/schema.js";
 
 export interface BackupBucketArgs {
-  /** The environment's spec: aws.backupBucket.*, backup.keepDaily/keepWeekly/retentionDays, namePrefix, env. */
-  spec: Spec;
+  /** Prefix of the created bucket's and the IAM policy's names (spec: namePrefix). */
+  namePrefix: string;
+  /** The environment whose backups the IAM policy admits (spec: env). */
+  env: string;
+  /** The region S3 uses the key in (spec: aws.region). */
+  region: string;
+  /** The repository's key prefix (spec: aws.backupBucket.prefix); the environment writes under `<prefix>/<env>/`. */
+  prefix: string;
   /**
-   * The stack's customer-managed key (aws-key.ts): the bucket's default encryption, the key its
-   * policy requires and the one the IAM policy grants. aws.backupBucket.kmsKeyArn, when set, is
-   * used instead (the key of an existing bucket).
+   * The key: the bucket's default encryption, the one its policy requires and the IAM policy
+   * grants (spec: aws.backupBucket.kmsKeyArn for an existing bucket, else the stack's key).
    */
   kmsKeyArn: pulumi.Input<string>;
+  /**
+   * An existing bucket: only the IAM policy and the outputs are made (spec: aws.backupBucket.bucketName).
+   * @default none: `<namePrefix>-backups-<account>` is created
+   */
+  existingBucketName?: string;
+  /** The created bucket's lifecycle (lib/aws/backup-bucket.ts's lifecycleRules, from the retention keys). */
+  lifecycleRules: LifecycleRule[];
+  /**
+   * `pulumi destroy` may delete a bucket that holds backups (spec: aws.backupBucket.forceDestroy).
+   * @default false
+   */
+  forceDestroy?: boolean;
+  /**
+   * Bucket receiving the S3 server access logs (spec: aws.backupBucket.accessLogBucket).
+   * @default none: no access logs
+   */
+  accessLogBucket?: string;
+  /**
+   * IAM role given the access policy (spec: aws.backupBucket.roleName).
+   * @default none: the policy is made, attached by whoever needs it
+   */
+  roleName?: string;
 }
 
 /** The S3 backup repository's bucket and its access policy. */
 export class BackupBucket extends pulumi.ComponentResource {
-  /** Created unless aws.backupBucket.bucketName names an existing bucket. */
+  /** Created unless `existingBucketName` names one. */
   readonly bucket?: aws.s3.Bucket;
   readonly versioning?: aws.s3.BucketVersioning;
   readonly encryption?: aws.s3.BucketServerSideEncryptionConfiguration;
@@ -48,19 +74,18 @@ export class BackupBucket extends pulumi.ComponentResource {
 
   constructor(name: string, args: BackupBucketArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:BackupBucket", name, {}, opts);
-    const { spec } = args;
-    const b = spec.aws.backupBucket;
     const child = { parent: this };
-    const keyArn = pulumi.output(b.kmsKeyArn ?? args.kmsKeyArn);
+    const keyArn = pulumi.output(args.kmsKeyArn);
+    const environmentPrefix = environmentKeyPrefix(args.prefix, args.env);
     this.kmsKeyArn = keyArn;
 
-    if (b.bucketName) {
-      this.bucketName = pulumi.output(b.bucketName);
+    if (args.existingBucketName) {
+      this.bucketName = pulumi.output(args.existingBucketName);
     } else {
       // The name is known at preview (the account id comes from an invoke), so are the policies built from it.
       const account = aws.getCallerIdentityOutput({}, child).accountId;
-      const bucketName = account.apply((id) => backupBucketName(spec, id));
-      this.bucket = new aws.s3.Bucket(`${name}-bucket`, { bucket: bucketName, forceDestroy: b.forceDestroy }, child);
+      const bucketName = account.apply((id) => createdBucketName(args.namePrefix, id));
+      this.bucket = new aws.s3.Bucket(`${name}-bucket`, { bucket: bucketName, forceDestroy: args.forceDestroy ?? false }, child);
       const bucket = this.bucket.bucket;
       this.bucketName = bucket;
       // Later settings wait for the public access block: a policy put while S3 still evaluates public access can be refused.
@@ -85,26 +110,26 @@ export class BackupBucket extends pulumi.ComponentResource {
         { ...child, dependsOn: [this.publicAccessBlock] },
       );
       // Expiry needs versioning in place to keep the noncurrent versions it expires later.
-      this.lifecycle = new aws.s3.BucketLifecycleConfiguration(`${name}-lifecycle`, { bucket, rules: lifecycleRules(spec) }, { ...child, dependsOn: [this.versioning] });
-      if (b.accessLogBucket) {
-        this.logging = new aws.s3.BucketLogging(`${name}-logging`, { bucket, targetBucket: b.accessLogBucket, targetPrefix: pulumi.interpolate`${bucket}/` }, child);
+      this.lifecycle = new aws.s3.BucketLifecycleConfiguration(`${name}-lifecycle`, { bucket, rules: args.lifecycleRules }, { ...child, dependsOn: [this.versioning] });
+      if (args.accessLogBucket) {
+        this.logging = new aws.s3.BucketLogging(`${name}-logging`, { bucket, targetBucket: args.accessLogBucket, targetPrefix: pulumi.interpolate`${bucket}/` }, child);
       }
     }
     this.bucketArn = this.bucketName.apply(bucketArn);
-    this.repositoryUrl = this.bucketName.apply((n) => repositoryUrl(n, spec));
+    this.repositoryUrl = this.bucketName.apply((n) => repositoryUrl(n, args.prefix));
 
     this.accessPolicy = new aws.iam.Policy(
       `${name}-access`,
       {
-        name: resourceName(spec, "backup-access"),
-        description: `Backups of ${spec.env}: objects under ${environmentPrefix(spec)} of the backup bucket, and its key through S3`,
-        policy: pulumi.all([this.bucketName, keyArn]).apply(([n, k]) => JSON.stringify(backupAccessPolicy(spec, n, k))),
+        name: resourceName(args, "backup-access"),
+        description: `Backups of ${args.env}: objects under ${environmentPrefix} of the backup bucket, and its key through S3`,
+        policy: pulumi.all([this.bucketName, keyArn]).apply(([n, k]) => JSON.stringify(backupAccessPolicy({ region: args.region, environmentPrefix }, n, k))),
       },
       child,
     );
     this.policyArn = this.accessPolicy.arn;
-    if (b.roleName) {
-      new aws.iam.RolePolicyAttachment(`${name}-access-role`, { role: b.roleName, policyArn: this.accessPolicy.arn }, child);
+    if (args.roleName) {
+      new aws.iam.RolePolicyAttachment(`${name}-access-role`, { role: args.roleName, policyArn: this.accessPolicy.arn }, child);
     }
 
     this.registerOutputs({ bucketName: this.bucketName, bucketArn: this.bucketArn, repositoryUrl: this.repositoryUrl, policyArn: this.policyArn });

@@ -23,6 +23,7 @@ import {
   windowsOverlap,
   type CacheNodeFit,
 } from "../lib/aws/mapping.js";
+import { lifecycleRules } from "../lib/aws/backup-bucket.js";
 import { cacheUsers } from "../lib/aws/cache-acl.js";
 import { postgresUrl, redisUrl, resourceName } from "../lib/spec/access.js";
 import { specHash as computeSpecHash, PROJECT } from "../lib/spec/load.js";
@@ -35,7 +36,7 @@ import { AwsCacheSnapshots } from "./aws-cache-snapshots.js";
 import { AwsCacheUsers } from "./aws-cache-users.js";
 import { AwsKey } from "./aws-key.js";
 import { AwsMonitoring } from "./aws-monitoring.js";
-import { AwsNetwork, pickZone } from "./aws-network.js";
+import { AwsNetwork, existingNetwork, pickZone } from "./aws-network.js";
 
 export interface AwsDataStackArgs {
   /** The environment's spec, from the one loader (parseSpec/loadSpec). */
@@ -133,7 +134,18 @@ export class AwsDataStack extends pulumi.ComponentResource {
     const comp = { parent: this, providers: [this.provider] };
     const tags = { "spec-hash": hash };
 
-    this.network = new AwsNetwork(`${name}-network`, { spec }, comp);
+    this.network = new AwsNetwork(
+      `${name}-network`,
+      {
+        namePrefix: spec.namePrefix,
+        existing: existingNetwork(spec),
+        vpcCidr: spec.aws.vpcCidr,
+        allowed: { cidrs: spec.aws.allowedCidrs, securityGroupIds: spec.aws.allowedSecurityGroupIds },
+        postgresPort: spec.postgres.port,
+        redisPort: spec.redis.port,
+      },
+      comp,
+    );
     this.key = new AwsKey(
       `${name}-kms`,
       { namePrefix: spec.namePrefix, region: spec.aws.region, existingKeyArn: spec.aws.kms.keyArn, deletionWindowDays: spec.aws.kms.deletionWindowDays },
@@ -389,7 +401,23 @@ export class AwsDataStack extends pulumi.ComponentResource {
 
     // --- Backup repository ------------------------------------------------------------------
     if (spec.aws.backupBucket.enabled) {
-      this.backupBucket = new BackupBucket(`${name}-backups`, { spec, kmsKeyArn: keyArn }, comp);
+      const b = spec.aws.backupBucket;
+      this.backupBucket = new BackupBucket(
+        `${name}-backups`,
+        {
+          namePrefix: spec.namePrefix,
+          env: spec.env,
+          region: spec.aws.region,
+          prefix: b.prefix,
+          kmsKeyArn: b.kmsKeyArn ?? keyArn,
+          existingBucketName: b.bucketName,
+          lifecycleRules: lifecycleRules(spec),
+          forceDestroy: b.forceDestroy,
+          accessLogBucket: b.accessLogBucket,
+          roleName: b.roleName,
+        },
+        comp,
+      );
     }
 
     // --- Outputs ----------------------------------------------------------------------------

@@ -9,10 +9,34 @@ import * as pulumi from "@pulumi/pulumi";
 import { resourceName } from "../lib/spec/access.js";
 import type { Spec } from "../lib/spec/schema.js";
 
+/** Who may connect to the services. */
+export interface AllowedSources {
+  /** IPv4 or IPv6 CIDRs (spec: aws.allowedCidrs; never 0.0.0.0/0). */
+  cidrs: string[];
+  /** Security groups (spec: aws.allowedSecurityGroupIds). */
+  securityGroupIds: string[];
+}
+
 export interface AwsNetworkArgs {
-  /** The environment's spec: aws.vpcId, aws.subnetIds, aws.vpcCidr, aws.allowed*, and the service ports. */
-  spec: Spec;
-  /** Private subnets to create when the spec names none. Default: 2 (RDS and Multi-AZ need two zones). */
+  /** Prefix of the resources' names (spec: namePrefix). */
+  namePrefix: string;
+  /**
+   * An existing VPC and its private subnets (spec: aws.vpcId, aws.subnetIds; `existingNetwork` checks them).
+   * @default none: a VPC with private subnets is created
+   */
+  existing?: { vpcId: string; subnetIds: string[] };
+  /** CIDR of a created VPC (spec: aws.vpcCidr). */
+  vpcCidr: string;
+  /** Who may reach PostgreSQL and Redis. */
+  allowed: AllowedSources;
+  /** PostgreSQL's port (spec: postgres.port). */
+  postgresPort: number;
+  /** Redis's port (spec: redis.port). */
+  redisPort: number;
+  /**
+   * Private subnets to create when there is no existing network.
+   * @default 2 (RDS and Multi-AZ need two zones)
+   */
   subnetCount?: number;
 }
 
@@ -22,7 +46,7 @@ export class AwsNetwork extends pulumi.ComponentResource {
   readonly subnetIds: pulumi.Output<string[]>;
   readonly postgresSecurityGroup: aws.ec2.SecurityGroup;
   readonly redisSecurityGroup: aws.ec2.SecurityGroup;
-  /** Created only when the spec names no VPC. */
+  /** Created only when there is no `existing` network. */
   readonly vpc?: aws.ec2.Vpc;
   readonly subnets: aws.ec2.Subnet[] = [];
   /** Zones of the created subnets, in subnet order (undefined for the spec's existing subnets). */
@@ -30,9 +54,8 @@ export class AwsNetwork extends pulumi.ComponentResource {
 
   constructor(name: string, args: AwsNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super("crypto-prediction-infra:aws:Network", name, {}, opts);
-    const { spec } = args;
     const child = { parent: this };
-    const existing = existingNetwork(spec);
+    const existing = args.existing;
 
     if (existing) {
       this.vpcId = pulumi.output(existing.vpcId);
@@ -41,7 +64,7 @@ export class AwsNetwork extends pulumi.ComponentResource {
       const count = args.subnetCount ?? 2;
       this.vpc = new aws.ec2.Vpc(
         `${name}-vpc`,
-        { cidrBlock: spec.aws.vpcCidr, enableDnsHostnames: true, enableDnsSupport: true, tags: { Name: resourceName(spec, "vpc") } },
+        { cidrBlock: args.vpcCidr, enableDnsHostnames: true, enableDnsSupport: true, tags: { Name: resourceName(args, "vpc") } },
         child,
       );
       const zones = aws.getAvailabilityZonesOutput({ state: "available" }, child);
@@ -51,10 +74,10 @@ export class AwsNetwork extends pulumi.ComponentResource {
             `${name}-private-${i}`,
             {
               vpcId: this.vpc.id,
-              cidrBlock: subnetCidr(spec.aws.vpcCidr, i),
+              cidrBlock: subnetCidr(args.vpcCidr, i),
               availabilityZone: zones.names.apply((names) => pickZone(names, i)),
               mapPublicIpOnLaunch: false,
-              tags: { Name: resourceName(spec, `private-${i}`) },
+              tags: { Name: resourceName(args, `private-${i}`) },
             },
             child,
           ),
@@ -65,28 +88,28 @@ export class AwsNetwork extends pulumi.ComponentResource {
       this.zoneNames = zones.names.apply((names) => Array.from({ length: count }, (_, i) => pickZone(names, i)));
     }
 
-    if (spec.aws.allowedCidrs.length === 0 && spec.aws.allowedSecurityGroupIds.length === 0) {
+    if (args.allowed.cidrs.length === 0 && args.allowed.securityGroupIds.length === 0) {
       pulumi.log.warn("aws.allowedCidrs and aws.allowedSecurityGroupIds are empty: nothing can reach PostgreSQL or Redis", this);
     }
     this.postgresSecurityGroup = new aws.ec2.SecurityGroup(
       `${name}-postgres-sg`,
       {
-        name: resourceName(spec, "postgres"),
-        description: `PostgreSQL ${spec.postgres.port} from the allowed sources only`,
+        name: resourceName(args, "postgres"),
+        description: `PostgreSQL ${args.postgresPort} from the allowed sources only`,
         vpcId: this.vpcId,
-        ingress: ingressRules(spec, spec.postgres.port, "PostgreSQL"),
-        tags: { Name: resourceName(spec, "postgres") },
+        ingress: ingressRules(args.allowed, args.postgresPort, "PostgreSQL"),
+        tags: { Name: resourceName(args, "postgres") },
       },
       child,
     );
     this.redisSecurityGroup = new aws.ec2.SecurityGroup(
       `${name}-redis-sg`,
       {
-        name: resourceName(spec, "redis"),
-        description: `Redis ${spec.redis.port} from the allowed sources only`,
+        name: resourceName(args, "redis"),
+        description: `Redis ${args.redisPort} from the allowed sources only`,
         vpcId: this.vpcId,
-        ingress: ingressRules(spec, spec.redis.port, "Redis"),
-        tags: { Name: resourceName(spec, "redis") },
+        ingress: ingressRules(args.allowed, args.redisPort, "Redis"),
+        tags: { Name: resourceName(args, "redis") },
       },
       child,
     );
@@ -136,9 +159,9 @@ export function pickZone(names: string[], index: number): string {
 }
 
 /** TCP ingress on one port from each allowed CIDR (IPv4 or IPv6) and security group. */
-export function ingressRules(spec: Spec, port: number, service: string): aws.types.input.ec2.SecurityGroupIngress[] {
+export function ingressRules(allowed: AllowedSources, port: number, service: string): aws.types.input.ec2.SecurityGroupIngress[] {
   const rules: aws.types.input.ec2.SecurityGroupIngress[] = [];
-  for (const cidr of spec.aws.allowedCidrs) {
+  for (const cidr of allowed.cidrs) {
     rules.push({
       protocol: "tcp",
       fromPort: port,
@@ -147,7 +170,7 @@ export function ingressRules(spec: Spec, port: number, service: string): aws.typ
       description: `${service} from ${cidr}`,
     });
   }
-  for (const group of spec.aws.allowedSecurityGroupIds) {
+  for (const group of allowed.securityGroupIds) {
     rules.push({ protocol: "tcp", fromPort: port, toPort: port, securityGroups: [group], description: `${service} from ${group}` });
   }
   return rules;

@@ -17,18 +17,23 @@ import type { Spec } from "../spec/schema.js";
 export const REPOSITORY_LAYOUT = { backups: "backups/", wal: "wal/" } as const;
 
 /** The bucket the stack creates: S3 names are global, so the account id makes it unique. */
-export function backupBucketName(spec: Spec, accountId: string): string {
-  return spec.aws.backupBucket.bucketName ?? `${spec.namePrefix}-backups-${accountId}`;
+export function createdBucketName(namePrefix: string, accountId: string): string {
+  return `${namePrefix}-backups-${accountId}`;
 }
 
-/** The environment's key prefix in the bucket, with a trailing slash: `<prefix>/<env>/`. */
+/** An environment's key prefix in the bucket, with a trailing slash: `<prefix>/<env>/`. */
+export function environmentKeyPrefix(prefix: string, env: string): string {
+  return `${prefix}/${env}/`;
+}
+
+/** The spec's environment's key prefix in the bucket (aws.backupBucket.prefix). */
 export function environmentPrefix(spec: Spec): string {
-  return `${spec.aws.backupBucket.prefix}/${spec.env}/`;
+  return environmentKeyPrefix(spec.aws.backupBucket.prefix, spec.env);
 }
 
 /** What `backup.repository` is set to: `s3://<bucket>/<prefix>`. */
-export function repositoryUrl(bucket: string, spec: Spec): string {
-  return `s3://${bucket}/${spec.aws.backupBucket.prefix}`;
+export function repositoryUrl(bucket: string, prefix: string): string {
+  return `s3://${bucket}/${prefix}`;
 }
 
 /** Days after which current backups and WAL expire (see the file comment for the rule). */
@@ -118,15 +123,15 @@ export const BACKUP_KEY_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDa
  * environment's prefix, read/write/delete objects only there, and use the key only through S3
  * in the stack's region.
  */
-export function backupAccessPolicy(spec: Spec, bucket: string, keyArn: string): PolicyDocument {
+export function backupAccessPolicy(where: { region: string; environmentPrefix: string }, bucket: string, keyArn: string): PolicyDocument {
   const arn = bucketArn(bucket);
-  const prefix = environmentPrefix(spec);
+  const prefix = where.environmentPrefix;
   return {
     Version: "2012-10-17",
     Statement: [
       { Sid: "ListTheEnvironment", Effect: "Allow", Action: "s3:ListBucket", Resource: arn, Condition: { StringLike: { "s3:prefix": [`${prefix}*`] } } },
       { Sid: "ObjectsOfTheEnvironment", Effect: "Allow", Action: [...BACKUP_OBJECT_ACTIONS], Resource: `${arn}/${prefix}*` },
-      { Sid: "TheBucketKeyThroughS3", Effect: "Allow", Action: [...BACKUP_KEY_ACTIONS], Resource: keyArn, Condition: { StringEquals: { "kms:ViaService": `s3.${spec.aws.region}.amazonaws.com` } } },
+      { Sid: "TheBucketKeyThroughS3", Effect: "Allow", Action: [...BACKUP_KEY_ACTIONS], Resource: keyArn, Condition: { StringEquals: { "kms:ViaService": `s3.${where.region}.amazonaws.com` } } },
     ],
   };
 }

@@ -16,7 +16,7 @@ import { connectPg, withPg } from "../../db/clients.js";
 import { MIGRATIONS_TABLE } from "../../db/migrate.js";
 import { withEnvLock } from "../../state/lock.js";
 import { specHash } from "../../spec/load.js";
-import { writeFileAtomic } from "../../fs.js";
+import { diskFullError, writeFileAtomic } from "../../fs.js";
 import { backupRoot, toolkitVersion } from "../backup.js";
 import { backupId, createPartialDir, fsyncFile, hashFile, hashGrowingFile } from "../files.js";
 import type { LocalEnvironment } from "../../env/environment.js";
@@ -138,10 +138,11 @@ export async function takeBaseBackup(local: LocalEnvironment, opts: BaseBackupOp
       return { dir, manifest };
     } catch (error) {
       await replication?.end().catch(() => undefined);
+      const full = diskFullError(error, partial.dir, "writing the base backup");
       partial.discard();
       host.removeStaging(staging.localPath);
       if (opts.signal?.aborted) throw new CliError("backup --physical: interrupted; nothing was published", EXIT.ERROR);
-      throw error;
+      throw full ?? error;
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
     }
